@@ -1,0 +1,458 @@
+//! Evaluation of selectors and conditions with three-valued (Kleene) logic (§3).
+
+pub mod boundary;
+
+use crate::json;
+use crate::policy::{Cond, Field, Op, Path, PathRoot, Pattern, Rule, Selectors, Test};
+use crate::request::Request;
+use crate::time::Millis;
+use crate::value::{Map, TypeName, Value};
+
+/// A three-valued result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tri {
+    /// Holds.
+    True,
+    /// Does not hold.
+    False,
+    /// Cannot be decided (missing value, wrong type…).
+    Error,
+}
+
+/// A test error: the path and what went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestError {
+    /// The path as written.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A test that did not hold, for explain traces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailedTest {
+    /// The path as written.
+    pub path: String,
+    /// The operator (`match` for a selector).
+    pub op: String,
+    /// The operand as written.
+    pub operand: Value,
+    /// The value seen (`None`: no value).
+    pub value: Option<Value>,
+    /// `false` or `error`.
+    pub result: Tri,
+}
+
+/// What an evaluation reads: the request, its resolved time and that time as text.
+pub struct Ctx<'a> {
+    /// The request.
+    pub req: &'a Request,
+    /// The resolved time.
+    pub time_ms: Millis,
+    /// The resolved time in UTC form (the value of the path `time`).
+    pub time_str: &'a str,
+}
+
+/// A value a path resolved to, borrowed from the request.
+#[derive(Clone, Copy)]
+pub enum Seen<'a> {
+    /// A string field (agent, tool, time…) or a chain entry.
+    Str(&'a str),
+    /// The chain.
+    Chain(&'a [String]),
+    /// `params` or `context` themselves.
+    Map(&'a Map),
+    /// A value inside params or context.
+    Val(&'a Value),
+}
+
+impl<'a> Seen<'a> {
+    fn type_name(&self) -> TypeName {
+        match self {
+            Seen::Str(_) => TypeName::String,
+            Seen::Chain(_) => TypeName::List,
+            Seen::Map(_) => TypeName::Object,
+            Seen::Val(v) => v.type_name(),
+        }
+    }
+
+    fn as_str(&self) -> Option<&'a str> {
+        match *self {
+            Seen::Str(s) => Some(s),
+            Seen::Val(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_num(&self) -> Option<f64> {
+        match self {
+            Seen::Val(Value::Number(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        match self {
+            Seen::Str(_) => true,
+            Seen::Val(v) => v.is_scalar(),
+            _ => false,
+        }
+    }
+
+    /// The value as owned data (explain traces only).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Seen::Str(s) => Value::String((*s).to_owned()),
+            Seen::Chain(c) => Value::Array(c.iter().map(|s| Value::String(s.clone())).collect()),
+            Seen::Map(m) => Value::Object((*m).clone()),
+            Seen::Val(v) => (*v).clone(),
+        }
+    }
+
+    fn eq_value(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Seen::Str(a), Value::String(b)) => *a == b,
+            (Seen::Chain(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| y.as_str() == Some(x)),
+            (Seen::Map(a), Value::Object(b)) => *a == b,
+            (Seen::Val(a), b) => *a == b,
+            _ => false,
+        }
+    }
+
+    /// Iterates a list value as `Seen`s.
+    fn list(&self) -> Option<ListIter<'a>> {
+        match *self {
+            Seen::Chain(c) => Some(ListIter::Chain(c.iter())),
+            Seen::Val(Value::Array(a)) => Some(ListIter::Val(a.iter())),
+            _ => None,
+        }
+    }
+}
+
+enum ListIter<'a> {
+    Chain(std::slice::Iter<'a, String>),
+    Val(std::slice::Iter<'a, Value>),
+}
+
+impl<'a> Iterator for ListIter<'a> {
+    type Item = Seen<'a>;
+    fn next(&mut self) -> Option<Seen<'a>> {
+        match self {
+            ListIter::Chain(i) => i.next().map(|s| Seen::Str(s)),
+            ListIter::Val(i) => i.next().map(Seen::Val),
+        }
+    }
+}
+
+/// Resolves a path against the request.
+pub fn resolve<'a>(path: &Path, ctx: &Ctx<'a>) -> Option<Seen<'a>> {
+    let r = ctx.req;
+    let start = match path.root {
+        PathRoot::Agent => return Some(Seen::Str(&r.agent)),
+        PathRoot::Tool => return Some(Seen::Str(&r.tool)),
+        PathRoot::Action => return r.action.as_deref().map(Seen::Str),
+        PathRoot::Session => return r.session.as_deref().map(Seen::Str),
+        PathRoot::Environment => return r.environment.as_deref().map(Seen::Str),
+        PathRoot::Time => return Some(Seen::Str(ctx.time_str)),
+        PathRoot::Chain => {
+            return match path.segments.first() {
+                None => Some(Seen::Chain(&r.chain)),
+                Some(seg) => seg.index.and_then(|i| r.chain.get(i)).map(|s| Seen::Str(s)),
+            }
+        }
+        PathRoot::Params => &r.params,
+        PathRoot::Context => r.context.as_ref()?,
+    };
+    let mut segs = path.segments.iter();
+    let Some(first) = segs.next() else { return Some(Seen::Map(start)) };
+    let mut cur = start.get(&first.key)?;
+    for seg in segs {
+        cur = match cur {
+            Value::Object(m) => m.get(&seg.key)?,
+            Value::Array(a) => a.get(seg.index?)?,
+            _ => return None,
+        };
+    }
+    Some(Seen::Val(cur))
+}
+
+/// Collects errors and (optionally) an explain trace while evaluating.
+pub struct Sink<'t> {
+    /// Errors of the tests evaluated so far (truncated when hidden).
+    pub errors: Vec<TestError>,
+    /// Failed tests, when explaining.
+    pub trace: Option<&'t mut Vec<FailedTest>>,
+}
+
+/// Evaluates a rule's selectors and condition together: `all(selectors…, when)`.
+pub fn eval_rule(rule: &Rule, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
+    let mark = sink.errors.len();
+    let mut result = eval_selectors(&rule.selectors, ctx, sink, true);
+    if result == Tri::False {
+        sink.errors.truncate(mark);
+        return Tri::False;
+    }
+    if let Some(c) = &rule.when {
+        match eval_cond(c, ctx, sink) {
+            Tri::False => {
+                sink.errors.truncate(mark);
+                return Tri::False;
+            }
+            Tri::Error => result = Tri::Error,
+            Tri::True => {}
+        }
+    }
+    result
+}
+
+/// Evaluates selectors in field order. With `short`, stops at the first false.
+pub fn eval_selectors(sel: &Selectors, ctx: &Ctx<'_>, sink: &mut Sink<'_>, short: bool) -> Tri {
+    let mut result = Tri::True;
+    for f in Field::ALL {
+        let Some(pats) = sel.get(f) else { continue };
+        let value = match f {
+            Field::Agent => Some(ctx.req.agent.as_str()),
+            Field::Tool => Some(ctx.req.tool.as_str()),
+            Field::Action => ctx.req.action.as_deref(),
+            Field::Session => ctx.req.session.as_deref(),
+            Field::Environment => ctx.req.environment.as_deref(),
+        };
+        match value {
+            None => {
+                sink.errors.push(TestError { path: f.as_str().into(), message: format!("no value at \"{}\"", f.as_str()) });
+                trace_selector(sink, f, pats, None, Tri::Error);
+                result = Tri::Error;
+            }
+            Some(v) => {
+                if !pats.iter().any(|p| p.matches(v)) {
+                    trace_selector(sink, f, pats, Some(v), Tri::False);
+                    if short {
+                        return Tri::False;
+                    }
+                    result = Tri::False;
+                }
+            }
+        }
+    }
+    result
+}
+
+fn trace_selector(sink: &mut Sink<'_>, f: Field, pats: &[Pattern], v: Option<&str>, result: Tri) {
+    if let Some(t) = sink.trace.as_deref_mut() {
+        let operand = Value::Array(
+            pats.iter()
+                .map(|p| match p {
+                    Pattern::Exact(s) => Value::String(s.clone()),
+                    Pattern::Glob(parts) => Value::String(parts.join("*")),
+                })
+                .collect(),
+        );
+        t.push(FailedTest { path: f.as_str().into(), op: "match".into(), operand, value: v.map(Value::from), result });
+    }
+}
+
+/// Evaluates a condition.
+pub fn eval_cond(c: &Cond, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
+    match c {
+        Cond::All(parts) => {
+            let mark = sink.errors.len();
+            let mut result = Tri::True;
+            for p in parts {
+                match eval_cond(p, ctx, sink) {
+                    Tri::False => {
+                        sink.errors.truncate(mark);
+                        return Tri::False;
+                    }
+                    Tri::Error => result = Tri::Error,
+                    Tri::True => {}
+                }
+            }
+            result
+        }
+        Cond::Any(parts) => {
+            let mark = sink.errors.len();
+            let mut result = Tri::False;
+            for p in parts {
+                match eval_cond(p, ctx, sink) {
+                    Tri::True => {
+                        sink.errors.truncate(mark);
+                        return Tri::True;
+                    }
+                    Tri::Error => result = Tri::Error,
+                    Tri::False => {}
+                }
+            }
+            result
+        }
+        Cond::Not(inner) => match eval_cond(inner, ctx, sink) {
+            Tri::True => Tri::False,
+            Tri::False => Tri::True,
+            Tri::Error => Tri::Error,
+        },
+        Cond::Test(t) => eval_test(t, ctx, sink),
+    }
+}
+
+fn eval_test(t: &Test, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
+    let seen = resolve(&t.path, ctx);
+    let result = match (&t.op, seen) {
+        (Op::Exists(want), s) => Ok(s.is_some() == *want),
+        (_, None) => Err(format!("no value at \"{}\"", t.path.text)),
+        (op, Some(s)) => apply(op, s, ctx),
+    };
+    let tri = match &result {
+        Ok(true) => Tri::True,
+        Ok(false) => Tri::False,
+        Err(_) => Tri::Error,
+    };
+    if let Err(message) = result {
+        sink.errors.push(TestError { path: t.path.text.clone(), message });
+    }
+    if tri != Tri::True {
+        if let Some(trace) = sink.trace.as_deref_mut() {
+            trace.push(FailedTest {
+                path: t.path.text.clone(),
+                op: t.op.name().into(),
+                operand: t.operand.clone(),
+                value: seen.map(|s| s.to_value()),
+                result: tri,
+            });
+        }
+    }
+    tri
+}
+
+fn wrong(op: &str, kind: &str, s: &Seen<'_>) -> String {
+    format!("{op} expects a {kind}, found {}", s.type_name())
+}
+
+/// Applies an operator to a resolved value: `Ok(holds)` or `Err(message)`.
+fn apply(op: &Op, s: Seen<'_>, ctx: &Ctx<'_>) -> Result<bool, String> {
+    match op {
+        Op::Eq(v) => Ok(s.eq_value(v)),
+        Op::Ne(v) => Ok(!s.eq_value(v)),
+        Op::Lt(n) | Op::Lte(n) | Op::Gt(n) | Op::Gte(n) => {
+            let x = s.as_num().ok_or_else(|| wrong(op.name(), "number", &s))?;
+            Ok(match op {
+                Op::Lt(_) => x < *n,
+                Op::Lte(_) => x <= *n,
+                Op::Gt(_) => x > *n,
+                _ => x >= *n,
+            })
+        }
+        Op::In(list) | Op::NotIn(list) => {
+            if !s.is_scalar() {
+                return Err(wrong(op.name(), "scalar", &s));
+            }
+            let found = list.iter().any(|v| s.eq_value(v));
+            Ok(found == matches!(op, Op::In(_)))
+        }
+        Op::StartsWith(p) => s.as_str().map(|x| x.starts_with(p.as_str())).ok_or_else(|| wrong("starts_with", "string", &s)),
+        Op::EndsWith(p) => s.as_str().map(|x| x.ends_with(p.as_str())).ok_or_else(|| wrong("ends_with", "string", &s)),
+        Op::Matches(re) => s.as_str().map(|x| re.is_match(x)).ok_or_else(|| wrong("matches", "string", &s)),
+        Op::Contains(v) => {
+            if let Some(x) = s.as_str() {
+                return match v {
+                    Value::String(sub) => Ok(x.contains(sub.as_str())),
+                    _ => Err("contains on a string expects a string operand".into()),
+                };
+            }
+            match s.list() {
+                Some(mut items) => Ok(items.any(|i| i.eq_value(v))),
+                None => Err(wrong("contains", "string or list", &s)),
+            }
+        }
+        Op::ContainsAny(pairs) | Op::ContainsNone(pairs) => {
+            let any = if let Some(x) = s.as_str() {
+                let lower = x.to_lowercase();
+                pairs.iter().any(|(_, l)| lower.contains(l.as_str()))
+            } else if let Some(mut items) = s.list() {
+                items.any(|i| i.as_str().is_some_and(|x| pairs.iter().any(|(orig, _)| orig == x)))
+            } else {
+                return Err(wrong(op.name(), "string or list", &s));
+            };
+            Ok(any == matches!(op, Op::ContainsAny(_)))
+        }
+        Op::ContainsAll(list) => match s.list() {
+            Some(items) => {
+                let items: Vec<Seen<'_>> = items.collect();
+                Ok(list.iter().all(|want| items.iter().any(|i| i.eq_value(want))))
+            }
+            None => Err(wrong("contains_all", "list", &s)),
+        },
+        Op::Within(prefixes) => each_string("within", s, |p| {
+            let n = boundary::normalize_path(p).map_err(|e| match e {
+                boundary::PathError::Relative => format!("\"{p}\" is not an absolute path"),
+                boundary::PathError::Nul => "path contains a NUL byte".to_string(),
+                boundary::PathError::AboveRoot => format!("\"{p}\" goes above the root"),
+            })?;
+            Ok(prefixes.iter().any(|pre| boundary::path_within(&n, pre)))
+        }),
+        Op::DomainIn(domains) => each_string("domain_in", s, |v| {
+            let host = boundary::host_of(v).ok_or_else(|| format!("no host in \"{v}\""))?;
+            Ok(domains.iter().any(|d| boundary::host_in(&host, d)))
+        }),
+        Op::Count(ops) => {
+            let n = match s {
+                Seen::Str(x) => x.chars().count(),
+                Seen::Val(Value::String(x)) => x.chars().count(),
+                Seen::Chain(c) => c.len(),
+                Seen::Map(m) | Seen::Val(Value::Object(m)) => m.len(),
+                Seen::Val(Value::Array(a)) => a.len(),
+                _ => return Err(wrong("count", "string, list or object", &s)),
+            };
+            let n = Value::Number(n as f64);
+            let ns = Seen::Val(&n);
+            for o in ops {
+                if !apply(o, ns, ctx)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        Op::Exists(want) => Ok(*want),
+        Op::During(d) => {
+            let ts = jiff::Timestamp::from_millisecond(ctx.time_ms).map_err(|_| "time out of range".to_string())?;
+            let local = ts.to_zoned(d.zone.clone());
+            if let Some(mask) = d.days {
+                let wd = local.weekday().to_monday_zero_offset();
+                if mask & (1u8 << wd) == 0 {
+                    return Ok(false);
+                }
+            }
+            if let Some((start, end)) = d.hours {
+                let minute = i32::from(local.hour()) * 60 + i32::from(local.minute());
+                let (start, end) = (i32::from(start), i32::from(end));
+                let inside = if start < end { minute >= start && minute < end } else { minute >= start || minute < end };
+                if !inside {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Applies `f` to a string, or to every element of a list of strings; an invalid
+/// element makes the whole test an error, else all must hold.
+fn each_string(op: &str, s: Seen<'_>, mut f: impl FnMut(&str) -> Result<bool, String>) -> Result<bool, String> {
+    if let Some(x) = s.as_str() {
+        return f(x);
+    }
+    let Some(items) = s.list() else {
+        return Err(wrong(op, "string or list", &s));
+    };
+    let mut all = true;
+    for item in items {
+        let Some(x) = item.as_str() else {
+            return Err(format!("{op} expects strings, found {}", item.type_name()));
+        };
+        all &= f(x)?;
+    }
+    Ok(all)
+}
+
+/// A number in canonical JSON form (for messages).
+pub fn num(n: f64) -> String {
+    json::number_to_string(n)
+}

@@ -1,0 +1,330 @@
+//! Canonical JSON (RFC 8785, JCS) output and strict JSON input.
+//!
+//! Output: keys sorted by UTF-16 code units, no whitespace, numbers in the ECMAScript
+//! `Number.prototype.toString` form, minimal string escapes.
+//!
+//! Input: [`parse`] reads JSON text into a [`Value`], rejecting duplicate keys, numbers
+//! out of binary64 range and nesting deeper than a bound — with a clear message, never
+//! a stack overflow.
+
+use crate::value::{Map, Value};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::fmt::{self, Write as _};
+
+/// Appends `v` as canonical JSON.
+pub fn write_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => write_number(out, *n),
+        Value::String(s) => write_string(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => write_object(out, m),
+    }
+}
+
+/// Appends an object as canonical JSON (keys in UTF-16 code-unit order).
+pub fn write_object(out: &mut String, m: &Map) {
+    out.push('{');
+    // UTF-8 byte order equals UTF-16 order unless a key holds a character beyond the
+    // BMP (4-byte UTF-8, lead byte >= 0xF0); only then do we re-sort.
+    if m.keys().any(|k| k.bytes().any(|b| b >= 0xF0)) {
+        let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        for (i, (k, v)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_string(out, k);
+            out.push(':');
+            write_value(out, v);
+        }
+    } else {
+        for (i, (k, v)) in m.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_string(out, k);
+            out.push(':');
+            write_value(out, v);
+        }
+    }
+    out.push('}');
+}
+
+/// Appends a string with RFC 8785's minimal escapes.
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(s.get(start..i).unwrap_or_default());
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(s.get(start..).unwrap_or_default());
+    out.push('"');
+}
+
+/// Appends a finite number in ECMAScript form (`5.0` → `5`, `1e21` → `1e+21`).
+/// Non-finite numbers never reach here (every constructor rejects them); they are
+/// written as `null` defensively.
+pub fn write_number(out: &mut String, n: f64) {
+    if !n.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    if n == 0.0 {
+        out.push('0');
+        return;
+    }
+    // Fast path: integers that print exactly.
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        let _ = write!(out, "{}", n as i64);
+        return;
+    }
+    // Shortest round-trip digits and exponent from Rust's formatter: "d.ddde[-]x".
+    let mut buf = String::with_capacity(32);
+    let _ = write!(buf, "{:e}", n.abs());
+    let (mant, exp) = match buf.split_once('e') {
+        Some(parts) => parts,
+        None => (buf.as_str(), "0"),
+    };
+    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let e: i64 = exp.parse().unwrap_or(0);
+    let k = digits.len() as i64;
+    let nexp = e + 1; // value = 0.d1d2…dk × 10^nexp
+    if n < 0.0 {
+        out.push('-');
+    }
+    if k <= nexp && nexp <= 21 {
+        out.push_str(&digits);
+        for _ in 0..(nexp - k) {
+            out.push('0');
+        }
+    } else if 0 < nexp && nexp <= 21 {
+        let (a, b) = digits.split_at(nexp as usize);
+        out.push_str(a);
+        out.push('.');
+        out.push_str(b);
+    } else if -6 < nexp && nexp <= 0 {
+        out.push_str("0.");
+        for _ in 0..(-nexp) {
+            out.push('0');
+        }
+        out.push_str(&digits);
+    } else {
+        let (a, b) = digits.split_at(1);
+        out.push_str(a);
+        if !b.is_empty() {
+            out.push('.');
+            out.push_str(b);
+        }
+        let x = nexp - 1;
+        let _ = write!(out, "e{}{}", if x >= 0 { "+" } else { "-" }, x.abs());
+    }
+}
+
+/// A number as a canonical JSON string.
+pub fn number_to_string(n: f64) -> String {
+    let mut s = String::new();
+    write_number(&mut s, n);
+    s
+}
+
+/// An error reading JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JsonError {
+    /// What is wrong, lower-case, without a final period.
+    pub message: String,
+}
+
+/// Reads JSON text into a [`Value`]. `max_depth` bounds nesting (the outermost
+/// container is depth 1). Duplicate keys, numbers beyond binary64 and integers beyond
+/// the 64-bit range are errors.
+pub fn parse(text: &str, max_depth: usize) -> Result<Value, JsonError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = ValueSeed { depth: 0, max_depth }
+        .deserialize(&mut de)
+        .map_err(|e| JsonError { message: clean_serde_message(&e) })?;
+    de.end().map_err(|e| JsonError { message: clean_serde_message(&e) })?;
+    Ok(v)
+}
+
+fn clean_serde_message(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    if s.contains("recursion limit exceeded") {
+        return format!("nesting too deep at line {} column {}", e.line(), e.column());
+    }
+    s
+}
+
+struct ValueSeed {
+    depth: usize,
+    max_depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor { depth: self.depth, max_depth: self.max_depth })
+    }
+}
+
+struct ValueVisitor {
+    depth: usize,
+    max_depth: usize,
+}
+
+/// Integers beyond this magnitude (2^64) are rejected rather than rounded silently.
+const INT_LIMIT: f64 = 18_446_744_073_709_551_616.0;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n as f64))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n as f64))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        // serde_json hands integers beyond u64 to us as f64; reject them as the
+        // Python and Node bindings do.
+        if !n.is_finite() {
+            return Err(E::custom("number out of range"));
+        }
+        if n.fract() == 0.0 && n.abs() >= INT_LIMIT {
+            return Err(E::custom("integer beyond the 64-bit range"));
+        }
+        Ok(Value::Number(n))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let depth = self.depth + 1;
+        if depth > self.max_depth {
+            return Err(de::Error::custom(format!("nesting deeper than {} levels", self.max_depth)));
+        }
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(ValueSeed { depth, max_depth: self.max_depth })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let depth = self.depth + 1;
+        if depth > self.max_depth {
+            return Err(de::Error::custom(format!("nesting deeper than {} levels", self.max_depth)));
+        }
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format!("duplicate key \"{k}\"")));
+            }
+            let v = map.next_value_seed(ValueSeed { depth, max_depth: self.max_depth })?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(n: f64) -> String {
+        number_to_string(n)
+    }
+
+    #[test]
+    fn es6_number_forms() {
+        assert_eq!(num(5.0), "5");
+        assert_eq!(num(-0.0), "0");
+        assert_eq!(num(0.5), "0.5");
+        assert_eq!(num(1e21), "1e+21");
+        assert_eq!(num(1e20), "100000000000000000000");
+        assert_eq!(num(1e-7), "1e-7");
+        assert_eq!(num(0.000001), "0.000001");
+        assert_eq!(num(123.456), "123.456");
+        assert_eq!(num(-1.5e-9), "-1.5e-9");
+        assert_eq!(num(1e15), "1000000000000000");
+        assert_eq!(num(4.5e15), "4500000000000000");
+        assert_eq!(num(1.7976931348623157e308), "1.7976931348623157e+308");
+        assert_eq!(num(5e-324), "5e-324");
+        // RFC 8785 appendix examples
+        assert_eq!(num(333_333_333.333_333_3), "333333333.3333333");
+        assert_eq!(num(1e30), "1e+30");
+        assert_eq!(num(4.50), "4.5");
+        assert_eq!(num(2e-3), "0.002");
+        assert_eq!(num(0.000000000000000000000000001), "1e-27");
+    }
+
+    #[test]
+    fn string_escapes_are_minimal() {
+        let mut s = String::new();
+        write_string(&mut s, "a\"b\\c\n\u{1}\u{7f}€\u{2028}");
+        assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001\u{7f}€\u{2028}\"");
+    }
+
+    #[test]
+    fn keys_sort_by_utf16() {
+        let v = parse(r#"{"\u20ac":1,"\ud83d\ude00":2,"a":3}"#, 8).unwrap_or_default();
+        // U+1F600 (surrogates D83D..) sorts before U+20AC in UTF-16? No: 0xD83D > 0x20AC.
+        assert_eq!(v.to_canonical_json(), "{\"a\":3,\"€\":1,\"😀\":2}");
+        let v = parse(r#"{"\ufb01":1,"\ud83d\ude00":2}"#, 8).unwrap_or_default();
+        // U+FB01 (0xFB01) sorts after the surrogate 0xD83D.
+        assert_eq!(v.to_canonical_json(), "{\"😀\":2,\"ﬁ\":1}");
+    }
+
+    #[test]
+    fn parse_rejects_duplicates_depth_and_big_ints() {
+        assert!(parse(r#"{"a":1,"a":2}"#, 8).is_err());
+        assert!(parse(&"[".repeat(10_000), 64).is_err());
+        assert!(parse("[[[1]]]", 2).is_err());
+        assert!(parse("[[[1]]]", 3).is_ok());
+        assert!(parse("1e309", 8).is_err());
+        assert!(parse("18446744073709551616", 8).is_err());
+        assert!(parse("18446744073709551615", 8).is_ok());
+        assert!(parse("1 2", 8).is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! # aegis-core
+//!
+//! The Aegis policy-decision engine: loads YAML policy bundles, compiles them into an
+//! index over agent → tool → action, and decides tool calls as `allow`, `deny` or
+//! `require_approval` — never failing open — with a hash-chained audit record for
+//! every decision.
+//!
+//! ```
+//! use aegis_core::{Engine, EngineOptions, Request, RequestLimits, Outcome};
+//!
+//! let engine = Engine::from_yaml(r#"
+//! aegis: 1
+//! rules:
+//!   - id: small-payments
+//!     match: {agent: "finance-*", tool: payments}
+//!     when: {params.amount: {lte: 5000}}
+//!     outcome: allow
+//! "#, EngineOptions::default()).expect("valid bundle");
+//!
+//! let req = Request::from_json(
+//!     r#"{"agent":"finance-bot","tool":"payments","params":{"amount":100},"time":"2026-01-05T10:00:00Z"}"#,
+//!     &RequestLimits::default(),
+//! ).expect("valid request");
+//! let decision = engine.evaluate(&req).expect("recorded");
+//! assert_eq!(decision.outcome, Outcome::Allow);
+//! assert_eq!(decision.rules, vec!["small-payments".to_string()]);
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod audit;
+pub mod compile;
+pub mod engine;
+pub mod eval;
+pub mod json;
+pub mod policy;
+pub mod request;
+mod suggest;
+pub mod time;
+pub mod value;
+pub mod yaml;
+
+pub use audit::{AuditError, AuditRecord, AuditSink, CallbackSink, FileSink, Fsync, MemorySink};
+pub use engine::{
+    issue_grant, parse_ttl, Approval, ControlError, Decision, DecisionError, Engine, EngineOptions, EvalError,
+    EvalOptions, KillScope,
+};
+pub use policy::{LoadError, LoadErrors, Outcome};
+pub use request::{Request, RequestError, RequestLimits};
+pub use value::{Map, Value};

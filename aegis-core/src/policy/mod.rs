@@ -1,0 +1,286 @@
+//! Policy bundles (§2): the model, and loading with every error reported at once.
+
+mod cond;
+mod load;
+
+pub use cond::{Cond, During, Op, Path, PathRoot, Segment, Test};
+pub use load::{load_files, load_path, load_yaml};
+pub(crate) use load::{hex, parse_duration};
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The three outcomes, in ascending precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// The call may run.
+    Allow,
+    /// The call waits for an approver.
+    RequireApproval,
+    /// The call must not run.
+    Deny,
+}
+
+impl Outcome {
+    /// `allow`, `deny` or `require_approval`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::RequireApproval => "require_approval",
+        }
+    }
+
+    /// Parses `allow`, `deny` or `require_approval`.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "allow" => Some(Outcome::Allow),
+            "deny" => Some(Outcome::Deny),
+            "require_approval" => Some(Outcome::RequireApproval),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where something was written: `file:line:column`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceLoc {
+    /// The file as given to the loader (`<yaml>` for text).
+    pub file: Arc<str>,
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for SourceLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// One problem in a bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    /// Where.
+    pub loc: SourceLoc,
+    /// What is wrong (lower-case, no final period).
+    pub message: String,
+    /// A likely fix, when there is one (`did you mean "lte"?`).
+    pub help: Option<String>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: error: {}", self.loc, self.message)?;
+        if let Some(h) = &self.help {
+            write!(f, " — {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every error of a bundle that failed to load (never empty).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A name pattern: `*` matches any run of characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// No `*`: compared exactly.
+    Exact(String),
+    /// With `*`: the literal pieces between the stars.
+    Glob(Vec<String>),
+}
+
+impl Pattern {
+    /// Compiles a pattern.
+    pub fn new(p: &str) -> Pattern {
+        if p.contains('*') {
+            Pattern::Glob(p.split('*').map(str::to_owned).collect())
+        } else {
+            Pattern::Exact(p.to_owned())
+        }
+    }
+
+    /// Whether `s` matches.
+    pub fn matches(&self, s: &str) -> bool {
+        match self {
+            Pattern::Exact(e) => e == s,
+            Pattern::Glob(parts) => glob_match(parts, s),
+        }
+    }
+}
+
+fn glob_match(parts: &[String], s: &str) -> bool {
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return false;
+    };
+    if parts.len() == 1 {
+        return first == s;
+    }
+    if s.len() < first.len() + last.len() || !s.starts_with(first.as_str()) || !s.ends_with(last.as_str()) {
+        return false;
+    }
+    let mut rest = s.get(first.len()..s.len() - last.len()).unwrap_or("");
+    for mid in parts.iter().skip(1).take(parts.len().saturating_sub(2)) {
+        match rest.find(mid.as_str()) {
+            Some(i) => rest = rest.get(i + mid.len()..).unwrap_or(""),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The request fields a selector can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// `agent`
+    Agent,
+    /// `tool`
+    Tool,
+    /// `action`
+    Action,
+    /// `session`
+    Session,
+    /// `environment`
+    Environment,
+}
+
+impl Field {
+    /// All selector fields, in evaluation order.
+    pub const ALL: [Field; 5] = [Field::Agent, Field::Tool, Field::Action, Field::Session, Field::Environment];
+
+    /// The field's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Agent => "agent",
+            Field::Tool => "tool",
+            Field::Action => "action",
+            Field::Session => "session",
+            Field::Environment => "environment",
+        }
+    }
+}
+
+/// A rule's or limit's `match`: for each field, the patterns (any of which may match);
+/// `None` matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selectors {
+    /// One entry per [`Field::ALL`] position.
+    pub fields: [Option<Vec<Pattern>>; 5],
+}
+
+impl Selectors {
+    /// The patterns for a field.
+    pub fn get(&self, f: Field) -> Option<&[Pattern]> {
+        self.fields.get(f as usize).and_then(|x| x.as_deref())
+    }
+}
+
+/// A rule of the bundle.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Unique id.
+    pub id: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Selectors.
+    pub selectors: Selectors,
+    /// Condition (`None`: always).
+    pub when: Option<Cond>,
+    /// Outcome when it applies.
+    pub outcome: Outcome,
+    /// Optional reason text.
+    pub reason: Option<String>,
+    /// Approvers (only with `require_approval`).
+    pub approvers: Vec<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Where the rule starts.
+    pub loc: SourceLoc,
+}
+
+/// A limit window length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Length in milliseconds.
+    pub millis: i64,
+    /// As written (`1h`).
+    pub text: String,
+}
+
+/// A limit (§6.3).
+#[derive(Clone, Debug)]
+pub struct Limit {
+    /// Unique id (among limits).
+    pub id: String,
+    /// Selectors.
+    pub selectors: Selectors,
+    /// Counter key fields (`agent`, `session`, `tool`, `action`).
+    pub per: Vec<Field>,
+    /// Window length.
+    pub window: Window,
+    /// Most calls per window.
+    pub max_calls: Option<u64>,
+    /// The params path summed, with its text.
+    pub sum: Option<(Path, String)>,
+    /// Most sum per window.
+    pub max_sum: Option<f64>,
+    /// Outcome when exceeded.
+    pub outcome: Outcome,
+    /// Where the limit starts.
+    pub loc: SourceLoc,
+}
+
+/// A loaded, validated bundle.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    /// Rules in bundle order.
+    pub rules: Vec<Rule>,
+    /// Limits in bundle order.
+    pub limits: Vec<Limit>,
+    /// Outcome when no rule applies.
+    pub default: Outcome,
+    /// Hex SHA-256 of the canonical JSON of the files' contents.
+    pub hash: String,
+    /// The files, in bundle order.
+    pub files: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pattern;
+
+    #[test]
+    fn globs() {
+        assert!(Pattern::new("finance-*").matches("finance-bot"));
+        assert!(Pattern::new("finance-*").matches("finance-"));
+        assert!(!Pattern::new("finance-*").matches("financebot"));
+        assert!(Pattern::new("*").matches(""));
+        assert!(Pattern::new("a*b").matches("ab"));
+        assert!(!Pattern::new("a*b*a").matches("aba") || Pattern::new("a*b*a").matches("aba"));
+        assert!(Pattern::new("a*b*a").matches("abba"));
+        assert!(!Pattern::new("a*a").matches("a"));
+        assert!(Pattern::new("*-agent").matches("x-agent"));
+        assert!(!Pattern::new("exact").matches("Exact"));
+    }
+}

@@ -1,0 +1,178 @@
+//! The JSON data model shared by requests, policies and audit records.
+//!
+//! Numbers are IEEE-754 binary64, as in RFC 8785 and in every binding's JSON; a
+//! number is always finite. Objects keep their keys sorted (by UTF-8 bytes), which
+//! makes lookups logarithmic and canonical serialisation cheap.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A JSON object: keys in UTF-8 byte order.
+pub type Map = BTreeMap<String, Value>;
+
+/// A JSON value with finite binary64 numbers.
+#[derive(Clone, Debug, Default)]
+pub enum Value {
+    /// `null`
+    #[default]
+    Null,
+    /// `true` / `false`
+    Bool(bool),
+    /// A finite number (never NaN or infinite).
+    Number(f64),
+    /// A UTF-8 string.
+    String(String),
+    /// A list.
+    Array(Vec<Value>),
+    /// An object.
+    Object(Map),
+}
+
+/// The type names used in error messages (`null`, `boolean`, `number`, `string`,
+/// `list`, `object`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TypeName {
+    /// `null`
+    Null,
+    /// `boolean`
+    Boolean,
+    /// `number`
+    Number,
+    /// `string`
+    String,
+    /// `list`
+    List,
+    /// `object`
+    Object,
+}
+
+impl TypeName {
+    /// The lower-case name used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypeName::Null => "null",
+            TypeName::Boolean => "boolean",
+            TypeName::Number => "number",
+            TypeName::String => "string",
+            TypeName::List => "list",
+            TypeName::Object => "object",
+        }
+    }
+}
+
+impl fmt::Display for TypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Value {
+    /// The value's type name.
+    pub fn type_name(&self) -> TypeName {
+        match self {
+            Value::Null => TypeName::Null,
+            Value::Bool(_) => TypeName::Boolean,
+            Value::Number(_) => TypeName::Number,
+            Value::String(_) => TypeName::String,
+            Value::Array(_) => TypeName::List,
+            Value::Object(_) => TypeName::Object,
+        }
+    }
+
+    /// The string, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number, if this is a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a scalar (string, number, boolean or null).
+    pub fn is_scalar(&self) -> bool {
+        !matches!(self, Value::Array(_) | Value::Object(_))
+    }
+
+    /// Nesting depth: a scalar is 0, `{}` and `[]` are 1, `{"a": {}}` is 2.
+    pub fn depth(&self) -> usize {
+        match self {
+            Value::Array(a) => 1 + a.iter().map(Value::depth).max().unwrap_or(0),
+            Value::Object(m) => 1 + m.values().map(Value::depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// The value in canonical JSON (RFC 8785).
+    pub fn to_canonical_json(&self) -> String {
+        let mut out = String::new();
+        crate::json::write_value(&mut out, self);
+        out
+    }
+}
+
+/// Deep equality; numbers compare by value (`5 == 5.0`).
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Number(a), Value::Number(b)) => a == b,
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Array(a), Value::Array(b)) => a == b,
+            (Value::Object(a), Value::Object(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::String(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(n: f64) -> Self {
+        Value::Number(n)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert_eq!(Value::Number(5.0), Value::Number(5.0));
+        assert_eq!(Value::Number(-0.0), Value::Number(0.0));
+        assert_ne!(Value::Number(5.0), Value::String("5".into()));
+    }
+
+    #[test]
+    fn depth_counts_containers() {
+        assert_eq!(Value::Null.depth(), 0);
+        assert_eq!(Value::Object(Map::new()).depth(), 1);
+        let mut m = Map::new();
+        m.insert("a".into(), Value::Array(vec![Value::Object(Map::new())]));
+        assert_eq!(Value::Object(m).depth(), 3);
+    }
+}

@@ -1,0 +1,400 @@
+//! A spanned YAML 1.2 (core schema) reader built on `saphyr-parser` events.
+//!
+//! Every node keeps its `line:column` so that each load error can point at the text.
+//! Duplicate keys, non-string keys, tags other than the core ones, `.inf`/`.nan` and
+//! integers beyond 64 bits are errors; aliases are expanded under a node budget so a
+//! "billion laughs" document is an error, not an out-of-memory.
+
+use crate::value::{Map, Value};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use std::collections::HashMap;
+
+/// A 1-based line and column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Loc {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1 (in characters).
+    pub column: usize,
+}
+
+/// A YAML node with its location.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Where the node starts.
+    pub loc: Loc,
+    /// What it holds.
+    pub kind: Kind,
+}
+
+/// The content of a [`Node`].
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// `null`, `~` or nothing.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A finite number.
+    Number(f64),
+    /// A string.
+    String(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping with string keys, in document order; keys keep their locations.
+    Map(Vec<(String, Loc, Node)>),
+}
+
+impl Node {
+    /// The node as plain data (locations dropped).
+    pub fn to_value(&self) -> Value {
+        match &self.kind {
+            Kind::Null => Value::Null,
+            Kind::Bool(b) => Value::Bool(*b),
+            Kind::Number(n) => Value::Number(*n),
+            Kind::String(s) => Value::String(s.clone()),
+            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_value).collect()),
+            Kind::Map(entries) => {
+                let mut m = Map::new();
+                for (k, _, v) in entries {
+                    m.insert(k.clone(), v.to_value());
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    /// The type name used in messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.kind {
+            Kind::Null => "null",
+            Kind::Bool(_) => "boolean",
+            Kind::Number(_) => "number",
+            Kind::String(_) => "string",
+            Kind::Seq(_) => "list",
+            Kind::Map(_) => "mapping",
+        }
+    }
+}
+
+/// A YAML error with its location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct YamlError {
+    /// Where.
+    pub loc: Loc,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Most nodes a document may expand to (aliases included).
+pub const MAX_NODES: usize = 1_000_000;
+/// Deepest nesting a policy document may have.
+pub const MAX_DEPTH: usize = 128;
+
+fn loc_of(span: &Span) -> Loc {
+    Loc { line: span.start.line(), column: span.start.col() + 1 }
+}
+
+enum Frame {
+    Seq { loc: Loc, anchor: usize, items: Vec<Node> },
+    Map { loc: Loc, anchor: usize, entries: Vec<(String, Loc, Node)>, key: Option<(String, Loc)> },
+}
+
+/// Parses one YAML document. An empty document is `Ok(None)`. Returns every error
+/// found that does not stop the parser (duplicate keys, bad scalars…), or the single
+/// syntax error that does.
+pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
+    let mut errors = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut root: Option<Node> = None;
+    let mut docs = 0usize;
+    let mut budget = MAX_NODES;
+    let parser = Parser::new_from_str(text);
+    for ev in parser {
+        let (ev, span) = match ev {
+            Ok(x) => x,
+            Err(e) => {
+                errors.push(YamlError {
+                    loc: Loc { line: e.marker().line(), column: e.marker().col() + 1 },
+                    message: format!("invalid YAML: {}", e.info()),
+                });
+                return Err(errors);
+            }
+        };
+        let loc = loc_of(&span);
+        let complete: Option<(Node, usize)> = match ev {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
+            Event::DocumentStart(_) => {
+                docs += 1;
+                if docs > 1 {
+                    errors.push(YamlError { loc, message: "a policy file holds one YAML document".into() });
+                    return Err(errors);
+                }
+                None
+            }
+            Event::Alias(id) => match anchors.get(&id) {
+                Some(n) => {
+                    let size = count_nodes(n);
+                    if size > budget {
+                        errors.push(YamlError { loc, message: format!("aliases expand beyond {MAX_NODES} nodes") });
+                        return Err(errors);
+                    }
+                    budget -= size;
+                    Some((Node { loc, kind: n.kind.clone() }, 0))
+                }
+                None => {
+                    errors.push(YamlError { loc, message: "unknown alias".into() });
+                    return Err(errors);
+                }
+            },
+            Event::Scalar(value, style, anchor, tag) => {
+                budget = budget.saturating_sub(1);
+                let tag_name = tag.as_ref().map(|t| (t.is_yaml_core_schema(), t.suffix.clone(), t.to_string()));
+                let kind = match resolve_scalar(&value, style, tag_name.as_ref()) {
+                    Ok(k) => k,
+                    Err(message) => {
+                        errors.push(YamlError { loc, message });
+                        Kind::Null
+                    }
+                };
+                Some((Node { loc, kind }, anchor))
+            }
+            Event::SequenceStart(anchor, tag) => {
+                if let Some(t) = tag.as_ref() {
+                    if !(t.is_yaml_core_schema() && t.suffix == "seq") {
+                        errors.push(YamlError { loc, message: format!("custom tag `{t}` is not allowed") });
+                    }
+                }
+                if stack.len() >= MAX_DEPTH {
+                    errors.push(YamlError { loc, message: format!("nesting deeper than {MAX_DEPTH} levels") });
+                    return Err(errors);
+                }
+                stack.push(Frame::Seq { loc, anchor, items: Vec::new() });
+                None
+            }
+            Event::MappingStart(anchor, tag) => {
+                if let Some(t) = tag.as_ref() {
+                    if !(t.is_yaml_core_schema() && t.suffix == "map") {
+                        errors.push(YamlError { loc, message: format!("custom tag `{t}` is not allowed") });
+                    }
+                }
+                if stack.len() >= MAX_DEPTH {
+                    errors.push(YamlError { loc, message: format!("nesting deeper than {MAX_DEPTH} levels") });
+                    return Err(errors);
+                }
+                stack.push(Frame::Map { loc, anchor, entries: Vec::new(), key: None });
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq { loc, anchor, items }) => Some((Node { loc, kind: Kind::Seq(items) }, anchor)),
+                _ => None,
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map { loc, anchor, entries, .. }) => Some((Node { loc, kind: Kind::Map(entries) }, anchor)),
+                _ => None,
+            },
+        };
+        if budget == 0 {
+            errors.push(YamlError { loc, message: format!("document expands beyond {MAX_NODES} nodes") });
+            return Err(errors);
+        }
+        let Some((node, anchor)) = complete else { continue };
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => {
+                    let k = match node.kind {
+                        Kind::String(s) => s,
+                        _ => {
+                            errors.push(YamlError {
+                                loc: node.loc,
+                                message: format!("mapping keys must be strings, found a {}", node.type_name()),
+                            });
+                            format!("\u{0}non-string-key-{}", entries.len())
+                        }
+                    };
+                    if entries.iter().any(|(existing, _, _)| *existing == k) {
+                        errors.push(YamlError { loc: node.loc, message: format!("duplicate key \"{k}\"") });
+                    }
+                    *key = Some((k, node.loc));
+                }
+                Some((k, kloc)) => entries.push((k, kloc, node)),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(root)
+    } else {
+        Err(errors)
+    }
+}
+
+fn count_nodes(n: &Node) -> usize {
+    match &n.kind {
+        Kind::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Kind::Map(entries) => 1 + entries.iter().map(|(_, _, v)| 1 + count_nodes(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// Resolves a scalar under the YAML 1.2 core schema.
+fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&(bool, String, String)>) -> Result<Kind, String> {
+    if let Some((core, suffix, shown)) = tag {
+        if !core {
+            return Err(format!("custom tag `{shown}` is not allowed"));
+        }
+        return match suffix.as_str() {
+            "str" => Ok(Kind::String(value.to_owned())),
+            "null" | "bool" | "int" | "float" => {
+                let k = resolve_plain(value)?;
+                let ok = matches!(
+                    (suffix.as_str(), &k),
+                    ("null", Kind::Null) | ("bool", Kind::Bool(_)) | ("int", Kind::Number(_)) | ("float", Kind::Number(_))
+                );
+                if ok {
+                    Ok(k)
+                } else {
+                    Err(format!("`{value}` is not a valid `!!{suffix}`"))
+                }
+            }
+            _ => Err(format!("tag `{shown}` is not allowed on a scalar")),
+        };
+    }
+    if style != ScalarStyle::Plain {
+        return Ok(Kind::String(value.to_owned()));
+    }
+    resolve_plain(value)
+}
+
+fn resolve_plain(v: &str) -> Result<Kind, String> {
+    match v {
+        "" | "~" | "null" | "Null" | "NULL" => return Ok(Kind::Null),
+        "true" | "True" | "TRUE" => return Ok(Kind::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Kind::Bool(false)),
+        _ => {}
+    }
+    let lower = v.to_ascii_lowercase();
+    let unsigned = lower.trim_start_matches(['+', '-']);
+    if unsigned == ".inf" || lower == ".nan" {
+        return Err(format!("`{v}` is not allowed: numbers must be finite"));
+    }
+    if let Some(hex) = v.strip_prefix("0x") {
+        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return u64::from_str_radix(hex, 16)
+                .map(|n| Kind::Number(n as f64))
+                .map_err(|_| format!("`{v}` is beyond the 64-bit integer range"));
+        }
+    }
+    if let Some(oct) = v.strip_prefix("0o") {
+        if !oct.is_empty() && oct.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return u64::from_str_radix(oct, 8)
+                .map(|n| Kind::Number(n as f64))
+                .map_err(|_| format!("`{v}` is beyond the 64-bit integer range"));
+        }
+    }
+    let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return match v.parse::<i128>() {
+            Ok(n) if n >= i128::from(i64::MIN) && n <= i128::from(u64::MAX) => Ok(Kind::Number(n as f64)),
+            _ => Err(format!("`{v}` is beyond the 64-bit integer range")),
+        };
+    }
+    if is_core_float(digits) {
+        let n: f64 = v.parse().map_err(|_| format!("`{v}` is not a valid number"))?;
+        if !n.is_finite() {
+            return Err(format!("`{v}` is out of the number range"));
+        }
+        return Ok(Kind::Number(n));
+    }
+    Ok(Kind::String(v.to_owned()))
+}
+
+/// `( \.[0-9]+ | [0-9]+ ( \.[0-9]* )? ) ( [eE] [-+]? [0-9]+ )?` (sign already removed).
+fn is_core_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let int_digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    i += int_digits;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = b.iter().skip(i).take_while(|c| c.is_ascii_digit()).count();
+        i += frac_digits;
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp_digits = b.iter().skip(i).take_while(|c| c.is_ascii_digit()).count();
+        if exp_digits == 0 {
+            return false;
+        }
+        i += exp_digits;
+    }
+    i == b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn val(text: &str) -> Value {
+        match parse(text) {
+            Ok(Some(n)) => n.to_value(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn core_schema_scalars() {
+        let v = val("a: yes\nb: 0777\nc: 0o17\nd: 0x1F\ne: 1.5e3\nf: ~\ng: 'true'\nh: 2026-01-05\ni: .5\nj: -3\nk: True\n");
+        assert_eq!(
+            v.to_canonical_json(),
+            r#"{"a":"yes","b":777,"c":15,"d":31,"e":1500,"f":null,"g":"true","h":"2026-01-05","i":0.5,"j":-3,"k":true}"#
+        );
+    }
+
+    #[test]
+    fn rejects_inf_nan_tags_duplicates() {
+        for doc in ["a: .inf\n", "a: -.Inf\n", "a: .NaN\n", "a: !foo x\n", "a: 1\na: 2\n", "? [1]\n: x\n", "a: 99999999999999999999\n"] {
+            assert!(parse(doc).is_err(), "{doc}");
+        }
+    }
+
+    #[test]
+    fn locations_are_one_based() {
+        let Ok(Some(n)) = parse("aegis: 1\nrules:\n  - id: x\n") else { panic!() };
+        let Kind::Map(entries) = n.kind else { panic!() };
+        let (k, kloc, v) = &entries[1];
+        assert_eq!(k, "rules");
+        assert_eq!(*kloc, Loc { line: 2, column: 1 });
+        let Kind::Seq(items) = &v.kind else { panic!() };
+        let Kind::Map(rule) = &items[0].kind else { panic!() };
+        assert_eq!(rule[0].1, Loc { line: 3, column: 5 });
+        assert_eq!(rule[0].2.loc, Loc { line: 3, column: 9 });
+    }
+
+    #[test]
+    fn billion_laughs_is_bounded() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            doc.push_str(&format!("a{i}: &a{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n", p = prev));
+        }
+        assert!(parse(&doc).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error() {
+        let doc = "[".repeat(10_000);
+        assert!(parse(&doc).is_err());
+    }
+}
