@@ -29,7 +29,9 @@ impl Args {
                 if valued.contains(&name) {
                     let v = match inline {
                         Some(v) => v,
-                        None => it.next().cloned().ok_or_else(|| Fail::input(format!("usage: {name} needs a value")))?,
+                        None => {
+                            it.next().cloned().ok_or_else(|| Fail::input(format!("usage: {name} needs a value")))?
+                        }
                     };
                     if a.values.iter().any(|(n, _)| n == name) {
                         return Err(Fail::input(format!("usage: {name} given twice")));

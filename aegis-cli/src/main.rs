@@ -129,7 +129,11 @@ pub fn load_engine(policy: &str, o: EngineOptions) -> Result<Engine, Fail> {
         for e in &errs.0 {
             eprintln!("{e}");
         }
-        Fail::input(format!("policy `{policy}` did not load ({} error{})", errs.0.len(), if errs.0.len() == 1 { "" } else { "s" }))
+        Fail::input(format!(
+            "policy `{policy}` did not load ({} error{})",
+            errs.0.len(),
+            if errs.0.len() == 1 { "" } else { "s" }
+        ))
     })
 }
 
@@ -162,7 +166,8 @@ fn eval(rest: &[String]) -> Result<u8, Fail> {
         &["-p", "--policy", "--audit", "--fsync", "--approval-key-file", "--signing-key-file"],
         &["--explain"],
     )?;
-    let policy = a.value("-p").or(a.value("--policy")).ok_or_else(|| Fail::input("usage: aegis eval needs -p POLICY"))?;
+    let policy =
+        a.value("-p").or(a.value("--policy")).ok_or_else(|| Fail::input("usage: aegis eval needs -p POLICY"))?;
     if a.positional.len() > 1 {
         return Err(Fail::input("usage: aegis eval takes one INPUT"));
     }
@@ -171,7 +176,8 @@ fn eval(rest: &[String]) -> Result<u8, Fail> {
     if let Some(path) = a.value("--audit") {
         let fsync = match a.value("--fsync") {
             None => Fsync::Always,
-            Some(s) => Fsync::parse(s).ok_or_else(|| Fail::input(format!("usage: --fsync is always, batch or never, not `{s}`")))?,
+            Some(s) => Fsync::parse(s)
+                .ok_or_else(|| Fail::input(format!("usage: --fsync is always, batch or never, not `{s}`")))?,
         };
         let sink = FileSink::open(path, fsync).map_err(|e| Fail::input(e.to_string()))?;
         if let Some(t) = sink.torn() {
@@ -191,7 +197,9 @@ fn eval(rest: &[String]) -> Result<u8, Fail> {
     for_each_request(input, |line, text| {
         let req = Request::from_json(text, &limits).map_err(|e| Fail::input(format!("{input}:{line}: {e}")))?;
         let d = engine.evaluate_with(&req, opts).map_err(|e| Fail::input(format!("{input}:{line}: {e}")))?;
-        writeln!(out, "{}", d.to_json()).and_then(|_| out.flush()).map_err(|e| Fail::input(format!("cannot write output: {e}")))
+        writeln!(out, "{}", d.to_json())
+            .and_then(|_| out.flush())
+            .map_err(|e| Fail::input(format!("cannot write output: {e}")))
     })?;
     Ok(0)
 }
@@ -220,7 +228,9 @@ fn grant(rest: &[String]) -> Result<u8, Fail> {
     let need = |k: &str| a.value(k).ok_or_else(|| Fail::input(format!("usage: aegis grant needs {k}")));
     let key = read_key(need("--approval-key-file")?)?;
     let ttl_text = need("--ttl")?;
-    let ttl = aegis_core::parse_ttl(ttl_text).ok_or_else(|| Fail::input(format!("usage: --ttl is N seconds or N followed by s, m, h or d, not `{ttl_text}`")))?;
+    let ttl = aegis_core::parse_ttl(ttl_text).ok_or_else(|| {
+        Fail::input(format!("usage: --ttl is N seconds or N followed by s, m, h or d, not `{ttl_text}`"))
+    })?;
     let token = aegis_core::issue_grant(&key, need("--id")?, need("--by")?, ttl, aegis_core::time::now_millis())
         .map_err(|e| Fail::input(e.0))?;
     println!("{token}");

@@ -56,7 +56,11 @@ pub fn run(rest: &[String]) -> Result<u8, Fail> {
         let mut uncovered = 0;
         for (bundle, (rules, covered)) in &coverage {
             let missing: Vec<&(String, String)> = rules.iter().filter(|(id, _)| !covered.contains(id)).collect();
-            println!("coverage: {bundle}: {}/{} rules determining in some case", rules.len() - missing.len(), rules.len());
+            println!(
+                "coverage: {bundle}: {}/{} rules determining in some case",
+                rules.len() - missing.len(),
+                rules.len()
+            );
             for (id, loc) in missing {
                 uncovered += 1;
                 println!("  {loc}: rule \"{id}\" is never determining");
@@ -119,7 +123,11 @@ fn run_file(path: &Path, coverage: &mut Coverage) -> FileResult {
             return res;
         }
         Err(es) => {
-            let msg = es.iter().map(|e| format!("{file}:{}:{}: error: {}", e.loc.line, e.loc.column, e.message)).collect::<Vec<_>>().join("\n  ");
+            let msg = es
+                .iter()
+                .map(|e| format!("{file}:{}:{}: error: {}", e.loc.line, e.loc.column, e.message))
+                .collect::<Vec<_>>()
+                .join("\n  ");
             fail_file(&mut res, msg, 0);
             return res;
         }
@@ -145,7 +153,15 @@ fn run_file(path: &Path, coverage: &mut Coverage) -> FileResult {
                 return res;
             }
             (other, _) => {
-                fail_file(&mut res, node_err(&file, v, &format!("unknown key \"{other}\" in a test file (expected policies, defaults, cases)")), 0);
+                fail_file(
+                    &mut res,
+                    node_err(
+                        &file,
+                        v,
+                        &format!("unknown key \"{other}\" in a test file (expected policies, defaults, cases)"),
+                    ),
+                    0,
+                );
                 return res;
             }
         }
@@ -188,7 +204,10 @@ type CaseOutcome = (Option<String>, Result<Decision, ()>);
 fn run_case(file: &str, engine: &Engine, defaults: &Map, case: &Node, i: usize) -> (String, CaseOutcome) {
     let mut name = format!("case {}", i + 1);
     let Kind::Map(entries) = &case.kind else {
-        return (name, (Some(format!("  {}", node_err(file, case, "a case is a mapping with name, request, expect"))), Err(())));
+        return (
+            name,
+            (Some(format!("  {}", node_err(file, case, "a case is a mapping with name, request, expect"))), Err(())),
+        );
     };
     let mut request = None;
     let mut expect = None;
@@ -201,7 +220,12 @@ fn run_case(file: &str, engine: &Engine, defaults: &Map, case: &Node, i: usize) 
             }
             "request" => request = Some(v),
             "expect" => expect = Some(v),
-            other => return (name, (Some(format!("  {}", node_err(file, v, &format!("unknown key \"{other}\" in a case")))), Err(()))),
+            other => {
+                return (
+                    name,
+                    (Some(format!("  {}", node_err(file, v, &format!("unknown key \"{other}\" in a case")))), Err(())),
+                )
+            }
         }
     }
     let (Some(request), Some(expect)) = (request, expect) else {
@@ -247,7 +271,13 @@ fn run_case(file: &str, engine: &Engine, defaults: &Map, case: &Node, i: usize) 
                 Tri::False => "false",
                 Tri::Error => "error",
             };
-            let _ = writeln!(msg, "    {} ({}): condition {res}, {}", e.rule, e.outcome, if e.applied { "applied" } else { "did not apply" });
+            let _ = writeln!(
+                msg,
+                "    {} ({}): condition {res}, {}",
+                e.rule,
+                e.outcome,
+                if e.applied { "applied" } else { "did not apply" }
+            );
             for f in &e.failed {
                 let seen = f.value.as_ref().map_or("no value".to_string(), Value::to_canonical_json);
                 let _ = writeln!(msg, "      {} {} {} — saw {}", f.path, f.op, f.operand.to_canonical_json(), seen);
@@ -363,14 +393,20 @@ fn junit(results: &[FileResult]) -> String {
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     for r in results {
         let failures = r.cases.iter().filter(|c| c.failure.is_some()).count();
-        let _ = writeln!(s, "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">", xml(&r.file), r.cases.len());
+        let _ =
+            writeln!(s, "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">", xml(&r.file), r.cases.len());
         for c in &r.cases {
             let _ = write!(s, "    <testcase name=\"{}\" classname=\"{}\"", xml(&c.name), xml(&r.file));
             match &c.failure {
                 None => s.push_str("/>\n"),
                 Some(f) => {
                     let first = f.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim();
-                    let _ = writeln!(s, ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>", xml(first), xml(f));
+                    let _ = writeln!(
+                        s,
+                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                        xml(first),
+                        xml(f)
+                    );
                 }
             }
         }

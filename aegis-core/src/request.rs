@@ -62,16 +62,21 @@ impl RequestError {
     }
 }
 
-const FIELDS: [&str; 10] = ["agent", "tool", "action", "params", "chain", "session", "environment", "context", "time", "approval"];
+const FIELDS: [&str; 10] =
+    ["agent", "tool", "action", "params", "chain", "session", "environment", "context", "time", "approval"];
 
 impl Request {
     /// Parses and validates request JSON text.
     pub fn from_json(text: &str, limits: &RequestLimits) -> Result<Request, RequestError> {
         if text.len() > limits.max_bytes {
-            return Err(RequestError::new("", format!("request is {} bytes; the limit is {}", text.len(), limits.max_bytes)));
+            return Err(RequestError::new(
+                "",
+                format!("request is {} bytes; the limit is {}", text.len(), limits.max_bytes),
+            ));
         }
         // The request object is depth 1, so params may reach max_depth + 1.
-        let v = json::parse(text, limits.max_depth + 1).map_err(|e| RequestError::new("", format!("not valid JSON: {}", e.message)))?;
+        let v = json::parse(text, limits.max_depth + 1)
+            .map_err(|e| RequestError::new("", format!("not valid JSON: {}", e.message)))?;
         Request::from_value(v, limits)
     }
 
@@ -104,7 +109,10 @@ impl Request {
                 "context" => r.context = Some(object(&key, value, limits)?),
                 "chain" => {
                     let Value::Array(items) = value else {
-                        return Err(RequestError::new(&key, format!("`chain` must be a list of agent ids, found a {}", value.type_name())));
+                        return Err(RequestError::new(
+                            &key,
+                            format!("`chain` must be a list of agent ids, found a {}", value.type_name()),
+                        ));
                     };
                     let mut chain = Vec::with_capacity(items.len());
                     for (i, item) in items.into_iter().enumerate() {
@@ -117,13 +125,20 @@ impl Request {
                 }
                 "time" => {
                     let Value::String(s) = value else {
-                        return Err(RequestError::new(&key, format!("`time` must be an RFC 3339 string, found a {}", value.type_name())));
+                        return Err(RequestError::new(
+                            &key,
+                            format!("`time` must be an RFC 3339 string, found a {}", value.type_name()),
+                        ));
                     };
-                    r.time = Some(time::parse_rfc3339(&s).map_err(|m| RequestError::new("time", format!("`time`: {m}")))?);
+                    r.time =
+                        Some(time::parse_rfc3339(&s).map_err(|m| RequestError::new("time", format!("`time`: {m}")))?);
                 }
                 "approval" => {
                     let Value::String(s) = value else {
-                        return Err(RequestError::new(&key, format!("`approval` must be a grant token string, found a {}", value.type_name())));
+                        return Err(RequestError::new(
+                            &key,
+                            format!("`approval` must be a grant token string, found a {}", value.type_name()),
+                        ));
                     };
                     if s.is_empty() || s.len() > 4096 {
                         return Err(RequestError::new(&key, "`approval` must be 1–4096 bytes"));
@@ -259,7 +274,10 @@ fn object(field: &str, v: Value, limits: &RequestLimits) -> Result<Map, RequestE
     };
     let depth = 1 + m.values().map(Value::depth).max().unwrap_or(0);
     if depth > limits.max_depth {
-        return Err(RequestError::new(field, format!("`{field}` is nested {depth} levels deep; the limit is {}", limits.max_depth)));
+        return Err(RequestError::new(
+            field,
+            format!("`{field}` is nested {depth} levels deep; the limit is {}", limits.max_depth),
+        ));
     }
     Ok(m)
 }

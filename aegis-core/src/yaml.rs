@@ -253,7 +253,10 @@ fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&(bool, String, S
                 let k = resolve_plain(value)?;
                 let ok = matches!(
                     (suffix.as_str(), &k),
-                    ("null", Kind::Null) | ("bool", Kind::Bool(_)) | ("int", Kind::Number(_)) | ("float", Kind::Number(_))
+                    ("null", Kind::Null)
+                        | ("bool", Kind::Bool(_))
+                        | ("int", Kind::Number(_))
+                        | ("float", Kind::Number(_))
                 );
                 if ok {
                     Ok(k)
@@ -355,7 +358,8 @@ mod tests {
 
     #[test]
     fn core_schema_scalars() {
-        let v = val("a: yes\nb: 0777\nc: 0o17\nd: 0x1F\ne: 1.5e3\nf: ~\ng: 'true'\nh: 2026-01-05\ni: .5\nj: -3\nk: True\n");
+        let v =
+            val("a: yes\nb: 0777\nc: 0o17\nd: 0x1F\ne: 1.5e3\nf: ~\ng: 'true'\nh: 2026-01-05\ni: .5\nj: -3\nk: True\n");
         assert_eq!(
             v.to_canonical_json(),
             r#"{"a":"yes","b":777,"c":15,"d":31,"e":1500,"f":null,"g":"true","h":"2026-01-05","i":0.5,"j":-3,"k":true}"#
@@ -364,7 +368,15 @@ mod tests {
 
     #[test]
     fn rejects_inf_nan_tags_duplicates() {
-        for doc in ["a: .inf\n", "a: -.Inf\n", "a: .NaN\n", "a: !foo x\n", "a: 1\na: 2\n", "? [1]\n: x\n", "a: 99999999999999999999\n"] {
+        for doc in [
+            "a: .inf\n",
+            "a: -.Inf\n",
+            "a: .NaN\n",
+            "a: !foo x\n",
+            "a: 1\na: 2\n",
+            "? [1]\n: x\n",
+            "a: 99999999999999999999\n",
+        ] {
             assert!(parse(doc).is_err(), "{doc}");
         }
     }

@@ -58,12 +58,8 @@ impl FileSink {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         let open_err = |message: String| AuditError::Open { path: shown.clone(), message };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| open_err(e.to_string()))?;
+        let mut file =
+            OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(|e| open_err(e.to_string()))?;
         let len = file.metadata().map_err(|e| open_err(e.to_string()))?.len();
         let (last_line, cut_at) = tail(&mut file, len).map_err(|e| open_err(e.to_string()))?;
         let resume = match &last_line {
@@ -82,13 +78,22 @@ impl FileSink {
                 .create_new(true)
                 .open(&moved_to)
                 .map_err(|e| open_err(format!("cannot save the torn line: {e}")))?;
-            side.write_all(&bytes).and_then(|_| side.sync_all()).map_err(|e| open_err(format!("cannot save the torn line: {e}")))?;
-            file.set_len(cut_at).and_then(|_| file.sync_all()).map_err(|e| open_err(format!("cannot cut the torn line: {e}")))?;
+            side.write_all(&bytes)
+                .and_then(|_| side.sync_all())
+                .map_err(|e| open_err(format!("cannot save the torn line: {e}")))?;
+            file.set_len(cut_at)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| open_err(format!("cannot cut the torn line: {e}")))?;
             torn = Some(TornLine { moved_to, bytes: bytes.len() });
         }
         let file = Arc::new(file);
         let group = (fsync == Fsync::Batch).then(|| {
-            Arc::new(Group { file: file.clone(), path: shown.clone(), state: Mutex::new(GroupState::default()), cv: Condvar::new() })
+            Arc::new(Group {
+                file: file.clone(),
+                path: shown.clone(),
+                state: Mutex::new(GroupState::default()),
+                cv: Condvar::new(),
+            })
         });
         Ok(FileSink { path, file, fsync, resume, torn, group })
     }

@@ -5,7 +5,7 @@ mod file;
 mod verify;
 
 pub use file::{FileSink, Fsync, TornLine};
-pub use verify::{verify_lines, verify_files, VerifyError, VerifyReport};
+pub use verify::{verify_files, verify_lines, VerifyError, VerifyReport};
 
 use crate::json::{write_number, write_string};
 use crate::policy::Outcome;

@@ -64,7 +64,9 @@ pub fn verify_lines<R: BufRead>(
         }
         let (seq, hash) = check_record_hash(&v).map_err(fail)?;
         if seq != expected {
-            return Err(fail(format!("found seq {seq} where seq {expected} was expected (a record is missing, duplicated or reordered)")));
+            return Err(fail(format!(
+                "found seq {seq} where seq {expected} was expected (a record is missing, duplicated or reordered)"
+            )));
         }
         let Value::Object(m) = &v else { return Err(fail("not an object".into())) };
         if m.get("prev").and_then(Value::as_str) != Some(state.1.as_str()) {
@@ -96,7 +98,11 @@ pub fn verify_files(paths: &[std::path::PathBuf], key: Option<&[u8]>) -> Result<
     let mut state = (0u64, GENESIS.to_string(), 0u64);
     for p in paths {
         let name = p.display().to_string();
-        let f = std::fs::File::open(p).map_err(|e| VerifyError { seq: None, at: name.clone(), message: format!("cannot open: {e}") })?;
+        let f = std::fs::File::open(p).map_err(|e| VerifyError {
+            seq: None,
+            at: name.clone(),
+            message: format!("cannot open: {e}"),
+        })?;
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         if len > 0 {
             // A file that does not end in a newline has a torn last line.
@@ -104,9 +110,17 @@ pub fn verify_files(paths: &[std::path::PathBuf], key: Option<&[u8]>) -> Result<
             let mut f2 = &f;
             let mut last = [0u8; 1];
             if f2.seek(SeekFrom::End(-1)).and_then(|_| f2.read_exact(&mut last)).is_ok() && last[0] != b'\n' {
-                return Err(VerifyError { seq: None, at: name, message: "the file ends with a torn line (no final newline)".into() });
+                return Err(VerifyError {
+                    seq: None,
+                    at: name,
+                    message: "the file ends with a torn line (no final newline)".into(),
+                });
             }
-            f2.seek(SeekFrom::Start(0)).map_err(|e| VerifyError { seq: None, at: name.clone(), message: e.to_string() })?;
+            f2.seek(SeekFrom::Start(0)).map_err(|e| VerifyError {
+                seq: None,
+                at: name.clone(),
+                message: e.to_string(),
+            })?;
         }
         let reader = std::io::BufReader::new(f);
         // `split` yields no empty trailing item for a final newline.

@@ -330,13 +330,11 @@ impl Engine {
     /// An engine over a loaded bundle. The chain resumes from the first sink that
     /// has records.
     pub fn new(bundle: Bundle, source: Option<PathBuf>, options: EngineOptions) -> Engine {
-        let (seq, prev) = options
-            .sinks
-            .iter()
-            .find_map(|s| s.resume())
-            .map_or((0, GENESIS.to_string()), |(s, h)| (s + 1, h));
+        let (seq, prev) =
+            options.sinks.iter().find_map(|s| s.resume()).map_or((0, GENESIS.to_string()), |(s, h)| (s + 1, h));
         let durables = options.sinks.iter().filter_map(|s| s.durable()).collect();
-        let kid = options.signing_key.as_ref().map(|k| options.signing_key_id.clone().unwrap_or_else(|| default_kid(k)));
+        let kid =
+            options.signing_key.as_ref().map(|k| options.signing_key_id.clone().unwrap_or_else(|| default_kid(k)));
         Engine {
             policy: ArcSwap::from_pointee(Compiled::new(bundle)),
             source,
@@ -420,7 +418,8 @@ impl Engine {
 
         if let Some(k) = self.killed(req) {
             d.rules.push(format!("kill:{}:{}", k.scope.as_str(), k.id));
-            d.reason = if k.reason.is_empty() { format!("killed: {} \"{}\"", k.scope.as_str(), k.id) } else { k.reason };
+            d.reason =
+                if k.reason.is_empty() { format!("killed: {} \"{}\"", k.scope.as_str(), k.id) } else { k.reason };
         } else {
             let mut trace_buf = Vec::new();
             let mut explain = opts.explain.then(Vec::new);
@@ -478,7 +477,11 @@ impl Engine {
                 let tri = eval::eval_selectors(&l.selectors, &ctx, &mut s, true);
                 if tri != Tri::False {
                     for e in s.errors {
-                        d.errors.push(DecisionError { rule: format!("limit:{}", l.id), path: e.path, message: e.message });
+                        d.errors.push(DecisionError {
+                            rule: format!("limit:{}", l.id),
+                            path: e.path,
+                            message: e.message,
+                        });
                     }
                     matched.push(l);
                 }
@@ -507,18 +510,27 @@ impl Engine {
                     let lid = format!("limit:{}", l.id);
                     let (counter, unavailable) = match table.get(&key, window_end, time_ms) {
                         Ok(c) => (c, None),
-                        Err(limits::CounterUnavailable::WindowClosed) => (limits::Counter::default(), Some("its window has closed")),
-                        Err(limits::CounterUnavailable::Full) => (limits::Counter::default(), Some("the limit table is full")),
+                        Err(limits::CounterUnavailable::WindowClosed) => {
+                            (limits::Counter::default(), Some("its window has closed"))
+                        }
+                        Err(limits::CounterUnavailable::Full) => {
+                            (limits::Counter::default(), Some("the limit table is full"))
+                        }
                     };
                     let mut add = 0.0;
                     let mut over: Option<String> = None;
                     if let Some(why) = unavailable {
-                        d.errors.push(DecisionError { rule: lid.clone(), path: l.id.clone(), message: format!("limit state unavailable: {why}") });
+                        d.errors.push(DecisionError {
+                            rule: lid.clone(),
+                            path: l.id.clone(),
+                            message: format!("limit state unavailable: {why}"),
+                        });
                         over = Some(format!("limit \"{}\" exceeded: {why}", l.id));
                     }
                     if let Some(max) = l.max_calls {
                         if counter.calls.saturating_add(1) > max && over.is_none() {
-                            over = Some(format!("limit \"{}\" exceeded: max_calls {} per {}", l.id, max, l.window.text));
+                            over =
+                                Some(format!("limit \"{}\" exceeded: max_calls {} per {}", l.id, max, l.window.text));
                         }
                     }
                     if let (Some((path, text)), Some(max)) = (&l.sum, l.max_sum) {
@@ -529,7 +541,9 @@ impl Engine {
                                 add = *n;
                                 None
                             }
-                            Some(eval::Seen::Val(Value::Number(n))) => Some(format!("sum expects a number >= 0, found {}", eval::num(*n))),
+                            Some(eval::Seen::Val(Value::Number(n))) => {
+                                Some(format!("sum expects a number >= 0, found {}", eval::num(*n)))
+                            }
                             Some(s) => Some(format!("sum expects a number, found {}", s.to_value().type_name())),
                         };
                         let sum_over = bad.is_some() || counter.sum + add > max;
@@ -537,7 +551,12 @@ impl Engine {
                             d.errors.push(DecisionError { rule: lid.clone(), path: text.clone(), message: m });
                         }
                         if sum_over && over.is_none() {
-                            over = Some(format!("limit \"{}\" exceeded: max_sum {} per {}", l.id, eval::num(max), l.window.text));
+                            over = Some(format!(
+                                "limit \"{}\" exceeded: max_sum {} per {}",
+                                l.id,
+                                eval::num(max),
+                                l.window.text
+                            ));
                         }
                     }
                     if let Some(reason) = over {
@@ -566,7 +585,10 @@ impl Engine {
                         for r in &winners {
                             for a in &r.approvers {
                                 if o == Outcome::RequireApproval {
-                                    let list = &mut d.approval.get_or_insert_with(|| Approval { id: String::new(), approvers: Vec::new() }).approvers;
+                                    let list = &mut d
+                                        .approval
+                                        .get_or_insert_with(|| Approval { id: String::new(), approvers: Vec::new() })
+                                        .approvers;
                                     if !list.contains(a) {
                                         list.push(a.clone());
                                     }
@@ -583,7 +605,11 @@ impl Engine {
                             .clone()
                             .or_else(|| r.description.clone())
                             .unwrap_or_else(|| format!("rule \"{}\" decided {}", r.id, o)),
-                        None => exceeded.iter().find(|(l, _)| l.outcome == o).map(|(_, why)| why.clone()).unwrap_or_default(),
+                        None => exceeded
+                            .iter()
+                            .find(|(l, _)| l.outcome == o)
+                            .map(|(_, why)| why.clone())
+                            .unwrap_or_default(),
                     };
                 }
             }
@@ -604,7 +630,11 @@ impl Engine {
                             d.reason = format!("approved by {}: {}", c.grant.by, d.reason);
                             approved_by = Some(c.grant.by);
                         }
-                        Err(why) => d.errors.push(DecisionError { rule: first, path: "approval".into(), message: why.message().into() }),
+                        Err(why) => d.errors.push(DecisionError {
+                            rule: first,
+                            path: "approval".into(),
+                            message: why.message().into(),
+                        }),
                     }
                 }
             }
@@ -616,7 +646,11 @@ impl Engine {
                         counter.sum += add;
                         table.put(key, counter, window_end);
                     }
-                    limit_states.push(LimitState { id: l.id.clone(), calls: counter.calls, sum: l.max_sum.map(|_| counter.sum) });
+                    limit_states.push(LimitState {
+                        id: l.id.clone(),
+                        calls: counter.calls,
+                        sum: l.max_sum.map(|_| counter.sum),
+                    });
                 }
             }
             drop(limit_guard);
@@ -762,7 +796,13 @@ impl Engine {
 }
 
 /// Builds a grant token (the CLI's `aegis grant`): `exp = floor(now) + ttl`.
-pub fn issue_grant(key: &[u8], approval_id: &str, approver: &str, ttl_seconds: u64, now_ms: Millis) -> Result<String, ControlError> {
+pub fn issue_grant(
+    key: &[u8],
+    approval_id: &str,
+    approver: &str,
+    ttl_seconds: u64,
+    now_ms: Millis,
+) -> Result<String, ControlError> {
     let valid_id = approval_id.len() == 36
         && approval_id.starts_with("apr_")
         && approval_id.bytes().skip(4).all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));

@@ -94,7 +94,9 @@ fn strip_port(hostport: &str) -> Option<&str> {
         // An IPv6 literal: keep the brackets as the host.
         let close = rest.find(']')?;
         let after = rest.get(close + 1..)?;
-        if !(after.is_empty() || (after.starts_with(':') && after.len() > 1 && after.bytes().skip(1).all(|b| b.is_ascii_digit()))) {
+        if !(after.is_empty()
+            || (after.starts_with(':') && after.len() > 1 && after.bytes().skip(1).all(|b| b.is_ascii_digit())))
+        {
             return None;
         }
         return hostport.get(..close + 2);
@@ -119,10 +121,14 @@ fn valid_host(h: &str) -> bool {
         return false;
     }
     if h.starts_with('[') {
-        return h.ends_with(']') && h.len() > 2 && h.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b'[' | b']' | b':' | b'.'));
+        return h.ends_with(']')
+            && h.len() > 2
+            && h.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b'[' | b']' | b':' | b'.'));
     }
     h.split('.').all(|label| {
-        !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }
 

@@ -112,7 +112,9 @@ impl<'a> Seen<'a> {
     fn eq_value(&self, other: &Value) -> bool {
         match (self, other) {
             (Seen::Str(a), Value::String(b)) => *a == b,
-            (Seen::Chain(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| y.as_str() == Some(x)),
+            (Seen::Chain(a), Value::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| y.as_str() == Some(x))
+            }
             (Seen::Map(a), Value::Object(b)) => *a == b,
             (Seen::Val(a), b) => *a == b,
             _ => false,
@@ -219,7 +221,8 @@ pub fn eval_selectors(sel: &Selectors, ctx: &Ctx<'_>, sink: &mut Sink<'_>, short
         };
         match value {
             None => {
-                sink.errors.push(TestError { path: f.as_str().into(), message: format!("no value at \"{}\"", f.as_str()) });
+                sink.errors
+                    .push(TestError { path: f.as_str().into(), message: format!("no value at \"{}\"", f.as_str()) });
                 trace_selector(sink, f, pats, None, Tri::Error);
                 result = Tri::Error;
             }
@@ -347,7 +350,9 @@ fn apply(op: &Op, s: Seen<'_>, ctx: &Ctx<'_>) -> Result<bool, String> {
             let found = list.iter().any(|v| s.eq_value(v));
             Ok(found == matches!(op, Op::In(_)))
         }
-        Op::StartsWith(p) => s.as_str().map(|x| x.starts_with(p.as_str())).ok_or_else(|| wrong("starts_with", "string", &s)),
+        Op::StartsWith(p) => {
+            s.as_str().map(|x| x.starts_with(p.as_str())).ok_or_else(|| wrong("starts_with", "string", &s))
+        }
         Op::EndsWith(p) => s.as_str().map(|x| x.ends_with(p.as_str())).ok_or_else(|| wrong("ends_with", "string", &s)),
         Op::Matches(re) => s.as_str().map(|x| re.is_match(x)).ok_or_else(|| wrong("matches", "string", &s)),
         Op::Contains(v) => {
@@ -423,7 +428,8 @@ fn apply(op: &Op, s: Seen<'_>, ctx: &Ctx<'_>) -> Result<bool, String> {
             if let Some((start, end)) = d.hours {
                 let minute = i32::from(local.hour()) * 60 + i32::from(local.minute());
                 let (start, end) = (i32::from(start), i32::from(end));
-                let inside = if start < end { minute >= start && minute < end } else { minute >= start || minute < end };
+                let inside =
+                    if start < end { minute >= start && minute < end } else { minute >= start || minute < end };
                 if !inside {
                     return Ok(false);
                 }

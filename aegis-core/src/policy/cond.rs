@@ -28,7 +28,8 @@ pub enum PathRoot {
 
 impl PathRoot {
     /// Every root name.
-    pub const NAMES: [&'static str; 9] = ["agent", "tool", "action", "session", "environment", "chain", "time", "params", "context"];
+    pub const NAMES: [&'static str; 9] =
+        ["agent", "tool", "action", "session", "environment", "chain", "time", "params", "context"];
 
     /// Parses a root name.
     pub fn parse(s: &str) -> Option<PathRoot> {
@@ -126,8 +127,26 @@ pub enum Op {
 impl Op {
     /// Every operator name.
     pub const NAMES: [&'static str; 20] = [
-        "eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "starts_with", "ends_with", "contains", "contains_any",
-        "contains_none", "contains_all", "matches", "within", "domain_in", "count", "exists", "during",
+        "eq",
+        "ne",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "in",
+        "not_in",
+        "starts_with",
+        "ends_with",
+        "contains",
+        "contains_any",
+        "contains_none",
+        "contains_all",
+        "matches",
+        "within",
+        "domain_in",
+        "count",
+        "exists",
+        "during",
     ];
 
     /// The operator's name.

@@ -219,13 +219,23 @@ impl Validator {
             Some(o) => Some(o),
             None => {
                 let help = suggest::closest(&s, OUTCOMES).map(|x| format!("did you mean \"{x}\"?"));
-                self.err(node.loc, format!("unknown outcome \"{s}\""), help.or(Some("expected allow, deny or require_approval".into())));
+                self.err(
+                    node.loc,
+                    format!("unknown outcome \"{s}\""),
+                    help.or(Some("expected allow, deny or require_approval".into())),
+                );
                 None
             }
         }
     }
 
-    fn file_root(&mut self, root: &Node, rules: &mut Vec<Rule>, limits: &mut Vec<Limit>, default: &mut Option<(Outcome, SourceLoc)>) {
+    fn file_root(
+        &mut self,
+        root: &Node,
+        rules: &mut Vec<Rule>,
+        limits: &mut Vec<Limit>,
+        default: &mut Option<(Outcome, SourceLoc)>,
+    ) {
         let Some(entries) = self.entries(root, "a policy file") else { return };
         let mut saw_version = false;
         for (key, kloc, value) in entries {
@@ -240,7 +250,11 @@ impl Validator {
                     if let Some(o) = self.outcome(value) {
                         if let Some((_, first)) = default {
                             let first = first.clone();
-                            self.err(*kloc, format!("`default` is already set at {first}"), Some("at most one file of a bundle sets it".into()));
+                            self.err(
+                                *kloc,
+                                format!("`default` is already set at {first}"),
+                                Some("at most one file of a bundle sets it".into()),
+                            );
                         } else {
                             *default = Some((o, self.loc(*kloc)));
                         }
@@ -280,7 +294,11 @@ impl Validator {
             && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
             && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if !valid {
-            self.err(node.loc, format!("invalid id \"{id}\""), Some("ids match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}".into()));
+            self.err(
+                node.loc,
+                format!("invalid id \"{id}\""),
+                Some("ids match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}".into()),
+            );
             return None;
         }
         if id == "default" {
@@ -290,7 +308,11 @@ impl Validator {
         let seen = if limit { &mut self.limit_ids } else { &mut self.ids };
         if !seen.insert(id.clone()) {
             let what = if limit { "limit" } else { "rule" };
-            self.err(node.loc, format!("duplicate {what} id \"{id}\""), Some(format!("{what} ids are unique in a bundle")));
+            self.err(
+                node.loc,
+                format!("duplicate {what} id \"{id}\""),
+                Some(format!("{what} ids are unique in a bundle")),
+            );
             return None;
         }
         Some(id)
@@ -313,10 +335,18 @@ impl Validator {
             let mut compiled = Vec::with_capacity(pats.len());
             for (p, ploc) in pats {
                 if p.is_empty() {
-                    self.err(ploc, format!("empty pattern in `match.{key}`"), Some("use \"*\" to match any name, or leave the selector out".into()));
+                    self.err(
+                        ploc,
+                        format!("empty pattern in `match.{key}`"),
+                        Some("use \"*\" to match any name, or leave the selector out".into()),
+                    );
                     ok = false;
                 } else if p.len() > 256 || p.chars().any(char::is_control) {
-                    self.err(ploc, format!("invalid pattern in `match.{key}`"), Some("names are 1–256 bytes without control characters".into()));
+                    self.err(
+                        ploc,
+                        format!("invalid pattern in `match.{key}`"),
+                        Some("names are 1–256 bytes without control characters".into()),
+                    );
                     ok = false;
                 } else {
                     compiled.push(Pattern::new(&p));
@@ -332,7 +362,8 @@ impl Validator {
     fn rule(&mut self, node: &Node) -> Option<Rule> {
         let entries = self.entries(node, "a rule")?;
         let before = self.errors.len();
-        let (mut id, mut description, mut selectors, mut when, mut outcome, mut reason) = (None, None, Selectors::default(), None, None, None);
+        let (mut id, mut description, mut selectors, mut when, mut outcome, mut reason) =
+            (None, None, Selectors::default(), None, None, None);
         let mut approvers: Option<(Vec<String>, Loc)> = None;
         let mut tags = Vec::new();
         for (key, kloc, value) in entries {
@@ -360,12 +391,20 @@ impl Validator {
             self.err(node.loc, "rule has no `id`".into(), Some("give every rule a unique `id`".into()));
         }
         if !entries.iter().any(|(k, _, _)| k == "outcome") {
-            self.err(node.loc, "rule has no `outcome`".into(), Some("add `outcome: allow`, `deny` or `require_approval`".into()));
+            self.err(
+                node.loc,
+                "rule has no `outcome`".into(),
+                Some("add `outcome: allow`, `deny` or `require_approval`".into()),
+            );
         }
         if let (Some((_, aloc)), Some(o)) = (&approvers, outcome) {
             if o != Outcome::RequireApproval {
                 let aloc = *aloc;
-                self.err(aloc, format!("`approvers` on a rule whose outcome is {o}"), Some("approvers only go with `outcome: require_approval`".into()));
+                self.err(
+                    aloc,
+                    format!("`approvers` on a rule whose outcome is {o}"),
+                    Some("approvers only go with `outcome: require_approval`".into()),
+                );
             }
         }
         if self.errors.len() != before {
@@ -415,7 +454,9 @@ impl Validator {
                             match f {
                                 Some(f) if !per.contains(&f) => per.push(f),
                                 Some(_) => self.err(it.loc, "duplicate entry in `per`".into(), None),
-                                None => self.err(it.loc, "`per` entries are agent, session, tool or action".into(), None),
+                                None => {
+                                    self.err(it.loc, "`per` entries are agent, session, tool or action".into(), None)
+                                }
                             }
                         }
                     }
@@ -425,7 +466,11 @@ impl Validator {
                     if let Some(s) = self.string(value, "`window`") {
                         match parse_duration(&s) {
                             Some(ms) => window = Some(Window { millis: ms, text: s }),
-                            None => self.err(value.loc, format!("invalid window \"{s}\""), Some("write N followed by s, m, h or d, like `1h`".into())),
+                            None => self.err(
+                                value.loc,
+                                format!("invalid window \"{s}\""),
+                                Some("write N followed by s, m, h or d, like `1h`".into()),
+                            ),
                         }
                     }
                 }
@@ -441,7 +486,11 @@ impl Validator {
                     if let Some(s) = self.string(value, "`sum`") {
                         match parse_path(&s) {
                             Ok(p) if p.root == PathRoot::Params => sum = Some((p, s)),
-                            Ok(_) => self.err(value.loc, format!("`sum` must be a params path, found \"{s}\""), Some("like `params.amount`".into())),
+                            Ok(_) => self.err(
+                                value.loc,
+                                format!("`sum` must be a params path, found \"{s}\""),
+                                Some("like `params.amount`".into()),
+                            ),
                             Err((m, h)) => self.err(value.loc, m, h),
                         }
                     }
@@ -473,13 +522,27 @@ impl Validator {
         if self.errors.len() != before {
             return None;
         }
-        Some(Limit { id: id?, selectors, per, window: window?, max_calls, sum, max_sum, outcome, loc: self.loc(node.loc) })
+        Some(Limit {
+            id: id?,
+            selectors,
+            per,
+            window: window?,
+            max_calls,
+            sum,
+            max_sum,
+            outcome,
+            loc: self.loc(node.loc),
+        })
     }
 
     fn cond(&mut self, node: &Node) -> Option<Cond> {
         let entries = self.entries(node, "a condition")?;
         if entries.is_empty() {
-            self.err(node.loc, "empty condition".into(), Some("leave `when` out for a rule that always applies".into()));
+            self.err(
+                node.loc,
+                "empty condition".into(),
+                Some("leave `when` out for a rule that always applies".into()),
+            );
             return None;
         }
         let mut parts = Vec::with_capacity(entries.len());
@@ -537,7 +600,11 @@ impl Validator {
                 let mut ok = true;
                 for (opname, oloc, operand) in ops {
                     match self.op(&path, opname, *oloc, operand) {
-                        Some(op) => tests.push(Cond::Test(Box::new(Test { path: path.clone(), op, operand: operand.to_value() }))),
+                        Some(op) => tests.push(Cond::Test(Box::new(Test {
+                            path: path.clone(),
+                            op,
+                            operand: operand.to_value(),
+                        }))),
                         None => ok = false,
                     }
                 }
@@ -550,7 +617,11 @@ impl Validator {
                 tests.push(Cond::Test(Box::new(Test { path, op, operand: value.to_value() })));
             }
             Kind::Null => {
-                self.err(value.loc, format!("no value to compare \"{text}\" with"), Some("write `{eq: null}` to test for null".into()));
+                self.err(
+                    value.loc,
+                    format!("no value to compare \"{text}\" with"),
+                    Some("write `{eq: null}` to test for null".into()),
+                );
                 return None;
             }
             _ => {
@@ -588,7 +659,11 @@ impl Validator {
                 ok.then(|| items.iter().map(Node::to_value).collect())
             }
             _ => {
-                self.err(node.loc, format!("`{op}` takes a non-empty list of scalars, found a {}", node.type_name()), None);
+                self.err(
+                    node.loc,
+                    format!("`{op}` takes a non-empty list of scalars, found a {}", node.type_name()),
+                    None,
+                );
                 None
             }
         }
@@ -619,7 +694,13 @@ impl Validator {
             },
             "contains_any" | "contains_none" => {
                 let list = self.strings(operand, &format!("the operand of `{name}`"), false)?;
-                let pairs = list.into_iter().map(|(s, _)| { let lower = s.to_lowercase(); (s, lower) }).collect();
+                let pairs = list
+                    .into_iter()
+                    .map(|(s, _)| {
+                        let lower = s.to_lowercase();
+                        (s, lower)
+                    })
+                    .collect();
                 if name == "contains_any" {
                     Op::ContainsAny(pairs)
                 } else {
@@ -629,7 +710,11 @@ impl Validator {
             "contains_all" => match &operand.kind {
                 Kind::Seq(items) if !items.is_empty() => Op::ContainsAll(items.iter().map(Node::to_value).collect()),
                 _ => {
-                    self.err(operand.loc, format!("`contains_all` takes a non-empty list, found a {}", operand.type_name()), None);
+                    self.err(
+                        operand.loc,
+                        format!("`contains_all` takes a non-empty list, found a {}", operand.type_name()),
+                        None,
+                    );
                     return None;
                 }
             },
@@ -669,7 +754,11 @@ impl Validator {
                 for (d, dloc) in list {
                     match boundary::normalize_domain(&d) {
                         Some(n) => out.push(n),
-                        None => self.err(dloc, format!("\"{d}\" is not a domain"), Some("write a host name like `example.com` (IDNs in their xn-- form)".into())),
+                        None => self.err(
+                            dloc,
+                            format!("\"{d}\" is not a domain"),
+                            Some("write a host name like `example.com` (IDNs in their xn-- form)".into()),
+                        ),
                     }
                 }
                 Op::DomainIn(out)
@@ -678,15 +767,27 @@ impl Validator {
                 let entries = match &operand.kind {
                     Kind::Map(e) if !e.is_empty() => e,
                     _ => {
-                        self.err(operand.loc, format!("`count` takes a mapping of operators like `{{lte: 10}}`, found a {}", operand.type_name()), None);
+                        self.err(
+                            operand.loc,
+                            format!(
+                                "`count` takes a mapping of operators like `{{lte: 10}}`, found a {}",
+                                operand.type_name()
+                            ),
+                            None,
+                        );
                         return None;
                     }
                 };
                 let mut ops = Vec::with_capacity(entries.len());
                 for (n, l, o) in entries {
                     if !matches!(n.as_str(), "eq" | "ne" | "lt" | "lte" | "gt" | "gte" | "in" | "not_in") {
-                        let help = suggest::closest(n, ["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in"]).map(|s| format!("did you mean \"{s}\"?"));
-                        self.err(*l, format!("unknown operator \"{n}\" in `count`"), help.or(Some("count takes eq, ne, lt, lte, gt, gte, in, not_in".into())));
+                        let help = suggest::closest(n, ["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in"])
+                            .map(|s| format!("did you mean \"{s}\"?"));
+                        self.err(
+                            *l,
+                            format!("unknown operator \"{n}\" in `count`"),
+                            help.or(Some("count takes eq, ne, lt, lte, gt, gte, in, not_in".into())),
+                        );
                         return None;
                     }
                     ops.push(self.op(path, n, *l, o)?);
@@ -696,7 +797,11 @@ impl Validator {
             "exists" => match operand.kind {
                 Kind::Bool(b) => Op::Exists(b),
                 _ => {
-                    self.err(operand.loc, format!("`exists` takes true or false, found a {}", operand.type_name()), None);
+                    self.err(
+                        operand.loc,
+                        format!("`exists` takes a boolean (true or false), found a {}", operand.type_name()),
+                        None,
+                    );
                     return None;
                 }
             },
@@ -734,7 +839,11 @@ impl Validator {
                             match parse_days(&d) {
                                 Some(m) => mask |= m,
                                 None => {
-                                    self.err(dloc, format!("invalid days \"{d}\""), Some("write mon…sun or a range like mon-fri".into()));
+                                    self.err(
+                                        dloc,
+                                        format!("invalid days \"{d}\""),
+                                        Some("write mon…sun or a range like mon-fri".into()),
+                                    );
                                     ok = false;
                                 }
                             }
@@ -747,7 +856,11 @@ impl Validator {
                     Some(h) => match parse_hours(&h) {
                         Some(r) => hours = Some(r),
                         None => {
-                            self.err(value.loc, format!("invalid hours \"{h}\""), Some("write HH:MM-HH:MM, like \"09:00-17:00\" (start and end differ)".into()));
+                            self.err(
+                                value.loc,
+                                format!("invalid hours \"{h}\""),
+                                Some("write HH:MM-HH:MM, like \"09:00-17:00\" (start and end differ)".into()),
+                            );
                             ok = false;
                         }
                     },
@@ -757,7 +870,11 @@ impl Validator {
                     Some(z) => match jiff::tz::TimeZone::get(&z) {
                         Ok(tz) => zone = tz,
                         Err(_) => {
-                            self.err(value.loc, format!("unknown time zone \"{z}\""), Some("use an IANA name like America/New_York".into()));
+                            self.err(
+                                value.loc,
+                                format!("unknown time zone \"{z}\""),
+                                Some("use an IANA name like America/New_York".into()),
+                            );
                             ok = false;
                         }
                     },
@@ -841,9 +958,12 @@ pub(crate) fn parse_path(text: &str) -> Result<Path, (String, Option<String>)> {
     let mut parts = text.split('.');
     let root_text = parts.next().unwrap_or("");
     let Some(root) = PathRoot::parse(root_text) else {
-        let help = suggest::closest(root_text, PathRoot::NAMES)
-            .map(|s| format!("did you mean \"{s}\"?"))
-            .or_else(|| Some("paths start with agent, tool, action, session, environment, chain, time, params or context".into()));
+        let help =
+            suggest::closest(root_text, PathRoot::NAMES).map(|s| format!("did you mean \"{s}\"?")).or_else(|| {
+                Some(
+                    "paths start with agent, tool, action, session, environment, chain, time, params or context".into(),
+                )
+            });
         return Err((format!("unknown path \"{text}\""), help));
     };
     let mut segments = Vec::new();

@@ -4,8 +4,8 @@ mod cond;
 mod load;
 
 pub use cond::{Cond, During, Op, Path, PathRoot, Segment, Test};
-pub use load::{load_files, load_path, load_yaml};
 pub(crate) use load::{hex, parse_duration};
+pub use load::{load_files, load_path, load_yaml};
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,0 +1,71 @@
+# Aegis — one Makefile for every language. `make demo`, `make test`.
+# Everything it needs comes from the registries: cargo (crates.io), pip into .venv
+# (PyPI), npm ci (npm registry). CARGO_BUILD_JOBS keeps builds within 2 cores.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+export CARGO_BUILD_JOBS ?= 2
+CARGO ?= cargo
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+AEGIS := target/release/aegis
+DEMO_OUT := out/demo
+BUNDLES := finance support analytics marketing hr-files chains
+
+.PHONY: all build demo test test-rust lint vectors-check policy-test audit-doc-test bench clean venv
+
+all: build
+
+build:
+	$(CARGO) build --release -p aegis-cli
+
+$(VENV)/.ok: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.ok
+
+# A realistic agent session per bundle: every request decided, every decision
+# recorded in a hash-chained audit log, and every log verified.
+demo: build
+	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
+	@for b in $(BUNDLES); do \
+	  echo "== $$b: policies/$$b/requests.jsonl"; \
+	  $(AEGIS) eval -p policies/$$b --audit $(DEMO_OUT)/$$b.audit.jsonl policies/$$b/requests.jsonl \
+	    | $(PYTHON) tools/show_decisions.py; \
+	  $(AEGIS) audit verify $(DEMO_OUT)/$$b.audit.jsonl; \
+	done
+	@echo "audit logs: $(DEMO_OUT)/*.audit.jsonl"
+
+test: test-rust lint vectors-check policy-test audit-doc-test
+	@echo "make test: all suites passed"
+
+test-rust:
+	$(CARGO) test --workspace --exclude aegis-bench 2>&1 | tee out.test-rust.log | grep -E '^(test result|running|error|failures:)|FAILED|panicked' || true
+	@! grep -qE 'FAILED|^error' out.test-rust.log
+	@rm -f out.test-rust.log
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --exclude aegis-bench -- -D warnings
+	$(CARGO) fmt --all -- --check || { echo "run: cargo fmt --all"; exit 1; }
+
+# The generated vectors must match their authored sources (independent Python oracle).
+vectors-check: $(VENV)/.ok
+	$(VPY) tests/vectors/generate.py --self-test
+	$(VPY) tests/vectors/generate.py --check
+
+policy-test: build
+	$(AEGIS) test policies/ --coverage --junit out/policy-tests.junit.xml
+
+# The third-party verifier printed in docs/audit.md must accept a log and reject tampering.
+audit-doc-test: build
+	$(PYTHON) tools/test_audit_doc.py $(AEGIS)
+
+bench:
+	$(CARGO) bench -p aegis-bench
+
+clean:
+	$(CARGO) clean
+	rm -rf out $(VENV)
