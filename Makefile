@@ -14,6 +14,9 @@ BUNDLES := finance support analytics marketing hr-files chains
 
 .PHONY: all build demo test test-rust lint vectors-check policy-test audit-doc-test bench clean venv
 
+include aegis-py/py.mk
+include aegis-ffi/ffi.mk
+
 all: build
 
 build:
@@ -29,7 +32,7 @@ venv: $(VENV)/.ok
 
 # A realistic agent session per bundle: every request decided, every decision
 # recorded in a hash-chained audit log, and every log verified.
-demo: build
+demo: build py-build ffi-build
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
 	@for b in $(BUNDLES); do \
 	  echo "== $$b: policies/$$b/requests.jsonl"; \
@@ -38,8 +41,12 @@ demo: build
 	  $(AEGIS) audit verify $(DEMO_OUT)/$$b.audit.jsonl; \
 	done
 	@echo "audit logs: $(DEMO_OUT)/*.audit.jsonl"
+	@echo "== Python agent (examples/python/agent.py) with @secure_tool guarding payments, files and SQL"
+	$(PY_PYTHON) examples/python/agent.py
+	@echo "== Go service (examples/go) guarding a payment through the C ABI"
+	cd examples/go && $(GO) run . ../../policies/finance
 
-test: test-rust lint vectors-check policy-test audit-doc-test
+test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test
 	@echo "make test: all suites passed"
 
 test-rust:

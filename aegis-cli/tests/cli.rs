@@ -107,7 +107,8 @@ fn policy_tests_diff_coverage_and_junit() {
 fn replay_reports_exactly_the_changed_requests() {
     let d = tmp("replay");
     std::fs::write(d.join("old.yaml"), POLICY).unwrap();
-    std::fs::write(d.join("new.yaml"), POLICY.replace("lte: 5000", "lte: 8000").replace("gt: 5000", "gt: 8000")).unwrap();
+    std::fs::write(d.join("new.yaml"), POLICY.replace("lte: 5000", "lte: 8000").replace("gt: 5000", "gt: 8000"))
+        .unwrap();
     let mut reqs = String::new();
     for amount in [100, 4999, 5000, 5001, 7000, 8000, 8001, 20000] {
         reqs.push_str(&format!("{{\"agent\":\"a\",\"tool\":\"payments\",\"params\":{{\"amount\":{amount}}},\"time\":\"2026-01-05T10:00:00Z\"}}\n"));
@@ -126,7 +127,10 @@ fn replay_reports_exactly_the_changed_requests() {
         ],
         "{out}"
     );
-    assert!(out.contains("  require_approval -> allow: 3") && out.trim_end().ends_with("8 requests, 3 changed"), "{out}");
+    assert!(
+        out.contains("  require_approval -> allow: 3") && out.trim_end().ends_with("8 requests, 3 changed"),
+        "{out}"
+    );
     let o = aegis(&["replay", "-p", "new.yaml", "--baseline", "old.yaml", "--fail-on-change", "r.jsonl"], &d);
     assert_eq!(o.status.code(), Some(1));
 }
@@ -149,5 +153,8 @@ fn grant_round_trip_through_eval() {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(out.contains("\"outcome\":\"allow\"") && out.contains("\"approved_by\":\"alice\""), "{out}");
     assert!(out.contains("approved by alice: "), "{out}");
-    assert_eq!(aegis(&["grant", "--approval-key-file", "k", "--id", "nope", "--by", "a", "--ttl", "1h"], &d).status.code(), Some(2));
+    assert_eq!(
+        aegis(&["grant", "--approval-key-file", "k", "--id", "nope", "--by", "a", "--ttl", "1h"], &d).status.code(),
+        Some(2)
+    );
 }

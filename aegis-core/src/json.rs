@@ -171,11 +171,60 @@ pub struct JsonError {
 /// the 64-bit range are errors.
 pub fn parse(text: &str, max_depth: usize) -> Result<Value, JsonError> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let v = ValueSeed { depth: 0, max_depth }
+    let big = std::cell::Cell::new(false);
+    let v = ValueSeed { depth: 0, max_depth, big: &big }
         .deserialize(&mut de)
         .map_err(|e| JsonError { message: clean_serde_message(&e) })?;
     de.end().map_err(|e| JsonError { message: clean_serde_message(&e) })?;
+    // serde_json hands integer literals beyond u64/i64 to us as floats, like real
+    // floats; only when an integral value of that size was seen do we look at the
+    // literals themselves.
+    if big.get() && has_big_integer_literal(text) {
+        return Err(JsonError { message: "integer beyond the 64-bit range".into() });
+    }
     Ok(v)
+}
+
+/// Whether the JSON text holds an integer literal (no fraction, no exponent) whose
+/// magnitude is 2^64 or more.
+fn has_big_integer_literal(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut in_str = false;
+    while let Some(&c) = b.get(i) {
+        if in_str {
+            match c {
+                b'\\' => i += 2,
+                b'"' => {
+                    in_str = false;
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+            continue;
+        }
+        if c == b'"' {
+            in_str = true;
+            i += 1;
+            continue;
+        }
+        if c == b'-' || c.is_ascii_digit() {
+            let start = i;
+            while b.get(i).is_some_and(|x| matches!(x, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')) {
+                i += 1;
+            }
+            let tok = text.get(start..i).unwrap_or("");
+            if !tok.contains(['.', 'e', 'E']) {
+                let digits = tok.trim_start_matches('-').trim_start_matches('0');
+                if digits.len() > 20 || (digits.len() == 20 && digits > "18446744073709551615") {
+                    return true;
+                }
+            }
+            continue;
+        }
+        i += 1;
+    }
+    false
 }
 
 fn clean_serde_message(e: &serde_json::Error) -> String {
@@ -186,27 +235,29 @@ fn clean_serde_message(e: &serde_json::Error) -> String {
     s
 }
 
-struct ValueSeed {
+struct ValueSeed<'b> {
     depth: usize,
     max_depth: usize,
+    big: &'b std::cell::Cell<bool>,
 }
 
-impl<'de> DeserializeSeed<'de> for ValueSeed {
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor { depth: self.depth, max_depth: self.max_depth })
+        d.deserialize_any(ValueVisitor { depth: self.depth, max_depth: self.max_depth, big: self.big })
     }
 }
 
-struct ValueVisitor {
+struct ValueVisitor<'b> {
     depth: usize,
     max_depth: usize,
+    big: &'b std::cell::Cell<bool>,
 }
 
 /// Integers beyond this magnitude (2^64) are rejected rather than rounded silently.
 const INT_LIMIT: f64 = 18_446_744_073_709_551_616.0;
 
-impl<'de> Visitor<'de> for ValueVisitor {
+impl<'de> Visitor<'de> for ValueVisitor<'_> {
     type Value = Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
@@ -224,13 +275,12 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Number(n as f64))
     }
     fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
-        // serde_json hands integers beyond u64 to us as f64; reject them as the
-        // Python and Node bindings do.
         if !n.is_finite() {
             return Err(E::custom("number out of range"));
         }
+        // Integer literals beyond u64 arrive here too; `parse` checks the literal.
         if n.fract() == 0.0 && n.abs() >= INT_LIMIT {
-            return Err(E::custom("integer beyond the 64-bit range"));
+            self.big.set(true);
         }
         Ok(Value::Number(n))
     }
@@ -246,7 +296,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
             return Err(de::Error::custom(format!("nesting deeper than {} levels", self.max_depth)));
         }
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed { depth, max_depth: self.max_depth })? {
+        while let Some(v) = seq.next_element_seed(ValueSeed { depth, max_depth: self.max_depth, big: self.big })? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -261,7 +311,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
             if out.contains_key(&k) {
                 return Err(de::Error::custom(format!("duplicate key \"{k}\"")));
             }
-            let v = map.next_value_seed(ValueSeed { depth, max_depth: self.max_depth })?;
+            let v = map.next_value_seed(ValueSeed { depth, max_depth: self.max_depth, big: self.big })?;
             out.insert(k, v);
         }
         Ok(Value::Object(out))
@@ -325,6 +375,14 @@ mod tests {
         assert!(parse("1e309", 8).is_err());
         assert!(parse("18446744073709551616", 8).is_err());
         assert!(parse("18446744073709551615", 8).is_ok());
+        assert!(parse("-18446744073709551616", 8).is_err());
+        assert!(parse(r#"{"a":[1,"18446744073709551616",1e300,1.8446744073709552e+19,100000000000000000000.0]}"#, 8)
+            .is_ok());
+        // A big integer after a string holding an escaped quote is still found…
+        let e = parse(r#"{"s":"a\"b","n":100000000000000000000}"#, 8).unwrap_err();
+        assert_eq!(e.message, "integer beyond the 64-bit range");
+        // …and digits inside strings never count.
+        assert!(parse(r#"{"s":"100000000000000000000","n":1e20}"#, 8).is_ok());
         assert!(parse("1 2", 8).is_err());
     }
 }

@@ -105,7 +105,9 @@ fn many_threads_one_chain_nothing_lost() {
             let e = engine.clone();
             std::thread::spawn(move || {
                 for i in 0..2_000 {
-                    let r = req(&format!(r#"{{"agent":"a{t}","tool":"t","params":{{"i":{i}}},"time":"2026-01-05T10:00:00Z"}}"#));
+                    let r = req(&format!(
+                        r#"{{"agent":"a{t}","tool":"t","params":{{"i":{i}}},"time":"2026-01-05T10:00:00Z"}}"#
+                    ));
                     assert!(e.evaluate(&r).unwrap().allowed());
                 }
             })
@@ -114,7 +116,7 @@ fn many_threads_one_chain_nothing_lost() {
     for t in threads {
         t.join().unwrap();
     }
-    let report = verify_files(&[path.clone()], None).unwrap();
+    let report = verify_files(std::slice::from_ref(&path), None).unwrap();
     assert_eq!(report.records, 16_000);
     // Reopening resumes the chain.
     let sink = FileSink::open(&path, Fsync::Always).unwrap();
@@ -141,14 +143,18 @@ fn torn_line_is_moved_aside_and_chain_resumes() {
         }
     };
     run(3);
-    std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"v\":1,\"se")).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"v\":1,\"se"))
+        .unwrap();
     let sink = FileSink::open(&path, Fsync::Always).unwrap();
     let torn = sink.torn().cloned().unwrap();
     assert_eq!(torn.bytes, b"{\"v\":1,\"se".len());
     assert_eq!(std::fs::read(&torn.moved_to).unwrap(), b"{\"v\":1,\"se");
     drop(sink);
     run(2);
-    assert_eq!(verify_files(&[path.clone()], None).unwrap().records, 5);
+    assert_eq!(verify_files(std::slice::from_ref(&path), None).unwrap().records, 5);
     // A damaged last complete line refuses to open and leaves the file untouched.
     let before = std::fs::read(&path).unwrap();
     let mut damaged = before.clone();
@@ -163,7 +169,8 @@ fn torn_line_is_moved_aside_and_chain_resumes() {
 #[test]
 fn unwritable_audit_fails_closed() {
     let mut o = EngineOptions::default();
-    o.sinks.push(Box::new(aegis_core::CallbackSink(|_: &aegis_core::AuditRecord, _: &str| Err("disk full".to_string()))));
+    o.sinks
+        .push(Box::new(aegis_core::CallbackSink(|_: &aegis_core::AuditRecord, _: &str| Err("disk full".to_string()))));
     let e = Engine::from_yaml("aegis: 1\ndefault: allow\n", o).unwrap();
     let r = e.evaluate(&req(r#"{"agent":"a","tool":"t"}"#));
     assert!(matches!(r, Err(aegis_core::EvalError::Audit(_))));
@@ -217,7 +224,10 @@ fn kill_switch_covers_chain_and_revive() {
     assert!(e.evaluate(&r).unwrap().allowed());
     e.kill(aegis_core::KillScope::Agent, "rogue", "compromised").unwrap();
     let d = e.evaluate(&r).unwrap();
-    assert_eq!((d.outcome, d.rules.clone(), d.reason.as_str()), (Outcome::Deny, vec!["kill:agent:rogue".to_string()], "compromised"));
+    assert_eq!(
+        (d.outcome, d.rules.clone(), d.reason.as_str()),
+        (Outcome::Deny, vec!["kill:agent:rogue".to_string()], "compromised")
+    );
     assert!(e.kill(aegis_core::KillScope::All, "x", "").is_err());
     assert!(e.revive(aegis_core::KillScope::Agent, "rogue").unwrap());
     assert!(e.evaluate(&r).unwrap().allowed());
@@ -233,7 +243,8 @@ fn limit_race_never_allows_more_than_max() {
             let (e, allowed) = (e.clone(), allowed.clone());
             std::thread::spawn(move || {
                 for _ in 0..100 {
-                    if e.evaluate(&req(r#"{"agent":"a","tool":"t","time":"2026-01-05T10:00:00Z"}"#)).unwrap().allowed() {
+                    if e.evaluate(&req(r#"{"agent":"a","tool":"t","time":"2026-01-05T10:00:00Z"}"#)).unwrap().allowed()
+                    {
                         allowed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }

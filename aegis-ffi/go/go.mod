@@ -1,0 +1,3 @@
+module aegis.example/aegis
+
+go 1.22

@@ -1,0 +1,420 @@
+/* C tests of libaegis: every shared vector (converted by vectors_to_text.py) through
+ * aegis_evaluate_json byte for byte, then bad-input cases, options, controls, threads.
+ * Usage: test_ffi VECTORS.txt POLICY_DIR   (POLICY_DIR: policies/finance)
+ * Built with -Wall -Wextra -Werror; run under valgrind by `make -f aegis-ffi/ffi.mk c-test`. */
+#include "aegis.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond, ...)                                                              \
+  do {                                                                                \
+    checks++;                                                                         \
+    if (!(cond)) {                                                                    \
+      failures++;                                                                     \
+      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                 \
+      fprintf(stderr, __VA_ARGS__);                                                   \
+      fputc('\n', stderr);                                                            \
+    }                                                                                 \
+  } while (0)
+
+/* ---------------------------------------------------------------- vector file reader */
+
+typedef struct {
+  char *data[4];
+  size_t len[4];
+  int count;
+  char tag;
+} record;
+
+static void record_clear(record *r) {
+  for (int i = 0; i < r->count; i++) free(r->data[i]);
+  r->count = 0;
+}
+
+/* Returns 1 on a record, 0 at EOF, exits on malformed input. */
+static int read_record(FILE *f, record *r) {
+  char line[64];
+  char tag;
+  int count;
+  r->count = 0;
+  if (!fgets(line, sizeof line, f)) return 0;
+  if (sscanf(line, "%c %d", &tag, &count) != 2) {
+    fprintf(stderr, "bad record line %s\n", line);
+    exit(2);
+  }
+  if (count < 0 || count > 4) {
+    fprintf(stderr, "bad record count %d\n", count);
+    exit(2);
+  }
+  r->tag = tag;
+  for (int i = 0; i < count; i++) {
+    size_t len;
+    if (!fgets(line, sizeof line, f) || sscanf(line, "%zu", &len) != 1) {
+      fprintf(stderr, "bad field length\n");
+      exit(2);
+    }
+    char *buf = malloc(len + 1);
+    if (!buf || fread(buf, 1, len, f) != len || fgetc(f) != '\n') {
+      fprintf(stderr, "truncated field\n");
+      exit(2);
+    }
+    buf[len] = '\0';
+    r->data[i] = buf;
+    r->len[i] = len;
+    r->count = i + 1;
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------- vectors */
+
+static int run_vectors(const char *path, int *vectors_out, int *steps_out) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    perror(path);
+    return 1;
+  }
+  record r;
+  char name[256] = "";
+  aegis_engine_options *opts = NULL;
+  aegis_engine *engine = NULL;
+  int load_failed = 0;
+  static char load_msg[65536];
+  while (read_record(f, &r)) {
+    char *err = NULL;
+    aegis_status st;
+    switch (r.tag) {
+      case 'N':
+        snprintf(name, sizeof name, "%s", r.data[0]);
+        opts = aegis_engine_options_new();
+        (*vectors_out)++;
+        break;
+      case 'O':
+        if (strcmp(r.data[0], "signing_key") == 0)
+          st = aegis_engine_options_set_signing_key(opts, (const uint8_t *)r.data[1], r.len[1], &err);
+        else if (strcmp(r.data[0], "approval_key") == 0)
+          st = aegis_engine_options_set_approval_key(opts, (const uint8_t *)r.data[1], r.len[1], &err);
+        else
+          st = aegis_engine_options_set_signing_key_id(opts, r.data[1], &err);
+        CHECK(st == AEGIS_OK, "%s: option %s: %s", name, r.data[0], err ? err : "");
+        break;
+      case 'P':
+        st = aegis_engine_from_yaml_with(r.data[0], r.len[0], opts, &engine, &err);
+        load_failed = st != AEGIS_OK;
+        if (r.len[1] > 0) {
+          CHECK(st == AEGIS_OK, "%s: load: %s", name, err ? err : "");
+          if (st == AEGIS_OK) {
+            char *hash = NULL;
+            CHECK(aegis_engine_policy_hash(engine, &hash, NULL) == AEGIS_OK, "%s: hash", name);
+            CHECK(hash && strcmp(hash, r.data[1]) == 0, "%s: policy hash %s != %s", name, hash, r.data[1]);
+            aegis_string_free(hash);
+          }
+        } else {
+          CHECK(st == AEGIS_POLICY_ERROR && engine == NULL, "%s: load should fail", name);
+          snprintf(load_msg, sizeof load_msg, "%s", err ? err : "");
+        }
+        break;
+      case 'L': {
+        /* one error line `<yaml>:LINE:COL: error: MESSAGE...` containing the substring */
+        char prefix[64];
+        (*steps_out)++;
+        snprintf(prefix, sizeof prefix, "<yaml>:%s:%s: error: ", r.data[0], r.data[1]);
+        int found = 0;
+        for (char *line = load_msg; line && *line;) {
+          char *nl = strchr(line, '\n');
+          size_t n = nl ? (size_t)(nl - line) : strlen(line);
+          char saved = line[n];
+          line[n] = '\0';
+          if (strncmp(line, prefix, strlen(prefix)) == 0 && strstr(line, r.data[2])) found = 1;
+          line[n] = saved;
+          line = nl ? nl + 1 : NULL;
+        }
+        CHECK(load_failed && found, "%s: no load error %s%s in:\n%s", name, prefix, r.data[2], load_msg);
+        break;
+      }
+      case 'R': {
+        char *out = NULL;
+        (*steps_out)++;
+        st = aegis_evaluate_json(engine, r.data[1], r.len[1], &out, &err);
+        CHECK(st == AEGIS_OK, "%s / %s: status %d: %s", name, r.data[0], (int)st, err ? err : "");
+        CHECK(out && strlen(out) == r.len[2] && memcmp(out, r.data[2], r.len[2]) == 0,
+              "%s / %s:\n  got  %s\n  want %s", name, r.data[0], out ? out : "(null)", r.data[2]);
+        aegis_string_free(out);
+        break;
+      }
+      case 'X': {
+        char *out = (char *)1;
+        (*steps_out)++;
+        st = aegis_evaluate_json(engine, r.data[1], r.len[1], &out, &err);
+        CHECK(st == AEGIS_INVALID_REQUEST, "%s / %s: status %d", name, r.data[0], (int)st);
+        CHECK(out == NULL, "%s / %s: out not NULL", name, r.data[0]);
+        CHECK(err != NULL, "%s / %s: no message", name, r.data[0]);
+        break;
+      }
+      case 'K':
+        (*steps_out)++;
+        st = aegis_engine_kill(engine, r.data[0], r.data[1], r.data[2], &err);
+        CHECK(st == AEGIS_OK, "%s: kill: %s", name, err ? err : "");
+        break;
+      case 'V': {
+        bool revived = false;
+        (*steps_out)++;
+        st = aegis_engine_revive(engine, r.data[0], r.data[1], &revived, &err);
+        CHECK(st == AEGIS_OK, "%s: revive: %s", name, err ? err : "");
+        break;
+      }
+      case 'Z':
+        aegis_engine_free(engine);
+        aegis_engine_options_free(opts);
+        engine = NULL;
+        opts = NULL;
+        break;
+      default:
+        fprintf(stderr, "unknown tag %c\n", r.tag);
+        exit(2);
+    }
+    aegis_string_free(err);
+    record_clear(&r);
+  }
+  fclose(f);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- bad input */
+
+static const char POLICY[] =
+    "aegis: 1\n"
+    "rules:\n"
+    "  - id: small\n"
+    "    match: {tool: pay}\n"
+    "    when: {params.amount: {lte: 100}}\n"
+    "    outcome: allow\n"
+    "  - id: big\n"
+    "    match: {tool: pay}\n"
+    "    when: {params.amount: {gt: 100}}\n"
+    "    outcome: require_approval\n"
+    "    approvers: [boss]\n";
+
+static const char REQ[] = "{\"agent\":\"a\",\"tool\":\"pay\",\"params\":{\"amount\":5},\"time\":\"2026-01-05T10:00:00Z\"}";
+static const char REQ_BIG[] = "{\"agent\":\"a\",\"tool\":\"pay\",\"params\":{\"amount\":500},\"time\":\"2026-01-05T10:00:00Z\"}";
+
+static void test_bad_input(void) {
+  aegis_engine *e = NULL;
+  char *err = NULL;
+  char *out = NULL;
+  aegis_outcome oc = AEGIS_OUTCOME_DENY;
+
+  /* NULL frees */
+  aegis_string_free(NULL);
+  aegis_engine_free(NULL);
+  aegis_engine_options_free(NULL);
+
+  /* NULL everywhere, with and without error_out */
+  CHECK(aegis_engine_from_yaml(NULL, 3, &e, &err) == AEGIS_NULL_PARAMETER && e == NULL && err, "null yaml");
+  aegis_string_free(err);
+  CHECK(aegis_engine_from_yaml(POLICY, sizeof POLICY - 1, NULL, NULL) == AEGIS_NULL_PARAMETER, "null out");
+  CHECK(aegis_engine_from_path(NULL, &e, NULL) == AEGIS_NULL_PARAMETER, "null path");
+  CHECK(aegis_evaluate_json(NULL, REQ, sizeof REQ - 1, &out, NULL) == AEGIS_NULL_PARAMETER && out == NULL, "null engine");
+  CHECK(aegis_evaluate(NULL, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_NULL_PARAMETER, "null engine 2");
+  CHECK(aegis_engine_kill(NULL, "agent", "a", NULL, NULL) == AEGIS_NULL_PARAMETER, "kill null");
+  CHECK(aegis_engine_revive(NULL, "agent", "a", NULL, NULL) == AEGIS_NULL_PARAMETER, "revive null");
+  CHECK(aegis_engine_reload(NULL, NULL) == AEGIS_NULL_PARAMETER, "reload null");
+  CHECK(aegis_engine_policy_hash(NULL, &out, NULL) == AEGIS_NULL_PARAMETER, "hash null");
+  CHECK(aegis_engine_grant(NULL, "x", "y", 1, &out, NULL) == AEGIS_NULL_PARAMETER, "grant null");
+  CHECK(aegis_engine_options_set_signing_key(NULL, (const uint8_t *)"k", 1, NULL) == AEGIS_NULL_PARAMETER, "opt null");
+  CHECK(aegis_engine_options_add_audit_callback(NULL, NULL, NULL, NULL) == AEGIS_NULL_PARAMETER, "cb null");
+
+  /* invalid UTF-8 in the bundle */
+  CHECK(aegis_engine_from_yaml("aegis: 1\n# \xff\xfe\n", 14, &e, &err) == AEGIS_INVALID_UTF8 && e == NULL, "utf8 yaml");
+  aegis_string_free(err);
+  /* a broken bundle */
+  CHECK(aegis_engine_from_yaml("aegis: 1\nrules: [{id: x, outcome: maybe}]\n", 43, &e, &err) == AEGIS_POLICY_ERROR && e == NULL, "policy err");
+  CHECK(err && strstr(err, "<yaml>:") != NULL, "load message names <yaml>: %s", err ? err : "");
+  aegis_string_free(err);
+  CHECK(aegis_engine_from_path("/nonexistent/aegis", &e, &err) == AEGIS_POLICY_ERROR && e == NULL, "missing path");
+  aegis_string_free(err);
+
+  CHECK(aegis_engine_from_yaml(POLICY, sizeof POLICY - 1, &e, &err) == AEGIS_OK && e && err == NULL, "load: %s", err ? err : "");
+
+  /* evaluate: NULL out-params */
+  CHECK(aegis_evaluate_json(e, REQ, sizeof REQ - 1, NULL, NULL) == AEGIS_NULL_PARAMETER, "null decision_out");
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, NULL, NULL) == AEGIS_NULL_PARAMETER, "null outcome_out");
+  CHECK(aegis_evaluate_json(e, NULL, 10, &out, NULL) == AEGIS_NULL_PARAMETER, "null request");
+  /* invalid UTF-8 request */
+  static const char bad[] = "{\"agent\":\"\xc3\x28\",\"tool\":\"pay\"}";
+  CHECK(aegis_evaluate_json(e, bad, sizeof bad - 1, &out, &err) == AEGIS_INVALID_UTF8 && out == NULL, "utf8 req");
+  aegis_string_free(err);
+  /* truncated JSON (a prefix of a valid request) */
+  for (size_t n = 0; n < sizeof REQ - 1; n += 7) {
+    CHECK(aegis_evaluate_json(e, REQ, n, &out, &err) == AEGIS_INVALID_REQUEST && out == NULL && err, "truncated at %zu", n);
+    aegis_string_free(err);
+  }
+  /* an embedded NUL inside the given length */
+  static const char nul[] = "{\"agent\":\"a\0b\",\"tool\":\"pay\"}";
+  CHECK(aegis_evaluate_json(e, nul, sizeof nul - 1, &out, &err) == AEGIS_INVALID_REQUEST, "nul in req");
+  aegis_string_free(err);
+  /* a huge input: 8 MiB of params */
+  {
+    size_t n = 8u << 20;
+    char *huge = malloc(n + 200);
+    int k = snprintf(huge, 200, "{\"agent\":\"a\",\"tool\":\"pay\",\"params\":{\"blob\":\"");
+    memset(huge + k, 'x', n);
+    memcpy(huge + k + n, "\"}}", 3);
+    aegis_status st = aegis_evaluate_json(e, huge, k + n + 3, &out, &err);
+    CHECK(st == AEGIS_INVALID_REQUEST && out == NULL, "huge: %d", (int)st);
+    aegis_string_free(err);
+    aegis_string_free(out);
+    free(huge);
+  }
+  /* a valid request, outcome only; error_out reset to NULL on success */
+  err = (char *)1;
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, &err) == AEGIS_OK && oc == AEGIS_OUTCOME_ALLOW && err == NULL, "allow");
+  CHECK(aegis_evaluate(e, REQ_BIG, sizeof REQ_BIG - 1, &oc, NULL) == AEGIS_OK && oc == AEGIS_OUTCOME_REQUIRE_APPROVAL, "approval");
+
+  /* controls: bad arguments */
+  CHECK(aegis_engine_kill(e, "planet", "x", NULL, &err) == AEGIS_INVALID_ARGUMENT && err, "bad scope");
+  aegis_string_free(err);
+  CHECK(aegis_engine_kill(e, "all", "x", NULL, &err) == AEGIS_INVALID_ARGUMENT, "all needs *");
+  aegis_string_free(err);
+  CHECK(aegis_engine_kill(e, "agent", "\xff", NULL, &err) == AEGIS_INVALID_UTF8, "kill utf8");
+  aegis_string_free(err);
+  CHECK(aegis_engine_kill(e, "agent", "a", "compromised", NULL) == AEGIS_OK, "kill");
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK && oc == AEGIS_OUTCOME_DENY, "killed");
+  bool revived = false;
+  CHECK(aegis_engine_revive(e, "agent", "a", &revived, NULL) == AEGIS_OK && revived, "revive");
+  CHECK(aegis_engine_revive(e, "agent", "a", &revived, NULL) == AEGIS_OK && !revived, "revive twice");
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK && oc == AEGIS_OUTCOME_ALLOW, "revived");
+  CHECK(aegis_engine_grant(e, "x", "boss", 60, &out, &err) == AEGIS_INVALID_ARGUMENT && out == NULL, "no approval key");
+  aegis_string_free(err);
+  CHECK(aegis_engine_reload(e, &err) == AEGIS_POLICY_ERROR, "reload of a yaml engine");
+  aegis_string_free(err);
+  CHECK(aegis_engine_reload_yaml(e, "aegis: 1\n", 9, &err) == AEGIS_OK, "reload_yaml: %s", err ? err : "");
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK && oc == AEGIS_OUTCOME_DENY, "empty bundle denies");
+  aegis_engine_free(e);
+}
+
+/* ---------------------------------------------------------------- options, callbacks */
+
+typedef struct {
+  int calls;
+  int fail;
+} cb_state;
+
+static int audit_cb(void *user, const char *line, size_t len) {
+  cb_state *s = user;
+  s->calls++;
+  if (strlen(line) != len || line[0] != '{') return 99;
+  return s->fail;
+}
+
+static void test_options(const char *policy_dir) {
+  aegis_engine_options *o = aegis_engine_options_new();
+  cb_state s = {0, 0};
+  char *err = NULL;
+  char *out = NULL;
+  aegis_outcome oc;
+  aegis_engine *e = NULL;
+  CHECK(aegis_engine_options_set_audit_file(o, "/tmp/x", 7, &err) == AEGIS_INVALID_ARGUMENT, "fsync");
+  aegis_string_free(err);
+  CHECK(aegis_engine_options_set_signing_key(o, (const uint8_t *)"k1", 2, NULL) == AEGIS_OK, "sk");
+  CHECK(aegis_engine_options_set_signing_key_id(o, "ops", NULL) == AEGIS_OK, "kid");
+  CHECK(aegis_engine_options_set_approval_key(o, (const uint8_t *)"ak", 2, NULL) == AEGIS_OK, "ak");
+  CHECK(aegis_engine_options_add_audit_callback(o, audit_cb, &s, NULL) == AEGIS_OK, "cb");
+  CHECK(aegis_engine_from_yaml_with(POLICY, sizeof POLICY - 1, o, &e, &err) == AEGIS_OK, "load: %s", err ? err : "");
+  CHECK(aegis_evaluate_json(e, REQ, sizeof REQ - 1, &out, NULL) == AEGIS_OK && out && strstr(out, "\"kid\":\"ops\""), "signed: %s", out ? out : "");
+  aegis_string_free(out);
+  CHECK(s.calls == 1, "callback called once: %d", s.calls);
+  /* approval round trip */
+  CHECK(aegis_evaluate_json(e, REQ_BIG, sizeof REQ_BIG - 1, &out, NULL) == AEGIS_OK && out, "approval");
+  char id[128] = "";
+  const char *p = out ? strstr(out, "\"approval\":{\"approvers\":[\"boss\"],\"id\":\"") : NULL;
+  CHECK(p != NULL, "approval id in %s", out ? out : "");
+  if (p) {
+    p += strlen("\"approval\":{\"approvers\":[\"boss\"],\"id\":\"");
+    size_t n = strcspn(p, "\"");
+    if (n < sizeof id) memcpy(id, p, n), id[n] = '\0';
+  }
+  aegis_string_free(out);
+  char *token = NULL;
+  CHECK(aegis_engine_grant(e, id, "boss", 3600, &token, &err) == AEGIS_OK && token, "grant: %s", err ? err : "");
+  if (token) {
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "{\"agent\":\"a\",\"tool\":\"pay\",\"params\":{\"amount\":500},\"time\":\"2026-01-05T10:00:00Z\",\"approval\":\"%s\"}",
+                     token);
+    (void)n;
+    /* the grant is issued at the system clock; the request time is in 2026 — the token may
+       be accepted or rejected by exp, but the call must succeed and stay well-formed. */
+    CHECK(aegis_evaluate(e, req, strlen(req), &oc, &err) == AEGIS_OK, "with grant: %s", err ? err : "");
+  }
+  aegis_string_free(token);
+  /* a failing callback fails the evaluation closed */
+  s.fail = 1;
+  CHECK(aegis_evaluate_json(e, REQ, sizeof REQ - 1, &out, &err) == AEGIS_IO_ERROR && out == NULL && err, "cb fail");
+  aegis_string_free(err);
+  aegis_engine_free(e);
+
+  /* an audit file that cannot be opened */
+  CHECK(aegis_engine_options_set_audit_file(o, "/nonexistent/dir/audit.jsonl", AEGIS_FSYNC_NEVER, NULL) == AEGIS_OK, "af");
+  CHECK(aegis_engine_from_yaml_with(POLICY, sizeof POLICY - 1, o, &e, &err) == AEGIS_IO_ERROR && e == NULL, "audit open");
+  aegis_string_free(err);
+  aegis_engine_options_free(o);
+
+  /* from_path on the finance bundle, reload */
+  CHECK(aegis_engine_from_path(policy_dir, &e, &err) == AEGIS_OK, "from_path %s: %s", policy_dir, err ? err : "");
+  if (e) {
+    CHECK(aegis_engine_reload(e, &err) == AEGIS_OK, "reload: %s", err ? err : "");
+    aegis_string_free(err);
+    err = NULL;
+  }
+  aegis_string_free(err);
+  aegis_engine_free(e);
+}
+
+/* ---------------------------------------------------------------- threads */
+
+static void *worker(void *arg) {
+  aegis_engine *e = arg;
+  long bad = 0;
+  for (int i = 0; i < 200; i++) {
+    char *out = NULL;
+    if (aegis_evaluate_json(e, REQ, sizeof REQ - 1, &out, NULL) != AEGIS_OK || !out) bad++;
+    aegis_string_free(out);
+  }
+  return (void *)bad;
+}
+
+static void test_threads(void) {
+  aegis_engine *e = NULL;
+  CHECK(aegis_engine_from_yaml(POLICY, sizeof POLICY - 1, &e, NULL) == AEGIS_OK, "load");
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, e);
+  for (int i = 0; i < 4; i++) {
+    void *r;
+    pthread_join(t[i], &r);
+    CHECK(r == NULL, "thread %d had failures", i);
+  }
+  aegis_engine_free(e);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s VECTORS.txt POLICY_DIR\n", argv[0]);
+    return 2;
+  }
+  int vectors = 0, steps = 0;
+  if (run_vectors(argv[1], &vectors, &steps) != 0) return 2;
+  int vector_failures = failures;
+  test_bad_input();
+  test_options(argv[2]);
+  test_threads();
+  printf("aegis C tests: %d vectors, %d vector steps (%d failed); %d checks, %d failed\n", vectors, steps,
+         vector_failures, checks, failures);
+  return failures == 0 ? 0 : 1;
+}

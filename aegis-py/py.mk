@@ -1,0 +1,34 @@
+# Python binding (aegis-py): build and test. Include from the top-level Makefile
+# (`include aegis-py/py.mk`) or run directly from the repository root:
+#   make -f aegis-py/py.mk py-test
+# Needs rustup's cargo and python3 (>= 3.9) on PATH.
+
+PY_VENV    ?= .venv
+PY_BIN     := $(PY_VENV)/bin
+PY_PYTHON  := $(PY_BIN)/python
+PY_STAMP   := $(PY_VENV)/.aegis-py-test-deps
+
+.PHONY: py-build py-test py-typecheck py-example
+
+$(PY_PYTHON):
+	python3 -m venv $(PY_VENV)
+
+$(PY_STAMP): aegis-py/requirements-test.txt | $(PY_PYTHON)
+	$(PY_PYTHON) -m pip install -q -r aegis-py/requirements-test.txt
+	touch $@
+
+# Builds the extension (release, 2 jobs) and installs it into the venv (editable).
+py-build: $(PY_STAMP)
+	VIRTUAL_ENV=$(abspath $(PY_VENV)) PYO3_PYTHON=$(abspath $(PY_PYTHON)) CARGO_BUILD_JOBS=2 \
+		$(PY_BIN)/maturin develop --release -m aegis-py/Cargo.toml
+
+py-test: py-build
+	$(PY_PYTHON) -m pytest -q aegis-py/tests
+
+# mypy --strict over a usage file, and stubtest of the native module's stub.
+py-typecheck: py-build
+	$(PY_BIN)/mypy --strict aegis-py/tests/typing_usage.py examples/python/agent.py
+	$(PY_PYTHON) -m mypy.stubtest aegis._aegis
+
+py-example: py-build
+	$(PY_PYTHON) examples/python/agent.py

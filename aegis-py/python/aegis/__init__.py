@@ -1,0 +1,36 @@
+"""Aegis: an embeddable policy-decision engine for AI agents' tool calls.
+
+    >>> import aegis
+    >>> engine = aegis.Engine.from_path("policies/finance")
+    >>> engine.evaluate(agent="finance-agent", tool="payments", params={"amount": 5}).outcome
+"""
+
+from ._decorator import AgentContext, ApprovalHandler, agent_context, current_agent_context, secure_tool
+from ._engine import Approval, AuditSink, Decision, Engine, Outcome
+from ._errors import (
+    AegisError,
+    ApprovalRequired,
+    PolicyDenied,
+    PolicyError,
+    PolicyLoadError,
+    RequestError,
+)
+
+__all__ = [
+    "AegisError",
+    "AgentContext",
+    "Approval",
+    "ApprovalHandler",
+    "ApprovalRequired",
+    "AuditSink",
+    "Decision",
+    "Engine",
+    "Outcome",
+    "PolicyDenied",
+    "PolicyError",
+    "PolicyLoadError",
+    "RequestError",
+    "agent_context",
+    "current_agent_context",
+    "secure_tool",
+]

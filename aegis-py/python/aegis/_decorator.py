@@ -1,0 +1,234 @@
+"""``@secure_tool`` and ``agent_context`` (SPEC §9 Python)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterator,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+    cast,
+)
+
+from ._engine import Decision, Engine, Outcome
+from ._errors import AegisError, ApprovalRequired, PolicyDenied
+
+__all__ = ["AgentContext", "agent_context", "current_agent_context", "secure_tool", "ApprovalHandler"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Called with a ``require_approval`` decision; returns a grant token (``str``) or
+#: ``None``. May be a plain or an ``async`` function.
+ApprovalHandler = Callable[[Decision], Union[Optional[str], Awaitable[Optional[str]]]]
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """Who is calling: the request fields a guarded tool takes from context."""
+
+    agent: Optional[str] = None
+    chain: Tuple[str, ...] = ()
+    session: Optional[str] = None
+    environment: Optional[str] = None
+    context: Optional[Mapping[str, Any]] = None
+
+
+_CURRENT: contextvars.ContextVar[AgentContext] = contextvars.ContextVar(
+    "aegis_agent_context", default=AgentContext()
+)
+
+
+def current_agent_context() -> AgentContext:
+    """The agent context in effect (empty outside any ``agent_context``)."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def agent_context(
+    agent: Optional[str] = None,
+    *,
+    chain: Optional[Sequence[str]] = None,
+    session: Optional[str] = None,
+    environment: Optional[str] = None,
+    context: Optional[Mapping[str, Any]] = None,
+) -> Iterator[AgentContext]:
+    """Sets the calling agent for guarded tools in this block (a ``contextvars``
+    variable, so it follows threads' contexts and asyncio tasks).
+
+    Nested: an inner ``agent`` is called by the outer one, so its chain is the outer
+    chain plus the outer agent (unless ``chain`` is given); the other fields are
+    inherited unless given."""
+    outer = _CURRENT.get()
+    if chain is not None:
+        new_chain = tuple(chain)
+    elif agent is not None and outer.agent is not None:
+        new_chain = outer.chain + (outer.agent,)
+    else:
+        new_chain = outer.chain
+    ctx = AgentContext(
+        agent=agent if agent is not None else outer.agent,
+        chain=new_chain,
+        session=session if session is not None else outer.session,
+        environment=environment if environment is not None else outer.environment,
+        context=context if context is not None else outer.context,
+    )
+    token = _CURRENT.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _CURRENT.reset(token)
+
+
+def _request(tool: str, action: Optional[str], sig: inspect.Signature, args: Any, kwargs: Any) -> Dict[str, Any]:
+    ctx = _CURRENT.get()
+    if ctx.agent is None:
+        raise AegisError(
+            f"tool {tool!r} called with no agent in context; wrap the call in `with aegis.agent_context(agent=...)`"
+        )
+    bound = sig.bind(*args, **kwargs)
+    bound.apply_defaults()
+    params = dict(bound.arguments)
+    names = list(sig.parameters)
+    if names and names[0] in ("self", "cls"):
+        params.pop(names[0], None)
+    req: Dict[str, Any] = {"agent": ctx.agent, "tool": tool, "params": params}
+    if action is not None:
+        req["action"] = action
+    if ctx.chain:
+        req["chain"] = list(ctx.chain)
+    if ctx.session is not None:
+        req["session"] = ctx.session
+    if ctx.environment is not None:
+        req["environment"] = ctx.environment
+    if ctx.context is not None:
+        req["context"] = dict(ctx.context)
+    return req
+
+
+def _check_token(token: Any) -> Optional[str]:
+    if token is None or isinstance(token, str):
+        return token
+    raise AegisError(f"approval_handler must return a grant token (str) or None, not {type(token).__name__}")
+
+
+def _regrant(engine: Engine, request: Dict[str, Any], first: Decision, token: Optional[str]) -> Decision:
+    if token is None:
+        raise ApprovalRequired(first)
+    again = dict(request)
+    again["approval"] = token
+    again["time"] = first.audit["time"]  # the same resolved time (SPEC §6.2)
+    return engine.evaluate(again)
+
+
+def _verdict(decision: Decision) -> None:
+    if decision.outcome is Outcome.ALLOW:
+        return
+    if decision.outcome is Outcome.DENY:
+        raise PolicyDenied(decision)
+    raise ApprovalRequired(decision)
+
+
+def _sync_handler(handler: ApprovalHandler, decision: Decision, timeout: Optional[float]) -> Optional[str]:
+    def call() -> Optional[str]:
+        result = handler(decision)
+        if inspect.isawaitable(result):
+            aw = result
+
+            async def run() -> Optional[str]:
+                return await aw
+
+            return asyncio.run(run())
+        return result
+
+    if timeout is None:
+        return _check_token(call())
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        fut = pool.submit(contextvars.copy_context().run, call)
+        try:
+            return _check_token(fut.result(timeout=timeout))
+        except concurrent.futures.TimeoutError:
+            raise ApprovalRequired(decision, f"approval handler timed out after {timeout}s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+async def _async_handler(handler: ApprovalHandler, decision: Decision, timeout: Optional[float]) -> Optional[str]:
+    async def call() -> Optional[str]:
+        result = handler(decision)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    try:
+        return _check_token(await asyncio.wait_for(call(), timeout))
+    except asyncio.TimeoutError:
+        raise ApprovalRequired(decision, f"approval handler timed out after {timeout}s") from None
+
+
+def secure_tool(
+    engine: Engine,
+    *,
+    tool: Optional[str] = None,
+    action: Optional[str] = None,
+    approval_handler: Optional[ApprovalHandler] = None,
+    approval_timeout: Optional[float] = None,
+) -> Callable[[F], F]:
+    """Guards a tool function (plain or ``async``): each call is decided by
+    ``engine`` first, and the body runs only if the decision is ``allow``.
+
+    The request's ``params`` are the call's arguments by name (defaults applied,
+    ``self``/``cls`` left out); agent, chain, session, environment and context come
+    from :func:`agent_context`. ``tool`` defaults to the function's name.
+
+    Raises :class:`AegisError` (no agent in context, audit failure),
+    :class:`RequestError` (arguments that are not JSON-like), :class:`PolicyDenied`
+    or :class:`ApprovalRequired`. With ``approval_handler``, a ``require_approval``
+    decision is passed to it; a returned grant token re-decides the same request
+    (same time) with ``approval=token``."""
+
+    def decorate(fn: F) -> F:
+        name = tool if tool is not None else fn.__name__
+        sig = inspect.signature(fn)
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                request = _request(name, action, sig, args, kwargs)
+                decision = engine.evaluate(request)
+                if decision.outcome is Outcome.REQUIRE_APPROVAL and approval_handler is not None:
+                    token = await _async_handler(approval_handler, decision, approval_timeout)
+                    decision = _regrant(engine, request, decision, token)
+                _verdict(decision)
+                return await fn(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request = _request(name, action, sig, args, kwargs)
+            decision = engine.evaluate(request)
+            if decision.outcome is Outcome.REQUIRE_APPROVAL and approval_handler is not None:
+                token = _sync_handler(approval_handler, decision, approval_timeout)
+                decision = _regrant(engine, request, decision, token)
+            _verdict(decision)
+            return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate

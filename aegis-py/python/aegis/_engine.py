@@ -1,0 +1,160 @@
+"""The engine and its decisions (SPEC §4, §9)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+
+from . import _aegis
+
+__all__ = ["Engine", "Decision", "Approval", "Outcome", "AuditSink"]
+
+#: An audit destination: a path (durable JSONL file sink) or a callable that
+#: receives each record as a dict.
+AuditSink = Union[str, "os.PathLike[str]", Callable[[Dict[str, Any]], Any]]
+Key = Union[bytes, str]
+
+
+class Outcome(str, Enum):
+    """The outcome of a decision; a ``str`` valued ``"allow"``, ``"deny"`` or
+    ``"require_approval"``."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    REQUIRE_APPROVAL = "require_approval"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The approval a ``require_approval`` decision asks for."""
+
+    id: str
+    approvers: List[str]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision (SPEC §4) with its audit record (SPEC §5.2) as a dict."""
+
+    outcome: Outcome
+    rules: List[str]
+    reason: str
+    approval: Optional[Approval]
+    errors: List[Dict[str, str]]
+    audit: Dict[str, Any] = field(repr=False)
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the call may run."""
+        return self.outcome is Outcome.ALLOW
+
+
+_OUTCOMES = {o.value: o for o in Outcome}
+
+
+def _decision(raw: Any) -> Decision:
+    outcome, rules, reason, approval, errors, audit_json = raw
+    return Decision(
+        outcome=_OUTCOMES[outcome],
+        rules=list(rules),
+        reason=reason,
+        approval=Approval(approval[0], list(approval[1])) if approval is not None else None,
+        errors=[{"rule": r, "path": p, "message": m} for (r, p, m) in errors],
+        audit=json.loads(audit_json),
+    )
+
+
+class Engine:
+    """A loaded policy bundle. Thread-safe: share one engine between threads and
+    asyncio tasks. The GIL is released while the core evaluates."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @classmethod
+    def from_path(
+        cls,
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        audit: Optional[AuditSink] = None,
+        fsync: str = "always",
+        approval_key: Optional[Key] = None,
+        signing_key: Optional[Key] = None,
+        signing_key_id: Optional[str] = None,
+    ) -> "Engine":
+        """Loads a bundle (a file or a directory). Raises :class:`PolicyError`."""
+        return cls(
+            _aegis.NativeEngine.from_path(
+                os.fspath(path), audit, fsync, approval_key, signing_key, signing_key_id
+            )
+        )
+
+    @classmethod
+    def from_yaml(
+        cls,
+        text: str,
+        *,
+        audit: Optional[AuditSink] = None,
+        fsync: str = "always",
+        approval_key: Optional[Key] = None,
+        signing_key: Optional[Key] = None,
+        signing_key_id: Optional[str] = None,
+    ) -> "Engine":
+        """Loads a one-file bundle from YAML text (file name ``<yaml>``)."""
+        return cls(
+            _aegis.NativeEngine.from_yaml(
+                text, audit, fsync, approval_key, signing_key, signing_key_id
+            )
+        )
+
+    def evaluate(self, request: Optional[Mapping[str, Any]] = None, /, **fields: Any) -> Decision:
+        """Decides a request given as a dict or as keyword arguments (not both).
+        Raises :class:`RequestError` for a request that breaks SPEC §1 and
+        :class:`AegisError` when the audit record cannot be written."""
+        if request is None:
+            request = fields
+        elif fields:
+            raise TypeError("evaluate() takes a request dict or keyword fields, not both")
+        return _decision(self._native.evaluate(request))
+
+    def evaluate_json(self, request_json: str) -> str:
+        """Decides request JSON text; returns the decision as one line of canonical
+        JSON, byte-identical to ``aegis eval``."""
+        result: str = self._native.evaluate_json(request_json)
+        return result
+
+    def kill(self, scope: str, id: str, reason: str = "") -> None:
+        """Kill switch (SPEC §6.1): scope is ``agent``, ``tool``, ``session`` or
+        ``all`` (id ``*``)."""
+        self._native.kill(scope, id, reason)
+
+    def revive(self, scope: str, id: str) -> bool:
+        """Lifts a kill switch; returns whether one was set."""
+        result: bool = self._native.revive(scope, id)
+        return result
+
+    def grant(self, approval_id: str, approver: str, ttl_seconds: int) -> str:
+        """Issues an approval grant token (SPEC §6.2); needs ``approval_key``."""
+        result: str = self._native.grant(approval_id, approver, ttl_seconds)
+        return result
+
+    def reload(self) -> None:
+        """Reloads a ``from_path`` bundle; on :class:`PolicyError` the old one stays."""
+        self._native.reload()
+
+    def reload_yaml(self, text: str) -> None:
+        """Replaces the bundle with YAML text; on :class:`PolicyError` the old one stays."""
+        self._native.reload_yaml(text)
+
+    def policy_hash(self) -> str:
+        """The hex SHA-256 policy hash of the current bundle."""
+        result: str = self._native.policy_hash()
+        return result

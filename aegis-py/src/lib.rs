@@ -1,0 +1,328 @@
+//! # aegis-py
+//!
+//! The native half of the Python package `aegis-policy` (`import aegis`): the private
+//! module `aegis._aegis`. It holds an [`aegis_core::Engine`], converts Python objects
+//! straight into [`aegis_core::Value`] trees (no JSON text round trip), releases the GIL
+//! while the core evaluates and raises the exceptions defined in `aegis/_errors.py`.
+//!
+//! The public, typed API (`Engine`, `Decision`, `Outcome`, `secure_tool`…) lives in
+//! the pure-Python package around this module.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use aegis_core::{
+    CallbackSink, EngineOptions, EvalError, FileSink, Fsync, KillScope, LoadErrors, Map, Request, RequestError, Value,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+thread_local! {
+    /// Set while this thread runs a Python audit callback (under the engine's chain
+    /// lock): evaluating on the same engine from there would deadlock.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Nesting allowed inside `params` / `context` (`params` itself is depth 1).
+const MAX_DEPTH: usize = 64;
+
+/// Instantiates `aegis._errors.NAME(*args)` as a `PyErr`.
+fn py_error<'py, A>(py: Python<'py>, name: &str, args: A) -> PyErr
+where
+    A: pyo3::call::PyCallArgs<'py>,
+{
+    let made = (|| -> PyResult<PyErr> {
+        let cls = py.import("aegis._errors")?.getattr(name)?;
+        let exc = cls.call1(args)?;
+        Ok(PyErr::from_value(exc))
+    })();
+    match made {
+        Ok(e) | Err(e) => e,
+    }
+}
+
+fn aegis_error(py: Python<'_>, message: String) -> PyErr {
+    py_error(py, "AegisError", (message,))
+}
+
+fn request_error(py: Python<'_>, e: &RequestError) -> PyErr {
+    py_error(py, "RequestError", (e.to_string(), e.field.clone()))
+}
+
+fn policy_error(py: Python<'_>, e: &LoadErrors) -> PyErr {
+    let items: Vec<(String, usize, usize, String, Option<String>)> =
+        e.0.iter()
+            .map(|x| (x.loc.file.to_string(), x.loc.line, x.loc.column, x.message.clone(), x.help.clone()))
+            .collect();
+    py_error(py, "PolicyError", (e.to_string(), items))
+}
+
+fn eval_error(py: Python<'_>, e: &EvalError) -> PyErr {
+    match e {
+        EvalError::Request(r) => request_error(py, r),
+        EvalError::Audit(a) => aegis_error(py, a.to_string()),
+    }
+}
+
+/// A conversion failure: (top-level field, message).
+type ConvError = (String, String);
+
+fn conv_err(field: &str, path: &str, what: impl std::fmt::Display) -> ConvError {
+    (field.to_owned(), format!("invalid request: `{path}`: {what}"))
+}
+
+/// Converts a Python object into a [`Value`]. `depth` is the nesting of `obj` (a
+/// top-level request field is depth 1); containers deeper than `MAX_DEPTH + 1` are
+/// rejected, which also catches cyclic structures.
+fn to_value(obj: &Bound<'_, PyAny>, field: &str, path: &str, depth: usize) -> Result<Value, ConvError> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    // bool before int: Python's bool is an int subclass, but not a number here.
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(Value::Bool(obj.is_truthy().map_err(|e| conv_err(field, path, e))?));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::Number(i as f64));
+        }
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::Number(u as f64));
+        }
+        return Err(conv_err(field, path, "integer out of the 64-bit range"));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let v = f.value();
+        if !v.is_finite() {
+            return Err(conv_err(field, path, format!("number {v} is not finite")));
+        }
+        return Ok(Value::Number(v));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        let s = s.to_cow().map_err(|_| conv_err(field, path, "string is not valid UTF-8 (lone surrogate)"))?;
+        return Ok(Value::String(s.into_owned()));
+    }
+    let container = obj.is_instance_of::<PyDict>() || obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
+    if container && depth > MAX_DEPTH + 1 {
+        return Err(conv_err(field, path, format!("nesting deeper than {MAX_DEPTH} levels (or a cyclic structure)")));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut map = Map::new();
+        for (k, v) in d.iter() {
+            let Ok(ks) = k.cast::<PyString>() else {
+                let tn = k.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+                return Err(conv_err(field, path, format!("object keys must be str, found {tn}")));
+            };
+            let key: String =
+                ks.to_cow().map_err(|_| conv_err(field, path, "key is not valid UTF-8 (lone surrogate)"))?.into_owned();
+            let sub = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            let f = if field.is_empty() { key.as_str() } else { field };
+            let val = to_value(&v, f, &sub, depth + 1)?;
+            map.insert(key, val);
+        }
+        return Ok(Value::Object(map));
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        let mut out = Vec::new();
+        let len = obj.len().map_err(|e| conv_err(field, path, e))?;
+        out.reserve(len.min(1 << 16));
+        for (i, item) in obj.try_iter().map_err(|e| conv_err(field, path, e))?.enumerate() {
+            let item = item.map_err(|e| conv_err(field, path, e))?;
+            out.push(to_value(&item, field, &format!("{path}.{i}"), depth + 1)?);
+        }
+        return Ok(Value::Array(out));
+    }
+    let tn = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    Err(conv_err(
+        field,
+        path,
+        format!("values of type {tn} are not allowed (use dict, list, tuple, str, int, float, bool or None)"),
+    ))
+}
+
+/// Builds a validated [`Request`] from a Python dict.
+fn request_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>, engine: &aegis_core::Engine) -> PyResult<Request> {
+    if !obj.is_instance_of::<PyDict>() {
+        let tn = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+        return Err(request_error(py, &RequestError::new("", format!("a request is a dict, found {tn}"))));
+    }
+    let v = to_value(obj, "", "", 0).map_err(|(f, m)| py_error(py, "RequestError", (m, f)))?;
+    Request::from_value(v, engine.request_limits()).map_err(|e| request_error(py, &e))
+}
+
+fn key_bytes(obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Vec<u8>>> {
+    let Some(obj) = obj else { return Ok(None) };
+    if obj.is_none() {
+        return Ok(None);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Some(s.to_cow()?.as_bytes().to_vec()));
+    }
+    match obj.extract::<Vec<u8>>() {
+        Ok(b) if !obj.is_instance_of::<PyList>() => Ok(Some(b)),
+        _ => Err(PyValueError::new_err(format!("`{name}` must be bytes or str"))),
+    }
+}
+
+/// The native engine (`aegis._aegis.NativeEngine`); wrapped by `aegis.Engine`.
+#[pyclass(frozen, module = "aegis._aegis")]
+struct NativeEngine {
+    inner: Arc<aegis_core::Engine>,
+}
+
+fn build_options(
+    py: Python<'_>,
+    audit: Option<&Bound<'_, PyAny>>,
+    fsync: &str,
+    approval_key: Option<&Bound<'_, PyAny>>,
+    signing_key: Option<&Bound<'_, PyAny>>,
+    signing_key_id: Option<String>,
+) -> PyResult<EngineOptions> {
+    let mut opts = EngineOptions {
+        approval_key: key_bytes(approval_key, "approval_key")?,
+        signing_key: key_bytes(signing_key, "signing_key")?,
+        signing_key_id,
+        ..EngineOptions::default()
+    };
+    let fs = Fsync::parse(fsync).ok_or_else(|| {
+        PyValueError::new_err(format!("fsync must be \"always\", \"batch\" or \"never\", not {fsync:?}"))
+    })?;
+    if let Some(a) = audit {
+        if a.is_none() {
+        } else if a.is_callable() && !a.is_instance_of::<PyString>() {
+            let cb: Py<PyAny> = a.clone().unbind();
+            let sink = CallbackSink(move |_rec: &aegis_core::AuditRecord, line: &str| -> Result<(), String> {
+                Python::attach(|py| {
+                    IN_CALLBACK.with(|c| c.set(true));
+                    let r = (|| -> PyResult<()> {
+                        let d = py.import("json")?.call_method1("loads", (line,))?;
+                        cb.bind(py).call1((d,))?;
+                        Ok(())
+                    })();
+                    IN_CALLBACK.with(|c| c.set(false));
+                    r.map_err(|e| e.to_string())
+                })
+            });
+            opts.sinks.push(Box::new(sink));
+        } else {
+            let path: std::path::PathBuf = py.import("os")?.call_method1("fspath", (a,))?.extract()?;
+            let sink = py.detach(|| FileSink::open(&path, fs)).map_err(|e| aegis_error(py, e.to_string()))?;
+            opts.sinks.push(Box::new(sink));
+        }
+    }
+    Ok(opts)
+}
+
+fn scope(s: &str) -> PyResult<KillScope> {
+    KillScope::parse(s)
+        .ok_or_else(|| PyValueError::new_err(format!("scope must be agent, tool, session or all, not {s:?}")))
+}
+
+fn check_not_in_callback(py: Python<'_>) -> PyResult<()> {
+    if IN_CALLBACK.with(|c| c.get()) {
+        return Err(aegis_error(py, "cannot evaluate from inside an audit callback (it would deadlock)".into()));
+    }
+    Ok(())
+}
+
+/// Outcome, rules, reason, approval (id, approvers), errors, audit record JSON.
+type RawDecision = (String, Vec<String>, String, Option<(String, Vec<String>)>, Vec<(String, String, String)>, String);
+
+#[pymethods]
+impl NativeEngine {
+    #[staticmethod]
+    #[pyo3(signature = (path, audit=None, fsync="always", approval_key=None, signing_key=None, signing_key_id=None))]
+    fn from_path(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        audit: Option<&Bound<'_, PyAny>>,
+        fsync: &str,
+        approval_key: Option<&Bound<'_, PyAny>>,
+        signing_key: Option<&Bound<'_, PyAny>>,
+        signing_key_id: Option<String>,
+    ) -> PyResult<Self> {
+        let opts = build_options(py, audit, fsync, approval_key, signing_key, signing_key_id)?;
+        let e = py.detach(|| aegis_core::Engine::from_path(path, opts)).map_err(|e| policy_error(py, &e))?;
+        Ok(NativeEngine { inner: Arc::new(e) })
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (text, audit=None, fsync="always", approval_key=None, signing_key=None, signing_key_id=None))]
+    fn from_yaml(
+        py: Python<'_>,
+        text: &str,
+        audit: Option<&Bound<'_, PyAny>>,
+        fsync: &str,
+        approval_key: Option<&Bound<'_, PyAny>>,
+        signing_key: Option<&Bound<'_, PyAny>>,
+        signing_key_id: Option<String>,
+    ) -> PyResult<Self> {
+        let opts = build_options(py, audit, fsync, approval_key, signing_key, signing_key_id)?;
+        let text = text.to_owned();
+        let e = py.detach(move || aegis_core::Engine::from_yaml(&text, opts)).map_err(|e| policy_error(py, &e))?;
+        Ok(NativeEngine { inner: Arc::new(e) })
+    }
+
+    /// Evaluates a request dict; returns the raw decision tuple.
+    fn evaluate(&self, py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<RawDecision> {
+        check_not_in_callback(py)?;
+        let req = request_from_py(py, request, &self.inner)?;
+        let engine = Arc::clone(&self.inner);
+        let d = py.detach(move || engine.evaluate(&req)).map_err(|e| eval_error(py, &e))?;
+        Ok((
+            d.outcome.as_str().to_owned(),
+            d.rules,
+            d.reason,
+            d.approval.map(|a| (a.id, a.approvers)),
+            d.errors.into_iter().map(|e| (e.rule, e.path, e.message)).collect(),
+            d.audit.to_json(),
+        ))
+    }
+
+    /// Evaluates request JSON text; returns the decision line (canonical JSON).
+    fn evaluate_json(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
+        check_not_in_callback(py)?;
+        let text = request_json.to_owned();
+        let engine = Arc::clone(&self.inner);
+        py.detach(move || engine.evaluate_json(&text)).map_err(|e| eval_error(py, &e))
+    }
+
+    #[pyo3(signature = (scope_name, id, reason=""))]
+    fn kill(&self, py: Python<'_>, scope_name: &str, id: &str, reason: &str) -> PyResult<()> {
+        let s = scope(scope_name)?;
+        self.inner.kill(s, id, reason).map_err(|e| aegis_error(py, e.to_string()))
+    }
+
+    fn revive(&self, py: Python<'_>, scope_name: &str, id: &str) -> PyResult<bool> {
+        let s = scope(scope_name)?;
+        self.inner.revive(s, id).map_err(|e| aegis_error(py, e.to_string()))
+    }
+
+    fn grant(&self, py: Python<'_>, approval_id: &str, approver: &str, ttl_seconds: u64) -> PyResult<String> {
+        self.inner.grant(approval_id, approver, ttl_seconds).map_err(|e| aegis_error(py, e.to_string()))
+    }
+
+    fn reload(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = Arc::clone(&self.inner);
+        py.detach(move || engine.reload()).map_err(|e| policy_error(py, &e))
+    }
+
+    fn reload_yaml(&self, py: Python<'_>, text: &str) -> PyResult<()> {
+        let engine = Arc::clone(&self.inner);
+        let text = text.to_owned();
+        py.detach(move || engine.reload_yaml(&text)).map_err(|e| policy_error(py, &e))
+    }
+
+    fn policy_hash(&self) -> String {
+        self.inner.policy_hash()
+    }
+}
+
+/// The native module `aegis._aegis`.
+#[pymodule]
+fn _aegis(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeEngine>()?;
+    m.add("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

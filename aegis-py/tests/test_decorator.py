@@ -1,0 +1,349 @@
+"""@secure_tool and agent_context."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+import aegis
+from aegis import agent_context, secure_tool
+
+POLICY = """
+aegis: 1
+rules:
+  - id: small
+    match: {agent: "fin*", tool: payments}
+    when: {params.amount: {lte: 5000}}
+    outcome: allow
+  - id: big
+    match: {agent: "fin*", tool: payments}
+    when: {params.amount: {gt: 5000}}
+    outcome: require_approval
+    approvers: [manager]
+  - id: read
+    match: {tool: files, action: read}
+    when: {params.path: {within: /data}}
+    outcome: allow
+  - id: chained
+    match: {tool: payments}
+    when: {chain: {contains: rogue}}
+    outcome: deny
+    reason: rogue in chain
+"""
+
+
+def make(**kw: Any) -> aegis.Engine:
+    return aegis.Engine.from_yaml(POLICY, approval_key=b"key", **kw)
+
+
+def test_allow_runs_with_bound_params() -> None:
+    records: List[Dict[str, Any]] = []
+    e = make(audit=records.append)
+    ran = []
+
+    @secure_tool(e, tool="payments", action="create")
+    def pay(amount: float, currency: str = "USD", *, memo: Optional[str] = None) -> str:
+        ran.append(amount)
+        return f"paid {amount} {currency}"
+
+    assert pay.__name__ == "pay"
+    assert list(inspect.signature(pay).parameters) == ["amount", "currency", "memo"]
+    with agent_context(agent="fin-bot", session="s1", environment="prod", context={"tenant": "t"}):
+        assert pay(10) == "paid 10 USD"
+    assert ran == [10]
+    rec = records[-1]
+    assert rec["agent"] == "fin-bot" and rec["tool"] == "payments" and rec["action"] == "create"
+    assert rec["session"] == "s1" and rec["environment"] == "prod"
+
+
+def test_params_are_bound_arguments() -> None:
+    seen: List[Dict[str, Any]] = []
+    e = make()
+    orig = e.evaluate
+
+    class Spy:
+        def __getattr__(self, n: str) -> Any:
+            return getattr(e, n)
+
+        def evaluate(self, req: Dict[str, Any]) -> aegis.Decision:
+            seen.append(req)
+            return orig(req)
+
+    @secure_tool(Spy(), tool="payments")  # type: ignore[arg-type]
+    def pay(amount: int, currency: str = "USD", **extra: Any) -> None:
+        pass
+
+    class Svc:
+        @secure_tool(Spy(), tool="payments")  # type: ignore[arg-type]
+        def pay(self, amount: int) -> int:
+            return amount
+
+    with agent_context(agent="fin"):
+        pay(5, note="x")
+        assert Svc().pay(7) == 7
+    assert seen[0]["params"] == {"amount": 5, "currency": "USD", "extra": {"note": "x"}}
+    assert seen[1]["params"] == {"amount": 7}
+
+
+def test_deny_raises_and_body_does_not_run() -> None:
+    e = make()
+    ran = []
+
+    @secure_tool(e, tool="files", action="read")
+    def read(path: str) -> None:
+        ran.append(path)
+
+    with agent_context(agent="fin"):
+        read("/data/x")
+        with pytest.raises(aegis.PolicyDenied) as ei:
+            read("/data/../etc/passwd")
+    assert ran == ["/data/x"]
+    assert ei.value.decision.outcome is aegis.Outcome.DENY
+    assert isinstance(ei.value, aegis.AegisError)
+
+
+def test_missing_context() -> None:
+    ran = []
+
+    @secure_tool(make(), tool="payments")
+    def pay(amount: int) -> None:
+        ran.append(amount)
+
+    with pytest.raises(aegis.AegisError):
+        pay(1)
+    assert ran == []
+
+
+def test_unconvertible_argument_is_request_error() -> None:
+    ran = []
+
+    @secure_tool(make(), tool="payments")
+    def pay(amount: Any) -> None:
+        ran.append(amount)
+
+    with agent_context(agent="fin"), pytest.raises(aegis.RequestError):
+        pay(object())
+    assert ran == []
+
+
+def test_approval_without_handler() -> None:
+    ran = []
+
+    @secure_tool(make(), tool="payments")
+    def pay(amount: int) -> None:
+        ran.append(amount)
+
+    with agent_context(agent="fin"), pytest.raises(aegis.ApprovalRequired) as ei:
+        pay(9000)
+    assert ran == []
+    d = ei.value.decision
+    assert d.approval is not None and d.approval.approvers == ["manager"]
+
+
+def test_approval_with_handler_grants() -> None:
+    records: List[Dict[str, Any]] = []
+    e = make(audit=records.append)
+    asked: List[aegis.Decision] = []
+
+    def handler(d: aegis.Decision) -> Optional[str]:
+        asked.append(d)
+        assert d.approval is not None
+        return e.grant(d.approval.id, "alice", 600)
+
+    ran = []
+
+    @secure_tool(e, tool="payments", approval_handler=handler)
+    def pay(amount: int) -> str:
+        ran.append(amount)
+        return "ok"
+
+    with agent_context(agent="fin"):
+        assert pay(9000) == "ok"
+    assert ran == [9000] and len(asked) == 1
+    assert [r["outcome"] for r in records] == ["require_approval", "allow"]
+    assert records[0]["time"] == records[1]["time"]  # same resolved time
+    assert records[1]["approved_by"] == "alice"
+
+
+def test_approval_handler_declines_or_bad_token() -> None:
+    e = make()
+    ran = []
+
+    @secure_tool(e, tool="payments", approval_handler=lambda d: None)
+    def pay(amount: int) -> None:
+        ran.append(amount)
+
+    @secure_tool(e, tool="payments", approval_handler=lambda d: "v1.bogus.token")
+    def pay2(amount: int) -> None:
+        ran.append(amount)
+
+    with agent_context(agent="fin"):
+        with pytest.raises(aegis.ApprovalRequired):
+            pay(9000)
+        with pytest.raises(aegis.ApprovalRequired) as ei:
+            pay2(9000)
+    assert ran == []
+    assert ei.value.decision.errors[-1]["path"] == "approval"
+
+
+def test_approval_handler_timeout() -> None:
+    def slow(d: aegis.Decision) -> Optional[str]:
+        time.sleep(1.0)
+        return None
+
+    ran = []
+
+    @secure_tool(make(), tool="payments", approval_handler=slow, approval_timeout=0.05)
+    def pay(amount: int) -> None:
+        ran.append(amount)
+
+    with agent_context(agent="fin"), pytest.raises(aegis.ApprovalRequired, match="timed out"):
+        pay(9000)
+    assert ran == []
+
+
+def test_async_tools_and_async_handler() -> None:
+    e = make()
+
+    async def handler(d: aegis.Decision) -> Optional[str]:
+        await asyncio.sleep(0)
+        assert d.approval is not None
+        return e.grant(d.approval.id, "bob", 600)
+
+    ran = []
+
+    @secure_tool(e, tool="payments", approval_handler=handler)
+    async def pay(amount: int) -> int:
+        await asyncio.sleep(0)
+        ran.append(amount)
+        return amount
+
+    assert inspect.iscoroutinefunction(pay)
+
+    async def main() -> None:
+        with agent_context(agent="fin"):
+            assert await pay(1) == 1
+            assert await pay(9000) == 9000
+        with pytest.raises(aegis.AegisError):
+            await pay(2)
+
+    asyncio.run(main())
+    assert ran == [1, 9000]
+
+
+def test_async_handler_timeout() -> None:
+    async def slow(d: aegis.Decision) -> Optional[str]:
+        await asyncio.sleep(5)
+        return None
+
+    @secure_tool(make(), tool="payments", approval_handler=slow, approval_timeout=0.05)
+    async def pay(amount: int) -> None:
+        raise AssertionError("must not run")
+
+    async def main() -> None:
+        with agent_context(agent="fin"):
+            await pay(9000)
+
+    with pytest.raises(aegis.ApprovalRequired, match="timed out"):
+        asyncio.run(main())
+
+
+def test_gather_tasks_with_different_agents() -> None:
+    records: List[Dict[str, Any]] = []
+    e = make(audit=records.append)
+
+    @secure_tool(e, tool="payments")
+    async def pay(amount: int) -> str:
+        await asyncio.sleep(0.001)
+        return aegis.current_agent_context().agent or ""
+
+    async def as_agent(agent: str) -> Any:
+        with agent_context(agent=agent):
+            await asyncio.sleep(0)
+            return await pay(1)
+
+    async def main() -> List[Any]:
+        return await asyncio.gather(
+            *(as_agent(a) for a in ["fin-1", "fin-2", "intruder", "fin-3"]), return_exceptions=True
+        )
+
+    out = asyncio.run(main())
+    assert out[0] == "fin-1" and out[1] == "fin-2" and out[3] == "fin-3"
+    assert isinstance(out[2], aegis.PolicyDenied)
+    assert sorted(r["agent"] for r in records) == ["fin-1", "fin-2", "fin-3", "intruder"]
+
+
+def test_threads_with_different_agents() -> None:
+    e = make()
+
+    @secure_tool(e, tool="payments")
+    def pay(amount: int) -> Optional[str]:
+        return aegis.current_agent_context().agent
+
+    results: Dict[str, Any] = {}
+
+    def worker(agent: str) -> None:
+        with agent_context(agent=agent):
+            out = []
+            for i in range(50):
+                try:
+                    out.append(pay(i))
+                except aegis.PolicyDenied:
+                    out.append("denied")
+            results[agent] = out
+
+    ts = [threading.Thread(target=worker, args=(a,)) for a in ["fin-a", "fin-b", "evil"]]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert results["fin-a"] == ["fin-a"] * 50
+    assert results["fin-b"] == ["fin-b"] * 50
+    assert results["evil"] == ["denied"] * 50
+
+
+def test_nested_contexts_build_the_chain() -> None:
+    records: List[Dict[str, Any]] = []
+    e = make(audit=records.append)
+
+    @secure_tool(e, tool="payments")
+    def pay(amount: int) -> None:
+        pass
+
+    with agent_context(agent="rogue", session="s", environment="prod"):
+        with agent_context(agent="planner"):
+            with agent_context(agent="fin"):
+                ctx = aegis.current_agent_context()
+                assert ctx.chain == ("rogue", "planner") and ctx.session == "s"
+                with pytest.raises(aegis.PolicyDenied) as ei:
+                    pay(1)
+    assert ei.value.decision.reason == "rogue in chain"
+    assert records[-1]["chain"] == ["rogue", "planner"]
+    assert records[-1]["session"] == "s" and records[-1]["environment"] == "prod"
+    with agent_context(agent="fin", chain=["x"]):
+        with agent_context(session="t"):  # no new agent: same agent and chain
+            c = aegis.current_agent_context()
+            assert c.agent == "fin" and c.chain == ("x",) and c.session == "t"
+    assert aegis.current_agent_context().agent is None
+
+
+def test_kill_switch_through_decorator() -> None:
+    e = make()
+    ran = []
+
+    @secure_tool(e, tool="payments")
+    def pay(amount: int) -> None:
+        ran.append(amount)
+
+    e.kill("tool", "payments", "incident")
+    with agent_context(agent="fin"), pytest.raises(aegis.PolicyDenied, match="incident"):
+        pay(1)
+    e.revive("tool", "payments")
+    with agent_context(agent="fin"):
+        pay(2)
+    assert ran == [2]

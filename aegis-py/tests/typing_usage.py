@@ -1,0 +1,42 @@
+"""Checked with `mypy --strict` (make py-typecheck); also imported by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+import aegis
+
+engine: aegis.Engine = aegis.Engine.from_yaml(
+    "aegis: 1\ndefault: allow\n", approval_key=b"k", signing_key="s", fsync="never"
+)
+
+
+def handler(decision: aegis.Decision) -> Optional[str]:
+    return None if decision.approval is None else engine.grant(decision.approval.id, "me", 60)
+
+
+@aegis.secure_tool(engine, tool="echo", approval_handler=handler)
+def echo(text: str, times: int = 1) -> str:
+    return text * times
+
+
+@aegis.secure_tool(engine, tool="aecho")
+async def aecho(text: str) -> str:
+    return text
+
+
+def run() -> str:
+    d: aegis.Decision = engine.evaluate(agent="a", tool="t", params={"x": [1, 2.5, None, True]})
+    outcome: aegis.Outcome = d.outcome
+    ok: bool = d.allowed and outcome == aegis.Outcome.ALLOW
+    line: str = engine.evaluate_json('{"agent":"a","tool":"t"}')
+    with aegis.agent_context(agent="a", session="s", context={"tenant": "t"}):
+        out = echo("x", times=2)
+        out += asyncio.run(aecho("y"))
+    try:
+        engine.evaluate({"agent": "a", "tool": "t", "params": {"b": b"x"}})
+    except aegis.RequestError as e:
+        field: str = e.field
+        out += field
+    return out + line + str(ok)
