@@ -16,6 +16,7 @@ BUNDLES := finance support analytics marketing hr-files chains
 
 include aegis-py/py.mk
 include aegis-ffi/ffi.mk
+include aegis-node/node.mk
 
 all: build
 
@@ -32,7 +33,7 @@ venv: $(VENV)/.ok
 
 # A realistic agent session per bundle: every request decided, every decision
 # recorded in a hash-chained audit log, and every log verified.
-demo: build py-build ffi-build
+demo: build py-build ffi-build node-build
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
 	@for b in $(BUNDLES); do \
 	  echo "== $$b: policies/$$b/requests.jsonl"; \
@@ -45,8 +46,10 @@ demo: build py-build ffi-build
 	$(PY_PYTHON) examples/python/agent.py
 	@echo "== Go service (examples/go) guarding a payment through the C ABI"
 	cd examples/go && $(GO) run . ../../policies/finance
+	@echo "== Node agent (examples/node/agent.mjs) with secureTool"
+	node examples/node/agent.mjs
 
-test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test
+test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test
 	@echo "make test: all suites passed"
 
 test-rust:

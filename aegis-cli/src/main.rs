@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   aegis check PATH…
-  aegis eval -p POLICY [--explain] [--audit FILE] [--fsync always|batch|never]
+  aegis eval -p POLICY [--explain] [--audit FILE] [--fsync always|batch|never] [--rotate-bytes N]
              [--approval-key-file K] [--signing-key-file K] [INPUT]
   aegis test [PATH…] [--coverage] [--junit FILE]
   aegis audit verify FILE… [--signing-key-file K]
@@ -163,7 +163,7 @@ pub fn for_each_request(input: &str, mut f: impl FnMut(usize, &str) -> Result<()
 fn eval(rest: &[String]) -> Result<u8, Fail> {
     let a = Args::parse(
         rest,
-        &["-p", "--policy", "--audit", "--fsync", "--approval-key-file", "--signing-key-file"],
+        &["-p", "--policy", "--audit", "--fsync", "--rotate-bytes", "--approval-key-file", "--signing-key-file"],
         &["--explain"],
     )?;
     let policy =
@@ -179,7 +179,17 @@ fn eval(rest: &[String]) -> Result<u8, Fail> {
             Some(s) => Fsync::parse(s)
                 .ok_or_else(|| Fail::input(format!("usage: --fsync is always, batch or never, not `{s}`")))?,
         };
-        let sink = FileSink::open(path, fsync).map_err(|e| Fail::input(e.to_string()))?;
+        let rotate_bytes = match a.value("--rotate-bytes") {
+            None => None,
+            Some(n) => Some(
+                n.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Fail::input(format!("usage: --rotate-bytes takes a positive number, not `{n}`")))?,
+            ),
+        };
+        let sink = FileSink::open_with(path, aegis_core::audit::FileSinkOptions { fsync, rotate_bytes })
+            .map_err(|e| Fail::input(e.to_string()))?;
         if let Some(t) = sink.torn() {
             eprintln!(
                 "aegis: warning: {path} ended with a torn line ({} bytes, a crash mid-write); moved to {} and the chain resumes from the last complete record",

@@ -71,7 +71,12 @@ pub fn run(rest: &[String]) -> Result<u8, Fail> {
         }
     }
     if let Some(path) = a.value("--junit") {
-        std::fs::write(path, junit(&results)).map_err(|e| Fail::input(format!("cannot write `{path}`: {e}")))?;
+        let p = Path::new(path);
+        if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Fail::input(format!("cannot create `{}`: {e}", parent.display())))?;
+        }
+        std::fs::write(p, junit(&results)).map_err(|e| Fail::input(format!("cannot write `{path}`: {e}")))?;
     }
     println!("{passed} passed, {failed} failed");
     Ok(u8::from(failed > 0))

@@ -81,14 +81,14 @@ fn policy_tests_diff_coverage_and_junit() {
     std::fs::write(d.join("p.yaml"), POLICY).unwrap();
     let suite = "policies: p.yaml\ndefaults: {agent: a, time: \"2026-01-05T10:00:00Z\"}\ncases:\n  - name: small\n    request: {tool: payments, params: {amount: 10}}\n    expect: allow\n  - name: large\n    request: {tool: payments, params: {amount: 9000}}\n    expect: {outcome: require_approval, rules: [large], approvers: [manager]}\n";
     std::fs::write(d.join("p.test.yaml"), suite).unwrap();
-    let o = aegis(&["test", ".", "--coverage", "--junit", "j.xml"], &d);
+    let o = aegis(&["test", ".", "--coverage", "--junit", "reports/j.xml"], &d);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
     assert!(out.trim_end().ends_with("2 passed, 0 failed"), "{out}");
     // Coverage names exactly the unreached rule, with its location.
     assert!(out.contains("p.yaml:13:5: rule \"never-tested\" is never determining"), "{out}");
     assert_eq!(out.matches("is never determining").count(), 1, "{out}");
-    let junit = std::fs::read_to_string(d.join("j.xml")).unwrap();
+    let junit = std::fs::read_to_string(d.join("reports/j.xml")).unwrap();
     assert!(junit.contains("<testcase name=\"small\" classname=\"./p.test.yaml\"/>"), "{junit}");
     // One wrong expectation: a diff for that case, `1 failed`, exit 1.
     std::fs::write(d.join("p.test.yaml"), suite.replace("expect: allow", "expect: deny")).unwrap();

@@ -37,5 +37,49 @@ fn compile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, evaluate, compile);
+/// `evaluate` + durable append to an audit file, for each fsync policy, from 1 and
+/// from 2 threads (time per evaluation; with 2 threads, the wall time of 2 × iters).
+fn audit_file(c: &mut Criterion) {
+    use aegis_core::audit::{FileSink, Fsync};
+    use std::sync::Arc;
+    let mut g = c.benchmark_group("audit_file");
+    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(20);
+    let text = bundle(100);
+    let reqs = Arc::new(requests(100, 4096, 7));
+    let dir = std::env::temp_dir().join(format!("aegis-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, fsync) in [("always", Fsync::Always), ("batch", Fsync::Batch), ("never", Fsync::Never)] {
+        for threads in [1usize, 2] {
+            let path = dir.join(format!("{name}-{threads}.jsonl"));
+            let _ = std::fs::remove_file(&path);
+            let mut o = EngineOptions::default();
+            o.sinks.push(Box::new(FileSink::open(&path, fsync).unwrap()));
+            let engine = Arc::new(Engine::from_yaml(&text, o).unwrap());
+            g.throughput(Throughput::Elements(threads as u64));
+            g.bench_function(BenchmarkId::new(name, format!("{threads}-thread")), |b| {
+                b.iter_custom(|iters| {
+                    let start = std::time::Instant::now();
+                    let hs: Vec<_> = (0..threads)
+                        .map(|t| {
+                            let (e, r) = (engine.clone(), reqs.clone());
+                            std::thread::spawn(move || {
+                                for i in 0..iters as usize {
+                                    e.evaluate(&r[(i * 2 + t) % r.len()]).unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in hs {
+                        h.join().unwrap();
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+    }
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, evaluate, compile, audit_file);
 criterion_main!(benches);

@@ -40,11 +40,23 @@ pub struct TornLine {
     pub bytes: usize,
 }
 
+/// How a [`FileSink`] writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileSinkOptions {
+    /// When records are made durable.
+    pub fsync: Fsync,
+    /// Rotate when the file would grow beyond this many bytes: the file is renamed
+    /// `FILE.000001` (then `.000002`, …) and a new `FILE` continues the same chain.
+    pub rotate_bytes: Option<u64>,
+}
+
 /// Appends records to a JSONL file.
 pub struct FileSink {
     path: PathBuf,
     file: Arc<File>,
+    size: u64,
     fsync: Fsync,
+    rotate_bytes: Option<u64>,
     resume: Option<(u64, String)>,
     torn: Option<TornLine>,
     group: Option<Arc<Group>>,
@@ -55,6 +67,13 @@ impl FileSink {
     /// chain resumes. A last complete line that is not a valid record is an error and
     /// leaves the file untouched.
     pub fn open(path: impl AsRef<Path>, fsync: Fsync) -> Result<FileSink, AuditError> {
+        FileSink::open_with(path, FileSinkOptions { fsync, rotate_bytes: None })
+    }
+
+    /// Opens with options (fsync policy, size-based rotation). When `FILE` holds no
+    /// complete record yet, the chain resumes from the newest rotated file.
+    pub fn open_with(path: impl AsRef<Path>, options: FileSinkOptions) -> Result<FileSink, AuditError> {
+        let fsync = options.fsync;
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         let open_err = |message: String| AuditError::Open { path: shown.clone(), message };
@@ -63,8 +82,21 @@ impl FileSink {
         let len = file.metadata().map_err(|e| open_err(e.to_string()))?.len();
         let (last_line, cut_at) = tail(&mut file, len).map_err(|e| open_err(e.to_string()))?;
         let resume = match &last_line {
-            None => None,
             Some(line) => Some(check_last(line).map_err(|m| open_err(format!("the last record is invalid: {m}")))?),
+            None => match rotated_files(&path).last() {
+                None => None,
+                Some(prev) => {
+                    let mut f =
+                        File::open(prev).map_err(|e| open_err(format!("cannot read `{}`: {e}", prev.display())))?;
+                    let plen = f.metadata().map_err(|e| open_err(e.to_string()))?.len();
+                    match tail(&mut f, plen).map_err(|e| open_err(e.to_string()))?.0 {
+                        Some(line) => Some(check_last(&line).map_err(|m| {
+                            open_err(format!("the last record of `{}` is invalid: {m}", prev.display()))
+                        })?),
+                        None => None,
+                    }
+                }
+            },
         };
         let mut torn = None;
         if cut_at < len {
@@ -86,16 +118,49 @@ impl FileSink {
                 .map_err(|e| open_err(format!("cannot cut the torn line: {e}")))?;
             torn = Some(TornLine { moved_to, bytes: bytes.len() });
         }
+        let size = file.metadata().map_err(|e| open_err(e.to_string()))?.len();
         let file = Arc::new(file);
         let group = (fsync == Fsync::Batch).then(|| {
             Arc::new(Group {
-                file: file.clone(),
+                file: Mutex::new(file.clone()),
                 path: shown.clone(),
                 state: Mutex::new(GroupState::default()),
                 cv: Condvar::new(),
             })
         });
-        Ok(FileSink { path, file, fsync, resume, torn, group })
+        Ok(FileSink { path, file, size, fsync, rotate_bytes: options.rotate_bytes, resume, torn, group })
+    }
+
+    /// Renames the full file to the next `FILE.NNNNNN` and starts a new `FILE`; the
+    /// chain simply continues in it. Everything written before is made durable first.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        let shown = self.path.display().to_string();
+        let io = |source| AuditError::Io { path: shown.clone(), source };
+        if self.fsync != Fsync::Never {
+            self.file.sync_all().map_err(io)?;
+        }
+        let next = rotated_files(&self.path)
+            .last()
+            .and_then(|p| p.extension().and_then(|e| e.to_str()).and_then(|e| e.parse::<u64>().ok()))
+            .unwrap_or(0)
+            + 1;
+        let target = PathBuf::from(format!("{}.{next:06}", self.path.display()));
+        if target.exists() {
+            return Err(io(std::io::Error::other(format!("rotation target `{}` already exists", target.display()))));
+        }
+        std::fs::rename(&self.path, &target).map_err(io)?;
+        let file = OpenOptions::new().read(true).append(true).create_new(true).open(&self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        self.file = Arc::new(file);
+        self.size = 0;
+        if let Some(g) = &self.group {
+            g.rotated(self.file.clone());
+        }
+        Ok(())
     }
 
     /// The torn line recovered on open, if any.
@@ -107,6 +172,37 @@ impl FileSink {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The rotated files of `path` (`FILE.000001`, …), oldest first.
+pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Vec::new() };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = format!("{name}.");
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let n = e.file_name().to_str()?.to_owned();
+                    let num = n.strip_prefix(&prefix)?;
+                    (num.len() >= 6 && num.bytes().all(|b| b.is_ascii_digit())).then(|| (num.parse().ok(), e.path()))
+                })
+                .filter_map(|(n, p)| n.map(|n| (n, p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Every file of a rotated log in chain order: the rotated files, then `path`.
+pub fn chain_files(path: &Path) -> Vec<PathBuf> {
+    let mut v = rotated_files(path);
+    v.push(path.to_path_buf());
+    v
 }
 
 fn free_torn_name(path: &Path) -> PathBuf {
@@ -155,17 +251,24 @@ fn check_last(line: &str) -> Result<(u64, String), String> {
 }
 
 impl AuditSink for FileSink {
-    fn write(&mut self, _record: &AuditRecord, line: &str) -> Result<(), AuditError> {
+    fn write(&mut self, record: &AuditRecord, line: &str) -> Result<(), AuditError> {
+        let len = line.len() as u64 + 1;
+        if let Some(max) = self.rotate_bytes {
+            if self.size > 0 && self.size + len > max {
+                self.rotate()?;
+            }
+        }
         let io = |source| AuditError::Io { path: self.path.display().to_string(), source };
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
         (&*self.file).write_all(&buf).map_err(io)?;
+        self.size += len;
         match self.fsync {
             Fsync::Always => self.file.sync_data().map_err(io)?,
             Fsync::Batch => {
                 if let Some(g) = &self.group {
-                    g.written(_record.seq);
+                    g.written(record.seq);
                 }
             }
             Fsync::Never => {}
@@ -192,7 +295,7 @@ struct GroupState {
 
 /// Group commit: whoever finds no sync running syncs for everyone written so far.
 struct Group {
-    file: Arc<File>,
+    file: Mutex<Arc<File>>,
     path: String,
     state: Mutex<GroupState>,
     cv: Condvar,
@@ -206,6 +309,15 @@ impl Group {
     fn written(&self, seq: u64) {
         let mut st = self.lock();
         st.written = Some(st.written.map_or(seq, |w| w.max(seq)));
+    }
+
+    /// After a rotation: the old file was synced whole, so everything written so far
+    /// is durable; later syncs go to the new file.
+    fn rotated(&self, file: Arc<File>) {
+        *self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = file;
+        let mut st = self.lock();
+        st.synced = st.written.max(st.synced);
+        self.cv.notify_all();
     }
 }
 
@@ -223,7 +335,8 @@ impl Durable for Group {
                 st.syncing = true;
                 let target = st.written;
                 drop(st);
-                let r = self.file.sync_data();
+                let file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                let r = file.sync_data();
                 st = self.lock();
                 st.syncing = false;
                 match r {

@@ -4,7 +4,7 @@
 mod file;
 mod verify;
 
-pub use file::{FileSink, Fsync, TornLine};
+pub use file::{chain_files, rotated_files, FileSink, FileSinkOptions, Fsync, TornLine};
 pub use verify::{verify_files, verify_lines, VerifyError, VerifyReport};
 
 use crate::json::{write_number, write_string};

@@ -1,0 +1,242 @@
+'use strict'
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const {
+  Engine, secureTool, withAgent, currentAgent,
+  AegisError, PolicyError, RequestError, PolicyDenied, ApprovalRequired,
+} = require('..')
+
+const POLICY = `aegis: 1
+rules:
+  - id: small-payments
+    match: {agent: "finance-*", tool: payments, action: create}
+    when:
+      params.amount: {gte: 0, lte: 5000}
+    outcome: allow
+  - id: large-payments
+    match: {agent: "finance-*", tool: payments, action: create}
+    when:
+      params.amount: {gt: 5000}
+    outcome: require_approval
+    approvers: [finance-manager]
+  - id: no-supervisor-chain
+    match: {tool: payments}
+    when:
+      chain: {contains: rogue}
+    outcome: deny
+    reason: rogue in chain
+`
+const T = '2026-01-05T10:00:00Z'
+const mk = (opts) => Engine.fromYaml(POLICY, { approvalKey: 'k', ...opts })
+
+test('error classes are real subclasses', () => {
+  for (const C of [PolicyError, RequestError, PolicyDenied, ApprovalRequired]) {
+    assert.ok(C.prototype instanceof AegisError)
+  }
+  assert.ok(AegisError.prototype instanceof Error)
+  assert.throws(() => new Engine(), AegisError)
+})
+
+test('evaluate returns a plain decision object', () => {
+  const e = mk()
+  const d = e.evaluate({ agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 10 }, time: T, session: undefined })
+  assert.equal(d.outcome, 'allow')
+  assert.equal(d.allowed, true)
+  assert.deepEqual(d.rules, ['small-payments'])
+  assert.equal(d.approval, null)
+  assert.equal(d.audit.seq, 0)
+  assert.equal(d.audit.session, undefined)
+  const a = e.evaluate({ agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 9000 }, time: T })
+  assert.equal(a.outcome, 'require_approval')
+  assert.match(a.approval.id, /^apr_[0-9a-f]{32}$/)
+  assert.deepEqual(a.approval.approvers, ['finance-manager'])
+  assert.equal(a.audit.seq, 1)
+})
+
+test('evaluate and evaluateJson agree on the record bytes', () => {
+  const req = { agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 12.5, memo: 'café ☕', n: [1, 2.5e-7, -0] }, context: { t: 'x' }, chain: ['sup'], time: T }
+  const a = mk().evaluate(req)
+  const b = JSON.parse(mk().evaluateJson(JSON.stringify(req)))
+  assert.deepEqual(a.audit, b.audit)
+})
+
+test('hostile values are RequestErrors, never crashes', () => {
+  const e = mk()
+  const base = { agent: 'finance-bot', tool: 'payments', action: 'create', time: T }
+  const cyclic = {}; cyclic.self = cyclic
+  const cyclicArr = []; cyclicArr.push(cyclicArr)
+  let deep = {}; const root = deep
+  for (let i = 0; i < 100; i++) { deep.x = {}; deep = deep.x }
+  const cases = [
+    [{ amount: 10n }, 'params'], [{ amount: NaN }, 'params'], [{ amount: Infinity }, 'params'],
+    [{ amount: -Infinity }, 'params'], [{ f() {} }, 'params'], [{ s: Symbol('x') }, 'params'],
+    [cyclic, 'params'], [{ a: cyclicArr }, 'params'], [root, 'params'], [{ d: new Date() }, 'params'],
+    [{ list: [1, undefined] }, 'params'], [[1, 2], 'params'], ['text', 'params'],
+  ]
+  for (const [params, field] of cases) {
+    assert.throws(() => e.evaluate({ ...base, params }), (err) => err instanceof RequestError && err.field === field, String(params))
+  }
+  assert.throws(() => e.evaluate({ ...base, agent: 5 }), (err) => err instanceof RequestError && err.field === 'agent')
+  assert.throws(() => e.evaluate({ ...base, agent: null }), (err) => err instanceof RequestError && err.field === 'agent')
+  assert.throws(() => e.evaluate({ ...base, bogus: 1 }), (err) => err instanceof RequestError && err.field === 'bogus')
+  assert.throws(() => e.evaluate({ ...base, time: 'yesterday' }), RequestError)
+  assert.throws(() => e.evaluate(null), RequestError)
+  assert.throws(() => e.evaluate(undefined), RequestError)
+  assert.throws(() => e.evaluate(42), RequestError)
+  assert.throws(() => e.evaluateJson('{"agent":'), RequestError)
+  assert.throws(() => e.evaluateJson('{"agent":"a","tool":"t","params":{"x":1e400}}'), RequestError)
+  // none of these produced a record: the next one is seq 0
+  const d = e.evaluate({ ...base, params: { amount: 1, sym: undefined, [Symbol('k')]: 1 } })
+  assert.equal(d.audit.seq, 0)
+  assert.equal(d.outcome, 'allow')
+})
+
+test('depth: params depth 64 is fine, 65 is not', () => {
+  const e = mk()
+  const nest = (n) => { let v = 1; for (let i = 1; i < n; i++) v = { x: v }; return v }
+  // params itself is depth 1; the native path and the JSON path agree on the boundary
+  const ok = { agent: 'a', tool: 't', time: T, params: { x: nest(64) } }
+  const over = { agent: 'a', tool: 't', time: T, params: { x: nest(65) } }
+  assert.equal(e.evaluate(ok).outcome, 'deny')
+  assert.equal(JSON.parse(e.evaluateJson(JSON.stringify(ok))).outcome, 'deny')
+  assert.throws(() => e.evaluate(over), (err) => err instanceof RequestError && err.field === 'params')
+  assert.throws(() => e.evaluateJson(JSON.stringify(over)), RequestError)
+})
+
+test('load errors throw PolicyError with locations', () => {
+  assert.throws(() => Engine.fromYaml('aegis: 1\nrules:\n  - id: r\n    match: {tool: t}\n    outcome: allw\n'), (err) => {
+    assert.ok(err instanceof PolicyError)
+    assert.deepEqual(err.errors, [{ file: '<yaml>', line: 5, column: 14, message: 'unknown outcome "allw"', help: 'did you mean "allow"?' }])
+    return true
+  })
+  assert.throws(() => Engine.fromPath('/nonexistent/aegis'), PolicyError)
+  assert.throws(() => Engine.fromYaml(POLICY, { bogus: 1 }), AegisError)
+  assert.throws(() => Engine.fromYaml(POLICY, { fsync: 'sometimes', audit: path.join(os.tmpdir(), 'x.jsonl') }), AegisError)
+})
+
+test('kill / revive / grant / reload / policyHash', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-node-'))
+  const file = path.join(dir, 'p.yaml')
+  fs.writeFileSync(file, POLICY)
+  const e = Engine.fromPath(file, { approvalKey: Buffer.from('k') })
+  const req = { agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 10 }, time: T }
+  e.kill('agent', 'finance-bot', 'compromised')
+  const k = e.evaluate(req)
+  assert.deepEqual([k.outcome, k.rules, k.reason], ['deny', ['kill:agent:finance-bot'], 'compromised'])
+  assert.equal(e.revive('agent', 'finance-bot'), true)
+  assert.equal(e.evaluate(req).outcome, 'allow')
+  assert.throws(() => e.kill('planet', 'x'), AegisError)
+  const big = { ...req, params: { amount: 9000 }, time: undefined }
+  const a = e.evaluate(big)
+  const token = e.grant(a.approval.id, 'alice', 600)
+  assert.match(token, /^v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/)
+  const g = e.evaluate({ ...big, time: a.audit.time, approval: token })
+  assert.equal(g.outcome, 'allow')
+  assert.equal(g.audit.approved_by, 'alice')
+  assert.equal(e.evaluate({ ...big, time: a.audit.time, approval: token }).outcome, 'require_approval') // used
+  assert.throws(() => e.grant(a.approval.id, 'alice', -1), AegisError)
+  const h = e.policyHash()
+  fs.writeFileSync(file, POLICY + '  - id: extra\n    match: {tool: x}\n    outcome: allow\n')
+  e.reload()
+  assert.notEqual(e.policyHash(), h)
+  fs.writeFileSync(file, 'aegis: 1\nrules: 5\n')
+  assert.throws(() => e.reload(), PolicyError)
+  assert.equal(e.evaluate(req).outcome, 'allow') // old bundle kept
+})
+
+test('audit sinks: file and callback (in order, after evaluate returns)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-node-'))
+  const file = path.join(dir, 'audit.jsonl')
+  const seen = []
+  const cb = mk({ audit: (r) => seen.push(r) })
+  const fe = mk({ audit: file, fsync: 'batch', signingKey: 's', signingKeyId: 'kid1' })
+  for (let i = 0; i < 3; i++) {
+    const req = { agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: i }, time: T }
+    const d = cb.evaluate(req)
+    assert.deepEqual(seen.at(-1), d.audit)
+    const line = JSON.parse(fe.evaluateJson(JSON.stringify(req)))
+    assert.equal(line.audit.kid, 'kid1')
+  }
+  assert.deepEqual(seen.map((r) => r.seq), [0, 1, 2])
+  const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  assert.deepEqual(lines.map((r) => r.seq), [0, 1, 2])
+  assert.ok(lines.every((r) => typeof r.sig === 'string'))
+  // a failing callback fails the call (the tool must not run)
+  const bad = mk({ audit: () => { throw new Error('disk full') } })
+  assert.throws(() => bad.evaluate({ agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 1 }, time: T }), (err) => err instanceof AegisError && err.cause.message === 'disk full')
+})
+
+test('secureTool: allow, deny, no context', async () => {
+  const e = mk()
+  let ran = 0
+  const pay = secureTool(e, { tool: 'payments', action: 'create' }, async (p) => { ran++; return `paid ${p.amount}` })
+  await assert.rejects(pay({ amount: 10 }), (err) => err instanceof AegisError && !(err instanceof PolicyDenied))
+  assert.equal(await withAgent({ agent: 'finance-bot' }, () => pay({ amount: 10 })), 'paid 10')
+  await assert.rejects(withAgent({ agent: 'intern' }, () => pay({ amount: 10 })), (err) => err instanceof PolicyDenied && err.decision.outcome === 'deny')
+  await assert.rejects(withAgent({ agent: 'finance-bot' }, () => pay({ amount: NaN })), RequestError)
+  // a mistyped amount fails closed: the require_approval rule applies
+  await assert.rejects(withAgent({ agent: 'finance-bot' }, () => pay({ amount: 'lots' })), ApprovalRequired)
+  assert.equal(ran, 1)
+})
+
+test('secureTool: approval with and without handler', async () => {
+  const e = mk()
+  let ran = 0
+  const body = async (p) => { ran++; return p.amount }
+  const noHandler = secureTool(e, { tool: 'payments', action: 'create' }, body)
+  await assert.rejects(withAgent({ agent: 'finance-bot' }, () => noHandler({ amount: 9000 })), (err) => err instanceof ApprovalRequired && err.decision.approval.approvers[0] === 'finance-manager')
+  const refusing = secureTool(e, { tool: 'payments', action: 'create', approvalHandler: async () => null }, body)
+  await assert.rejects(withAgent({ agent: 'finance-bot' }, () => refusing({ amount: 9000 })), ApprovalRequired)
+  const forged = secureTool(e, { tool: 'payments', action: 'create', approvalHandler: () => 'v1.AAAA.BBBB' }, body)
+  await assert.rejects(withAgent({ agent: 'finance-bot' }, () => forged({ amount: 9000 })), ApprovalRequired)
+  assert.equal(ran, 0)
+  const seen = []
+  const approving = secureTool(e, {
+    tool: 'payments', action: 'create',
+    approvalHandler: async (d) => { seen.push(d); await new Promise((r) => setTimeout(r, 5)); return e.grant(d.approval.id, 'manager-1', 300) },
+  }, body)
+  assert.equal(await withAgent({ agent: 'finance-bot' }, () => approving({ amount: 9000 })), 9000)
+  assert.equal(ran, 1)
+  assert.equal(seen.length, 1)
+})
+
+test('secureTool: approval re-decision uses the same resolved time', async () => {
+  const records = []
+  const e = mk({ audit: (r) => records.push(r) })
+  const t = secureTool(e, { tool: 'payments', action: 'create', approvalHandler: async (d) => { await new Promise((r) => setTimeout(r, 20)); return e.grant(d.approval.id, 'm', 60) } }, (p) => p)
+  await withAgent({ agent: 'finance-bot' }, () => t({ amount: 9000 }))
+  assert.equal(records.length, 2)
+  assert.equal(records[0].time, records[1].time)
+  assert.equal(records[1].approved_by, 'm')
+})
+
+test('withAgent: nesting extends the chain; concurrent flows stay apart', async () => {
+  const e = mk()
+  const pay = secureTool(e, { tool: 'payments', action: 'create' }, async (p) => {
+    await new Promise((r) => setTimeout(r, Math.random() * 10))
+    return currentAgent()
+  })
+  const nested = await withAgent({ agent: 'supervisor', chain: ['root'], session: 's1' }, () =>
+    withAgent({ agent: 'finance-bot' }, () => pay({ amount: 1 })))
+  assert.deepEqual([...nested.chain], ['root', 'supervisor'])
+  assert.equal(nested.session, 's1')
+  await assert.rejects(withAgent({ agent: 'rogue' }, () => withAgent({ agent: 'finance-bot' }, () => pay({ amount: 1 }))), PolicyDenied)
+  const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) =>
+    withAgent({ agent: i % 2 ? 'finance-bot' : 'intern', session: `s${i}` }, () => pay({ amount: i }))))
+  results.forEach((r, i) => {
+    if (i % 2) assert.equal(r.value.session, `s${i}`)
+    else assert.ok(r.reason instanceof PolicyDenied)
+  })
+  assert.throws(() => withAgent({}, () => 1), AegisError)
+})
+
+test('secureTool: the body gets a snapshot of the decided params', async () => {
+  const e = mk()
+  let reads = 0
+  const tricky = { get amount() { return reads++ === 0 ? 10 : 1e9 } }
+  const pay = secureTool(e, { tool: 'payments', action: 'create' }, (p) => p.amount)
+  assert.equal(await withAgent({ agent: 'finance-bot' }, () => pay(tricky)), 10)
+})
