@@ -58,7 +58,7 @@ test-rust:
 	@rm -f out.test-rust.log
 
 lint:
-	$(CARGO) clippy --workspace --all-targets --exclude aegis-bench -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check || { echo "run: cargo fmt --all"; exit 1; }
 
 # The generated vectors must match their authored sources (independent Python oracle).

@@ -1,6 +1,6 @@
 //! `evaluate` (decision + sealed, chained audit record, no sink) on the agent-tools
 //! workload at 10, 1,000 and 10,000 agents; and bundle compile time.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use aegis_bench::{bundle, requests};
 use aegis_core::{Engine, EngineOptions};

@@ -49,13 +49,13 @@ pub fn requests(n: usize, count: usize, seed: u64) -> Vec<Request> {
             let kind = r.below(10);
             let json = if kind < 4 {
                 let amount = 1 + r.below(100_000);
-                let cur = ["USD", "EUR", "GBP"][r.below(3) as usize];
+                let cur = ["USD", "EUR", "GBP"].get(r.below(3) as usize).copied().unwrap_or("USD");
                 format!(r#"{{"agent":"agent-{a}","tool":"payments","action":"create","params":{{"amount":{amount},"currency":"{cur}"}},"time":"2026-01-05T10:00:00Z"}}"#)
             } else if kind < 7 {
                 let team = if r.below(2) == 0 { a } else { r.below(n as u64) + 1 };
                 format!(r#"{{"agent":"agent-{a}","tool":"files","action":"read","params":{{"path":"/team-{team}/doc-{}.txt"}},"time":"2026-01-05T10:00:00Z"}}"#, r.below(100))
             } else if kind < 9 {
-                let q = ["SELECT * FROM orders", "select id from users", "DROP TABLE users", "delete from orders", "UPDATE t SET x=1"][r.below(5) as usize];
+                let q = ["SELECT * FROM orders", "select id from users", "DROP TABLE users", "delete from orders", "UPDATE t SET x=1"].get(r.below(5) as usize).copied().unwrap_or("");
                 format!(r#"{{"agent":"agent-{a}","tool":"db","action":"query","params":{{"query":"{q}"}},"time":"2026-01-05T10:00:00Z"}}"#)
             } else {
                 format!(r#"{{"agent":"agent-{a}","tool":"delete_customer","params":{{"id":{}}},"time":"2026-01-05T10:00:00Z"}}"#, r.below(1000))
