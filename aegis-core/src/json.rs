@@ -65,6 +65,11 @@ pub fn write_object(out: &mut String, m: &Map) {
 /// Appends a string with RFC 8785's minimal escapes.
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {

@@ -137,7 +137,10 @@ pub struct NativeEngine {
     records: Option<Arc<Mutex<Vec<String>>>>,
 }
 
-fn build_options(opts: Option<NativeOptions>) -> Result<(EngineOptions, Option<Arc<Mutex<Vec<String>>>>)> {
+/// Records collected for the JS audit callback, handed over after each call.
+type CollectedRecords = Arc<Mutex<Vec<String>>>;
+
+fn build_options(opts: Option<NativeOptions>) -> Result<(EngineOptions, Option<CollectedRecords>)> {
     let mut eo = EngineOptions::default();
     let mut records = None;
     let Some(o) = opts else { return Ok((eo, None)) };

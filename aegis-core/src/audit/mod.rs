@@ -74,120 +74,191 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// Appends the record's canonical JSON; `sealed` includes `hash` and `sig`.
-    /// Keys are written in RFC 8785 order (asserted by a test).
-    pub fn write_json(&self, out: &mut String, sealed: bool) {
-        let mut first = true;
-        let mut key = |out: &mut String, k: &str| {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            out.push('"');
-            out.push_str(k);
-            out.push_str("\":");
-        };
-        out.push('{');
+    /// Serialises every field but `seq`, `prev`, `hash` and `sig` into segments that
+    /// sit between them in RFC 8785 key order (asserted by a test). Sealing then
+    /// hashes the part before `prev` outside the engine's chain lock and only the
+    /// short tail inside it.
+    pub fn segments(&self) -> Segments {
+        let mut b = String::with_capacity(512);
+        b.push('{');
+        // A: action … errors (the first field carries no comma).
         if let Some(a) = &self.action {
-            key(out, "action");
-            write_string(out, a);
+            b.push_str("\"action\":");
+            write_string(&mut b, a);
+            b.push(',');
         }
-        key(out, "agent");
-        write_string(out, &self.agent);
+        b.push_str("\"agent\":");
+        write_string(&mut b, &self.agent);
         if let Some(a) = &self.approval_id {
-            key(out, "approval_id");
-            write_string(out, a);
+            b.push_str(",\"approval_id\":");
+            write_string(&mut b, a);
         }
         if let Some(a) = &self.approved_by {
-            key(out, "approved_by");
-            write_string(out, a);
+            b.push_str(",\"approved_by\":");
+            write_string(&mut b, a);
         }
         if !self.chain.is_empty() {
-            key(out, "chain");
-            write_str_list(out, &self.chain);
+            b.push_str(",\"chain\":");
+            write_str_list(&mut b, &self.chain);
         }
         if let Some(e) = &self.environment {
-            key(out, "environment");
-            write_string(out, e);
+            b.push_str(",\"environment\":");
+            write_string(&mut b, e);
         }
         if self.errors > 0 {
-            key(out, "errors");
-            out.push_str(&self.errors.to_string());
+            b.push_str(",\"errors\":");
+            push_u64(&mut b, self.errors as u64);
         }
-        if sealed {
-            key(out, "hash");
-            write_string(out, &self.hash);
-        }
+        let a = b.len();
+        // B: kid … policy.
         if let Some(k) = &self.kid {
-            key(out, "kid");
-            write_string(out, k);
+            b.push_str(",\"kid\":");
+            write_string(&mut b, k);
         }
         if !self.limits.is_empty() {
-            key(out, "limits");
-            out.push('[');
+            b.push_str(",\"limits\":[");
             for (i, l) in self.limits.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    b.push(',');
                 }
-                out.push_str("{\"calls\":");
-                out.push_str(&l.calls.to_string());
-                out.push_str(",\"id\":");
-                write_string(out, &l.id);
-                if let Some(s) = l.sum {
-                    out.push_str(",\"sum\":");
-                    write_number(out, s);
+                b.push_str("{\"calls\":");
+                push_u64(&mut b, l.calls);
+                b.push_str(",\"id\":");
+                write_string(&mut b, &l.id);
+                if let Some(sum) = l.sum {
+                    b.push_str(",\"sum\":");
+                    write_number(&mut b, sum);
                 }
-                out.push('}');
+                b.push('}');
             }
-            out.push(']');
+            b.push(']');
         }
-        key(out, "outcome");
-        write_string(out, self.outcome.map_or("deny", Outcome::as_str));
-        key(out, "params_sha256");
-        write_string(out, &self.params_sha256);
-        key(out, "policy");
-        write_string(out, &self.policy);
-        key(out, "prev");
-        write_string(out, &self.prev);
-        key(out, "reason");
-        write_string(out, &self.reason);
-        key(out, "rules");
-        write_str_list(out, &self.rules);
-        key(out, "seq");
-        out.push_str(&self.seq.to_string());
-        if let Some(s) = &self.session {
-            key(out, "session");
-            write_string(out, s);
+        b.push_str(",\"outcome\":");
+        write_string(&mut b, self.outcome.map_or("deny", Outcome::as_str));
+        b.push_str(",\"params_sha256\":");
+        write_string(&mut b, &self.params_sha256);
+        b.push_str(",\"policy\":");
+        write_string(&mut b, &self.policy);
+        let ab = b.len();
+        // C: reason, rules.
+        b.push_str(",\"reason\":");
+        write_string(&mut b, &self.reason);
+        b.push_str(",\"rules\":");
+        write_str_list(&mut b, &self.rules);
+        let c = b.len();
+        // D: session.
+        if let Some(x) = &self.session {
+            b.push_str(",\"session\":");
+            write_string(&mut b, x);
         }
-        if sealed {
-            if let Some(s) = &self.sig {
-                key(out, "sig");
-                write_string(out, s);
-            }
-        }
-        key(out, "time");
-        write_string(out, &self.time);
-        key(out, "tool");
-        write_string(out, &self.tool);
-        key(out, "v");
-        out.push('1');
-        out.push('}');
+        let d = b.len();
+        // E: time, tool, v.
+        b.push_str(",\"time\":");
+        write_string(&mut b, &self.time);
+        b.push_str(",\"tool\":");
+        write_string(&mut b, &self.tool);
+        b.push_str(",\"v\":1}");
+        Segments { buf: b, a, ab, c, d }
+    }
+
+    /// Appends the record's canonical JSON; `sealed` includes `hash` and `sig`.
+    pub fn write_json(&self, out: &mut String, sealed: bool) {
+        self.segments().write(out, self, sealed);
     }
 
     /// The sealed record as one line of canonical JSON.
     pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(512);
+        let mut s = String::with_capacity(640);
         self.write_json(&mut s, true);
         s
     }
 
     /// Computes `hash` (and `sig` when a key is given) from the other fields.
     pub fn seal(&mut self, signing_key: Option<&[u8]>) {
-        let mut body = String::with_capacity(512);
-        self.write_json(&mut body, false);
-        self.hash = sha256_hex(body.as_bytes());
+        let seg = self.segments();
+        let mut h = Sha256::new();
+        h.update(seg.head().as_bytes());
+        self.seal_from(&seg, h, signing_key);
+    }
+
+    /// Finishes sealing: `head` has absorbed [`Segments::head`]; adds `prev`, `seq`
+    /// and the rest, and sets `hash` and `sig`.
+    pub fn seal_from(&mut self, seg: &Segments, mut head: Sha256, signing_key: Option<&[u8]>) {
+        let mut tail = String::with_capacity(seg.buf.len() - seg.ab + 96);
+        seg.write_tail(&mut tail, self, None);
+        head.update(tail.as_bytes());
+        self.hash = crate::policy::hex(&head.finalize());
         self.sig = signing_key.map(|k| hmac_hex(k, self.hash.as_bytes()));
     }
+}
+
+/// A record serialised around its chain fields (see [`AuditRecord::segments`]).
+pub struct Segments {
+    buf: String,
+    a: usize,
+    ab: usize,
+    c: usize,
+    d: usize,
+}
+
+impl Segments {
+    /// Everything before `prev` in the unsealed (hashed) form.
+    pub fn head(&self) -> &str {
+        self.buf.get(..self.ab).unwrap_or("")
+    }
+
+    /// Bytes serialised so far (all fields but the chain fields).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing was serialised (never, for a real record).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Appends `prev` … end; with `sig`, the sealed form's tail.
+    fn write_tail(&self, out: &mut String, rec: &AuditRecord, sig: Option<&str>) {
+        out.push_str(",\"prev\":");
+        write_string(out, &rec.prev);
+        out.push_str(self.buf.get(self.ab..self.c).unwrap_or(""));
+        out.push_str(",\"seq\":");
+        push_u64(out, rec.seq);
+        out.push_str(self.buf.get(self.c..self.d).unwrap_or(""));
+        if let Some(s) = sig {
+            out.push_str(",\"sig\":");
+            write_string(out, s);
+        }
+        out.push_str(self.buf.get(self.d..).unwrap_or(""));
+    }
+
+    /// Appends the whole record; `sealed` adds `hash` and `sig`.
+    pub fn write(&self, out: &mut String, rec: &AuditRecord, sealed: bool) {
+        out.push_str(self.buf.get(..self.a).unwrap_or(""));
+        if sealed {
+            out.push_str(",\"hash\":");
+            write_string(out, &rec.hash);
+        }
+        out.push_str(self.buf.get(self.a..self.ab).unwrap_or(""));
+        self.write_tail(out, rec, if sealed { rec.sig.as_deref() } else { None });
+    }
+}
+
+fn push_u64(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or(b"0")).unwrap_or("0"));
 }
 
 fn write_str_list(out: &mut String, items: &[String]) {

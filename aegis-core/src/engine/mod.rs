@@ -396,7 +396,7 @@ impl Engine {
         req.check_size(&self.request_limits)?;
         let time_ms = req.time.unwrap_or_else(|| self.now());
         let time_str = time::format_utc(time_ms);
-        let compiled = self.policy.load_full();
+        let compiled = self.policy.load();
         let bundle = &compiled.bundle;
         let ctx = Ctx { req, time_ms, time_str: &time_str };
         let mut params_json = String::with_capacity(128);
@@ -615,7 +615,7 @@ impl Engine {
             }
 
             if d.outcome == Outcome::RequireApproval {
-                let id = self.approval_id(&bundle.hash, req, &d.rules);
+                let id = approval_id_with(&bundle.hash, req, &params_json, &d.rules);
                 let approval = d.approval.get_or_insert_with(|| Approval { id: String::new(), approvers: Vec::new() });
                 approval.id = id.clone();
                 approval_id = Some(id.clone());
@@ -683,37 +683,47 @@ impl Engine {
         Ok(d)
     }
 
-    /// Seals the record into the chain and hands it to every sink, in order.
+    /// Seals the record into the chain and hands it to every sink, in order. Only the
+    /// tail of the hash (from `prev` on) is computed under the chain lock.
     fn record(&self, rec: &mut AuditRecord) -> Result<(), AuditError> {
+        let seg = rec.segments();
+        let mut head = Sha256::new();
+        head.update(seg.head().as_bytes());
         let (seq, durables) = {
             let mut chain = lock(&self.chain);
             rec.seq = chain.seq;
-            rec.prev = chain.prev.clone();
-            rec.seal(self.signing_key.as_deref());
+            rec.prev.clone_from(&chain.prev);
+            let key = if chain.sinks.is_empty() { None } else { self.signing_key.as_deref() };
+            rec.seal_from(&seg, head, key);
             if !chain.sinks.is_empty() {
-                let line = rec.to_json();
+                let mut line = String::with_capacity(seg.len() + 320);
+                seg.write(&mut line, rec, true);
                 for s in chain.sinks.iter_mut() {
                     s.write(rec, &line)?;
                 }
             }
             chain.seq += 1;
-            chain.prev = rec.hash.clone();
+            chain.prev.clone_from(&rec.hash);
             (rec.seq, chain.durables.clone())
         };
+        if rec.sig.is_none() {
+            if let Some(k) = self.signing_key.as_deref() {
+                rec.sig = Some(crate::audit::hmac_hex(k, rec.hash.as_bytes()));
+            }
+        }
         for d in durables {
             d.sync_through(seq)?;
         }
         Ok(())
     }
 
-    /// The approval id of a request under a policy with these determining rules.
+    /// The approval id of a request under a policy with these determining rules:
+    /// `apr_` + the first 32 hex of SHA-256 of the canonical JSON of
+    /// `{"policy", "request", "rules"}` (§4).
     pub fn approval_id(&self, policy_hash: &str, req: &Request, rules: &[String]) -> String {
-        let mut m = Map::new();
-        m.insert("policy".into(), Value::String(policy_hash.to_owned()));
-        m.insert("request".into(), req.approval_value());
-        m.insert("rules".into(), Value::Array(rules.iter().map(|r| Value::String(r.clone())).collect()));
-        let h = crate::audit::sha256_hex(Value::Object(m).to_canonical_json().as_bytes());
-        format!("apr_{}", h.get(..32).unwrap_or(&h))
+        let mut params = String::with_capacity(128);
+        crate::json::write_object(&mut params, &req.params);
+        approval_id_with(policy_hash, req, &params, rules)
     }
 
     fn killed(&self, req: &Request) -> Option<Kill> {
@@ -793,6 +803,46 @@ impl Engine {
         let keep: Vec<&str> = ids.iter().map(String::as_str).collect();
         lock(&self.limits).retain_ids(&keep);
     }
+}
+
+/// The approval id, streaming the canonical JSON (keys in RFC 8785 order) with the
+/// request's params already in canonical form.
+fn approval_id_with(policy_hash: &str, req: &Request, params_json: &str, rules: &[String]) -> String {
+    let mut o = String::with_capacity(256 + params_json.len());
+    o.push_str("{\"policy\":");
+    write_string(&mut o, policy_hash);
+    o.push_str(",\"request\":{");
+    if let Some(a) = &req.action {
+        o.push_str("\"action\":");
+        write_string(&mut o, a);
+        o.push(',');
+    }
+    o.push_str("\"agent\":");
+    write_string(&mut o, &req.agent);
+    o.push_str(",\"chain\":");
+    str_list(&mut o, &req.chain);
+    o.push_str(",\"context\":");
+    match &req.context {
+        Some(c) => crate::json::write_object(&mut o, c),
+        None => o.push_str("{}"),
+    }
+    if let Some(e) = &req.environment {
+        o.push_str(",\"environment\":");
+        write_string(&mut o, e);
+    }
+    o.push_str(",\"params\":");
+    o.push_str(params_json);
+    if let Some(x) = &req.session {
+        o.push_str(",\"session\":");
+        write_string(&mut o, x);
+    }
+    o.push_str(",\"tool\":");
+    write_string(&mut o, &req.tool);
+    o.push_str("},\"rules\":");
+    str_list(&mut o, rules);
+    o.push('}');
+    let h = crate::audit::sha256_hex(o.as_bytes());
+    format!("apr_{}", h.get(..32).unwrap_or(&h))
 }
 
 /// Builds a grant token (the CLI's `aegis grant`): `exp = floor(now) + ttl`.
