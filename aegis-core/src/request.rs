@@ -87,6 +87,7 @@ impl Request {
             return Err(RequestError::new("", format!("a request is a JSON object, found a {}", v.type_name())));
         };
         let mut r = Request::default();
+        let mut size = 64usize;
         let mut have_agent = false;
         let mut have_tool = false;
         for (key, value) in map {
@@ -105,8 +106,8 @@ impl Request {
                 "action" => r.action = Some(name(&key, value)?),
                 "session" => r.session = Some(name(&key, value)?),
                 "environment" => r.environment = Some(name(&key, value)?),
-                "params" => r.params = object(&key, value, limits)?,
-                "context" => r.context = Some(object(&key, value, limits)?),
+                "params" => r.params = object(&key, value, limits, &mut size)?,
+                "context" => r.context = Some(object(&key, value, limits, &mut size)?),
                 "chain" => {
                     let Value::Array(items) = value else {
                         return Err(RequestError::new(
@@ -158,6 +159,10 @@ impl Request {
         }
         if !have_tool {
             return Err(RequestError::new("tool", "`tool` is required"));
+        }
+        size += r.agent.len() + r.tool.len() + r.chain.iter().map(|c| c.len() + 3).sum::<usize>();
+        if size > limits.max_bytes {
+            return Err(RequestError::new("", format!("request is larger than {} bytes", limits.max_bytes)));
         }
         Ok(r)
     }
@@ -214,34 +219,17 @@ impl Request {
         Value::Object(m)
     }
 
-    /// Checks the size bound on a request built natively (its canonical JSON size).
+    /// Checks the size bound on a request built field by field in Rust (requests from
+    /// [`Request::from_json`] and [`Request::from_value`] are checked already).
     pub fn check_size(&self, limits: &RequestLimits) -> Result<(), RequestError> {
-        let mut size = self.agent.len() + self.tool.len() + 64;
-        size += self.chain.iter().map(|c| c.len() + 3).sum::<usize>();
-        size += canonical_size(&Value::Object(Map::new())); // braces
+        let mut size = 64 + self.agent.len() + self.tool.len() + self.chain.iter().map(|c| c.len() + 3).sum::<usize>();
         for m in [Some(&self.params), self.context.as_ref()].into_iter().flatten() {
-            for (k, v) in m {
-                size += k.len() + 4 + canonical_size(v);
-                if size > limits.max_bytes {
-                    return Err(RequestError::new("", format!("request is larger than {} bytes", limits.max_bytes)));
-                }
-            }
+            size += m.iter().map(|(k, v)| k.len() + 4 + measure(v).1).sum::<usize>() + 2;
         }
         if size > limits.max_bytes {
             return Err(RequestError::new("", format!("request is larger than {} bytes", limits.max_bytes)));
         }
         Ok(())
-    }
-}
-
-fn canonical_size(v: &Value) -> usize {
-    match v {
-        Value::Null => 4,
-        Value::Bool(_) => 5,
-        Value::Number(_) => 24,
-        Value::String(s) => s.len() + 2,
-        Value::Array(a) => 2 + a.iter().map(|x| canonical_size(x) + 1).sum::<usize>(),
-        Value::Object(m) => 2 + m.iter().map(|(k, x)| k.len() + 4 + canonical_size(x)).sum::<usize>(),
     }
 }
 
@@ -268,18 +256,43 @@ pub fn check_name(field: &str, s: &str) -> Result<(), RequestError> {
     Ok(())
 }
 
-fn object(field: &str, v: Value, limits: &RequestLimits) -> Result<Map, RequestError> {
+fn object(field: &str, v: Value, limits: &RequestLimits, size: &mut usize) -> Result<Map, RequestError> {
     let Value::Object(m) = v else {
         return Err(RequestError::new(field, format!("`{field}` must be an object, found a {}", v.type_name())));
     };
-    let depth = 1 + m.values().map(Value::depth).max().unwrap_or(0);
+    let mut depth = 1;
+    let mut bytes = 2;
+    for (k, x) in &m {
+        let (d, b) = measure(x);
+        depth = depth.max(1 + d);
+        bytes += k.len() + 4 + b;
+    }
     if depth > limits.max_depth {
         return Err(RequestError::new(
             field,
             format!("`{field}` is nested {depth} levels deep; the limit is {}", limits.max_depth),
         ));
     }
+    *size += bytes + field.len() + 4;
     Ok(m)
+}
+
+/// Depth (a scalar is 0) and an upper estimate of the canonical JSON size.
+fn measure(v: &Value) -> (usize, usize) {
+    match v {
+        Value::Null => (0, 4),
+        Value::Bool(_) => (0, 5),
+        Value::Number(_) => (0, 24),
+        Value::String(s) => (0, s.len() + 2),
+        Value::Array(a) => a.iter().fold((1, 2), |(d, b), x| {
+            let (xd, xb) = measure(x);
+            (d.max(1 + xd), b + xb + 1)
+        }),
+        Value::Object(m) => m.iter().fold((1, 2), |(d, b), (k, x)| {
+            let (xd, xb) = measure(x);
+            (d.max(1 + xd), b + k.len() + 4 + xb)
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +332,14 @@ mod tests {
             assert_eq!(e.field, field, "{text}: {e}");
         }
         let long = format!(r#"{{"agent":"{}","tool":"t"}}"#, "a".repeat(257));
+        // Native requests are bounded by their canonical size, like JSON text.
+        let mut big = Map::new();
+        big.insert("x".into(), Value::String("a".repeat(2 << 20)));
+        let mut m = Map::new();
+        m.insert("agent".into(), Value::from("a"));
+        m.insert("tool".into(), Value::from("t"));
+        m.insert("params".into(), Value::Object(big));
+        assert_eq!(Request::from_value(Value::Object(m), &RequestLimits::default()).unwrap_err().field, "");
         assert_eq!(parse(&long).unwrap_err().field, "agent");
     }
 

@@ -306,7 +306,6 @@ impl NativeEngine {
         let limits = self.engine.request_limits();
         let value = to_value(&request, "", 0)?.unwrap_or(Value::Null);
         let req = Request::from_value(value, limits).map_err(|e| request_error(&e))?;
-        req.check_size(limits).map_err(|e| request_error(&e))?;
         let d = self.engine.evaluate(&req).map_err(|e| eval_error(&e))?;
         Ok(decision_to_native(d))
     }

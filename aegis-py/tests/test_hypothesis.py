@@ -69,10 +69,18 @@ def test_hostile_never_crashes(params: Any) -> None:
     assert d.outcome in (aegis.Outcome.ALLOW, aegis.Outcome.DENY)
 
 
-@pytest.mark.xfail(reason="core bug: aegis_core::json::parse rejects float literals >= 2**64 "
-                   "(1e300, 2e19) as 'integer beyond the 64-bit range'; the native path accepts them",
-                   strict=False)
 @pytest.mark.parametrize("lit", ["1e300", "1.8446744073709552e+19", "100000000000000000000.0"])
 def test_big_float_literals(lit: str) -> None:
+    # Floats beyond 2**64 are numbers in JSON as natively; only integer literals
+    # beyond the 64-bit range are request errors (as Python ints are).
     e = aegis.Engine.from_yaml(POLICY)
     e.evaluate_json('{"agent":"a","tool":"t","params":{"a":%s}}' % lit)
+    e.evaluate(agent="a", tool="t", params={"a": float(lit)})
+
+
+def test_big_integer_literal_is_a_request_error() -> None:
+    e = aegis.Engine.from_yaml(POLICY)
+    with pytest.raises(aegis.RequestError):
+        e.evaluate_json('{"agent":"a","tool":"t","params":{"a":100000000000000000000}}')
+    with pytest.raises(aegis.RequestError):
+        e.evaluate(agent="a", tool="t", params={"a": 10**20})

@@ -25,6 +25,82 @@ fn evaluate(c: &mut Criterion) {
     g.finish();
 }
 
+/// The decision phase alone: index lookup, every candidate's selectors and condition
+/// (three-valued), and combining — no kill switch check, limits, record or hashing.
+fn decision_phase(c: &mut Criterion) {
+    use aegis_core::eval::{eval_rule, Ctx, Sink, Tri};
+    use aegis_core::Outcome;
+    let mut g = c.benchmark_group("decision_phase");
+    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    for n in [10usize, 1_000, 10_000] {
+        let engine = Engine::from_yaml(&bundle(n), EngineOptions::default()).unwrap();
+        let compiled = engine.policy();
+        let reqs = requests(n, 4096, 42);
+        let time = "2026-01-05T10:00:00.000Z";
+        let mut i = 0usize;
+        g.bench_with_input(BenchmarkId::new("rules_only", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) % reqs.len();
+                let r = &reqs[i];
+                let ctx = Ctx { req: r, time_ms: 0, time_str: time };
+                let mut sink = Sink { errors: Vec::new(), trace: None };
+                let mut best: Option<Outcome> = None;
+                let mut count = 0usize;
+                for &k in compiled.candidates(&r.agent, &r.tool, r.action.as_deref()) {
+                    let rule = &compiled.bundle.rules[k as usize];
+                    let applies = match eval_rule(rule, &ctx, &mut sink) {
+                        Tri::True => true,
+                        Tri::False => false,
+                        Tri::Error => rule.outcome != Outcome::Allow,
+                    };
+                    if applies {
+                        if best.is_none_or(|b| rule.outcome > b) {
+                            best = Some(rule.outcome);
+                            count = 0;
+                        }
+                        count += 1;
+                    }
+                    sink.errors.clear();
+                }
+                (best, count)
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Throughput of 1 and 2 threads sharing one engine (audit chain on, no sink).
+fn shared_engine(c: &mut Criterion) {
+    use std::sync::Arc;
+    let mut g = c.benchmark_group("shared_engine");
+    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(20);
+    let engine = Arc::new(Engine::from_yaml(&bundle(1_000), EngineOptions::default()).unwrap());
+    let reqs = Arc::new(requests(1_000, 4096, 9));
+    for threads in [1usize, 2] {
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function(BenchmarkId::new("evaluate", format!("{threads}-thread")), |b| {
+            b.iter_custom(|iters| {
+                let start = std::time::Instant::now();
+                let hs: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let (e, r) = (engine.clone(), reqs.clone());
+                        std::thread::spawn(move || {
+                            for i in 0..iters as usize {
+                                e.evaluate(&r[(i * 2 + t) % r.len()]).unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    h.join().unwrap();
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn compile(c: &mut Criterion) {
     let mut g = c.benchmark_group("compile");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
@@ -81,5 +157,5 @@ fn audit_file(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, evaluate, compile, audit_file);
+criterion_group!(benches, evaluate, decision_phase, shared_engine, compile, audit_file);
 criterion_main!(benches);

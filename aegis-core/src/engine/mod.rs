@@ -33,6 +33,12 @@ impl Compiled {
         let index = Index::build(&bundle);
         Compiled { bundle, index }
     }
+
+    /// The candidate rules (indices into `bundle.rules`, in bundle order) the index
+    /// yields for these names.
+    pub fn candidates(&self, agent: &str, tool: &str, action: Option<&str>) -> &[u32] {
+        self.index.candidates(agent, tool, action)
+    }
 }
 
 /// Engine configuration.
@@ -393,7 +399,6 @@ impl Engine {
 
     /// Decides a request with options (explain).
     pub fn evaluate_with(&self, req: &Request, opts: EvalOptions) -> Result<Decision, EvalError> {
-        req.check_size(&self.request_limits)?;
         let time_ms = req.time.unwrap_or_else(|| self.now());
         let time_str = time::format_utc(time_ms);
         let compiled = self.policy.load();
