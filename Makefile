@@ -12,7 +12,7 @@ AEGIS := target/release/aegis
 DEMO_OUT := out/demo
 BUNDLES := finance support analytics marketing hr-files chains
 
-.PHONY: all build demo test test-rust lint vectors-check policy-test audit-doc-test bench clean venv
+.PHONY: all build demo test test-rust lint vectors-check policy-test audit-doc-test bench clean venv fuzz fuzz-smoke
 
 include aegis-py/py.mk
 include aegis-ffi/ffi.mk
@@ -49,7 +49,7 @@ demo: build py-build ffi-build node-build
 	@echo "== Node agent (examples/node/agent.mjs) with secureTool"
 	node examples/node/agent.mjs
 
-test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test
+test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test fuzz-smoke
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -75,6 +75,15 @@ audit-doc-test: build
 
 bench:
 	$(CARGO) bench -p aegis-bench
+
+# Fuzzing (libFuzzer via cargo-fuzz, nightly): `make fuzz FUZZ_SECONDS=1800` for a long
+# run of every target; CI runs the short smoke run. Crashes land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	fuzz/run.sh 20
 
 clean:
 	$(CARGO) clean

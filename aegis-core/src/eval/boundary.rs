@@ -56,6 +56,10 @@ pub fn path_within(path: &str, prefix: &str) -> bool {
     }
 }
 
+/// Characters that never appear in one unquoted e-mail local part but separate
+/// addresses or start URLs in the tools that receive them.
+const LOCAL_FORBIDDEN: [char; 14] = [',', ';', '<', '>', '(', ')', '[', ']', '\\', '/', '?', '#', ':', '"'];
+
 /// Extracts the host of an e-mail address (after the last `@`), a URL
 /// (`scheme://[userinfo@]host[:port]…`) or a bare host, lower-cased and without a
 /// trailing dot. `None` when there is no parsable host.
@@ -76,6 +80,16 @@ pub fn host_of(value: &str) -> Option<String> {
         };
         strip_port(hostport)?
     } else if let Some(i) = value.rfind('@') {
+        // An e-mail address: the host after the last `@`. A local part that could
+        // hide another address or a URL (a list `a@x, b@y`, `//evil/@y`, `evil/x@y`,
+        // spaces, brackets, quotes…) leaves no single parsable host: an error, so an
+        // allow rule cannot be passed by smuggling a second recipient.
+        let local = value.get(..i)?;
+        if local.is_empty()
+            || local.chars().any(|c| c.is_whitespace() || c.is_control() || LOCAL_FORBIDDEN.contains(&c))
+        {
+            return None;
+        }
         value.get(i + 1..)?
     } else {
         value
@@ -190,6 +204,20 @@ mod tests {
         assert_eq!(host_of("bob@"), None);
         assert_eq!(host_of("http:///path"), None);
         assert_eq!(host_of("ex\u{0430}mple.com"), None);
+        // Smuggled second recipients and URL look-alikes have no single host.
+        for v in [
+            "eve@evil.net, bob@example.com",
+            "eve@evil.net;bob@example.com",
+            "//evil.net/@example.com",
+            "evil.net/x@example.com",
+            "Eve <eve@evil.net>@example.com",
+            "a b@example.com",
+            "@example.com",
+            "\"eve@evil.net\"@example.com",
+        ] {
+            assert_eq!(host_of(v), None, "{v}");
+        }
+        assert_eq!(host_of("first.last+tag@Example.com").as_deref(), Some("example.com"));
     }
 
     #[test]
