@@ -76,6 +76,81 @@ impl Node {
     }
 }
 
+/// Canonical JSON (RFC 8785) of YAML nodes, streamed into SHA-256 through a small
+/// buffer: hashing a bundle never builds its JSON text or a second tree.
+pub struct CanonicalHasher {
+    buf: String,
+    sha: sha2::Sha256,
+}
+
+impl Default for CanonicalHasher {
+    fn default() -> Self {
+        CanonicalHasher::new()
+    }
+}
+
+impl CanonicalHasher {
+    /// An empty hasher.
+    pub fn new() -> CanonicalHasher {
+        CanonicalHasher { buf: String::with_capacity(64 * 1024), sha: sha2::Sha256::default() }
+    }
+
+    /// Appends raw canonical text.
+    pub fn push(&mut self, s: &str) {
+        self.buf.push_str(s);
+        self.spill();
+    }
+
+    fn spill(&mut self) {
+        if self.buf.len() >= 60 * 1024 {
+            sha2::Digest::update(&mut self.sha, self.buf.as_bytes());
+            self.buf.clear();
+        }
+    }
+
+    /// Appends a node as canonical JSON (the same bytes as `node.to_value()`'s).
+    pub fn node(&mut self, n: &Node) {
+        use crate::json::{write_number, write_string};
+        match &n.kind {
+            Kind::Null => self.buf.push_str("null"),
+            Kind::Bool(b) => self.buf.push_str(if *b { "true" } else { "false" }),
+            Kind::Number(x) => write_number(&mut self.buf, *x),
+            Kind::String(s) => write_string(&mut self.buf, s),
+            Kind::Seq(items) => {
+                self.buf.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(',');
+                    }
+                    self.node(item);
+                }
+                self.buf.push(']');
+            }
+            Kind::Map(entries) => {
+                let mut order: Vec<&(String, Loc, Node)> = entries.iter().collect();
+                order.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+                self.buf.push('{');
+                for (i, (k, _, v)) in order.into_iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(',');
+                    }
+                    write_string(&mut self.buf, k);
+                    self.buf.push(':');
+                    self.node(v);
+                }
+                self.buf.push('}');
+            }
+        }
+        self.spill();
+    }
+
+    /// The digest.
+    pub fn finish(mut self) -> [u8; 32] {
+        sha2::Digest::update(&mut self.sha, self.buf.as_bytes());
+        sha2::Digest::finalize(self.sha).into()
+    }
+}
+
 /// A YAML error with its location.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct YamlError {
@@ -392,6 +467,19 @@ mod tests {
         let Kind::Map(rule) = &items[0].kind else { panic!() };
         assert_eq!(rule[0].1, Loc { line: 3, column: 5 });
         assert_eq!(rule[0].2.loc, Loc { line: 3, column: 9 });
+    }
+
+    #[test]
+    fn streamed_hash_equals_hash_of_value() {
+        use sha2::Digest;
+        let doc = "b: [1, 2.5, {z: 1, a: null}]\na: \"x\\ty\"\n\u{20ac}: true\n\u{1f600}: false\n\u{fb01}: ~\n";
+        let Ok(Some(n)) = parse(doc) else { panic!() };
+        let mut h = CanonicalHasher::new();
+        h.push("[");
+        h.node(&n);
+        h.push("]");
+        let want = sha2::Sha256::digest(Value::Array(vec![n.to_value()]).to_canonical_json().as_bytes());
+        assert_eq!(h.finish().as_slice(), want.as_slice());
     }
 
     #[test]

@@ -6,7 +6,6 @@ use crate::eval::boundary;
 use crate::suggest;
 use crate::value::Value;
 use crate::yaml::{self, Kind, Loc, Node};
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -96,7 +95,9 @@ pub fn load_files(files: &[(String, String)]) -> Result<Bundle, LoadErrors> {
     let mut rules = Vec::new();
     let mut limits = Vec::new();
     let mut default: Option<(Outcome, SourceLoc)> = None;
-    let mut data = Vec::with_capacity(files.len());
+    // The policy hash is streamed: canonical JSON of `[file, …]` straight into SHA-256.
+    let mut hasher = yaml::CanonicalHasher::new();
+    hasher.push("[");
     let mut names = Vec::with_capacity(files.len());
     for (name, text) in files {
         v.file = Arc::from(name.as_str());
@@ -114,14 +115,17 @@ pub fn load_files(files: &[(String, String)]) -> Result<Bundle, LoadErrors> {
                 continue;
             }
         };
-        data.push(root.to_value());
+        if names.len() > 1 {
+            hasher.push(",");
+        }
+        hasher.node(&root);
         v.file_root(&root, &mut rules, &mut limits, &mut default);
     }
     if !v.errors.is_empty() {
         return Err(LoadErrors(v.errors));
     }
-    let canonical = Value::Array(data).to_canonical_json();
-    let hash = hex(&Sha256::digest(canonical.as_bytes()));
+    hasher.push("]");
+    let hash = hex(&hasher.finish());
     Ok(Bundle { rules, limits, default: default.map_or(Outcome::Deny, |d| d.0), hash, files: names })
 }
 
