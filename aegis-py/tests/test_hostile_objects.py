@@ -1,0 +1,130 @@
+"""Hostile Python objects in a request: exploding dunder methods, subclasses that lie,
+mappings and sequences that fail half-way. Each must give a clean Python exception
+(never a crash, a SystemError or a decision), and the engine must keep working."""
+import math
+
+import pytest
+
+import aegis
+
+POLICY = """
+aegis: 1
+default: deny
+rules:
+  - id: ok
+    match: {tool: t}
+    outcome: allow
+"""
+
+
+class Boom(Exception):
+    pass
+
+
+class ExplodingStr:
+    def __str__(self) -> str:
+        raise Boom("__str__")
+
+    def __repr__(self) -> str:
+        raise Boom("__repr__")
+
+
+class ExplodingLenList(list):
+    def __len__(self) -> int:
+        raise Boom("__len__")
+
+
+class ExplodingIterList(list):
+    def __iter__(self):
+        raise Boom("__iter__")
+
+
+class ExplodingItemsDict(dict):
+    def items(self):
+        raise Boom("items")
+
+    def keys(self):
+        raise Boom("keys")
+
+    def __iter__(self):
+        raise Boom("__iter__")
+
+
+class LyingFloat(float):
+    def __float__(self) -> float:
+        raise Boom("__float__")
+
+
+class LyingInt(int):
+    def __index__(self) -> int:
+        raise Boom("__index__")
+
+    def __int__(self) -> int:
+        raise Boom("__int__")
+
+
+class ExplodingHashKey(str):
+    def __hash__(self) -> int:
+        raise Boom("__hash__")
+
+
+class NotAMapping:
+    def keys(self):
+        raise Boom("keys")
+
+    def __getitem__(self, k):
+        raise Boom("__getitem__")
+
+
+HOSTILE = [
+    ExplodingStr(),
+    ExplodingLenList([1, 2]),
+    ExplodingIterList([1, 2]),
+    ExplodingItemsDict(a=1),
+    LyingFloat(1.5),
+    LyingFloat(math.nan),
+    LyingInt(5),
+    LyingInt(2**70),
+    NotAMapping(),
+    "hash-exploding key",
+    [ExplodingStr()],
+    {"nested": {"deeper": [ExplodingStr()]}},
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=lambda v: type(v).__name__)
+def test_hostile_param_values_raise_cleanly(value: object) -> None:
+    e = aegis.Engine.from_yaml(POLICY)
+    if value == "hash-exploding key":
+        # A dict whose key's __hash__ raises cannot even be built by the caller.
+        with pytest.raises(Boom):
+            value = {ExplodingHashKey("k"): 1}
+    try:
+        d = e.evaluate(agent="a", tool="t", params={"x": value})
+    except aegis.RequestError:
+        pass  # rejected as a bad request: the expected outcome for most
+    except Boom:
+        pass  # the object's own exception propagated cleanly
+    else:
+        # Subclasses of float/int/list/dict may be read by value; then the decision
+        # must be a real one, made on the value the engine saw.
+        assert d.outcome in (aegis.Outcome.ALLOW, aegis.Outcome.DENY)
+    # The engine is unharmed.
+    assert e.evaluate(agent="a", tool="t").allowed
+
+
+@pytest.mark.parametrize("field", ["agent", "tool", "action", "session", "environment"])
+def test_hostile_name_fields_raise_request_error(field: str) -> None:
+    e = aegis.Engine.from_yaml(POLICY)
+    req = {"agent": "a", "tool": "t", field: ExplodingStr()}
+    with pytest.raises((aegis.RequestError, Boom)):
+        e.evaluate(req)
+    assert e.evaluate(agent="a", tool="t").allowed
+
+
+def test_dict_subclass_is_read_by_its_stored_items() -> None:
+    # The binding reads dicts through the C API: overridden items()/keys()/__iter__
+    # never run, so the decision is made on what the dict really holds.
+    e = aegis.Engine.from_yaml(POLICY)
+    d = e.evaluate(ExplodingItemsDict(agent="a", tool="t"))  # type: ignore[arg-type]
+    assert d.allowed and d.audit["agent"] == "a"
