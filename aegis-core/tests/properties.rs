@@ -186,18 +186,20 @@ fn reload_is_atomic_and_keeps_old_bundle_on_error() {
     let v2 = "aegis: 1\ndefault: deny\nrules:\n  - id: v2\n    outcome: deny\n";
     let e = Arc::new(Engine::from_yaml(v1, o).unwrap());
     let h1 = e.policy_hash();
+    let h2 = Engine::from_yaml(v2, EngineOptions::default()).unwrap().policy_hash();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..2)
+    let workers: Vec<_> = (0..4)
         .map(|_| {
-            let (e, stop) = (e.clone(), stop.clone());
+            let (e, stop, h1, h2) = (e.clone(), stop.clone(), h1.clone(), h2.clone());
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let d = e.evaluate(&req(r#"{"agent":"a","tool":"t","time":"2026-01-05T10:00:00Z"}"#)).unwrap();
                     // Every decision comes from one coherent bundle.
+                    // …and its record names that bundle's policy hash.
                     match d.rules[0].as_str() {
-                        "v1" => assert_eq!(d.outcome, Outcome::Allow),
-                        "v2" => assert_eq!(d.outcome, Outcome::Deny),
+                        "v1" => assert_eq!((d.outcome, d.audit.policy.as_str()), (Outcome::Allow, h1.as_str())),
+                        "v2" => assert_eq!((d.outcome, d.audit.policy.as_str()), (Outcome::Deny, h2.as_str())),
                         other => panic!("{other}"),
                     }
                     n += 1;
@@ -213,7 +215,15 @@ fn reload_is_atomic_and_keeps_old_bundle_on_error() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let total: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    assert_eq!(mem.0.lock().unwrap().len(), total);
+    // No record lost: one per decision, and the chain is whole.
+    let lines = mem.0.lock().unwrap().clone();
+    assert_eq!(lines.len(), total);
+    let dir = std::env::temp_dir().join(format!("aegis-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("log.jsonl");
+    std::fs::write(&f, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    assert_eq!(verify_files(std::slice::from_ref(&f), None).unwrap().records as usize, total);
+    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(e.policy_hash(), h1);
 }
 
