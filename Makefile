@@ -17,6 +17,7 @@ BUNDLES := finance support analytics marketing hr-files chains
 include aegis-py/py.mk
 include aegis-ffi/ffi.mk
 include aegis-node/node.mk
+include aegis-ship/ship.mk
 
 all: build
 
@@ -49,7 +50,7 @@ demo: build py-build ffi-build node-build
 	@echo "== Node agent (examples/node/agent.mjs) with secureTool"
 	node examples/node/agent.mjs
 
-test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test fuzz-smoke
+test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test ship-test fuzz-smoke
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -75,6 +76,8 @@ audit-doc-test: build
 
 bench:
 	$(CARGO) bench -p aegis-bench
+	cargo bench --manifest-path benches/compare/Cargo.toml
+	benches/bindings/run.sh
 
 # Fuzzing (libFuzzer via cargo-fuzz, nightly): `make fuzz FUZZ_SECONDS=1800` for a long
 # run of every target; CI runs the short smoke run. Crashes land in fuzz/artifacts/.

@@ -7,6 +7,7 @@
 mod args;
 mod policy_test;
 mod replay;
+mod ship;
 
 use aegis_core::audit::verify_files;
 use aegis_core::{Engine, EngineOptions, EvalOptions, FileSink, Fsync, Request};
@@ -21,6 +22,7 @@ const USAGE: &str = "usage:
              [--approval-key-file K] [--signing-key-file K] [INPUT]
   aegis test [PATH…] [--coverage] [--junit FILE]
   aegis audit verify FILE… [--signing-key-file K]
+  aegis audit ship FILE --to URL [--follow] [--header K=V]… [--service-name S] [--batch N] [--cursor PATH]
   aegis replay -p NEW --baseline OLD [--fail-on-change] REQUESTS.jsonl
   aegis grant --approval-key-file K --id APR --by WHO --ttl TTL";
 
@@ -65,7 +67,10 @@ fn run(argv: Vec<String>) -> Result<u8, Fail> {
         "test" => policy_test::run(rest),
         "audit" => match rest.split_first() {
             Some((sub, rest)) if sub == "verify" => verify(rest),
-            _ => Err(Fail::input("usage: aegis audit verify FILE… [--signing-key-file K]")),
+            Some((sub, rest)) if sub == "ship" => ship::run(rest),
+            _ => Err(Fail::input(
+                "usage: aegis audit verify FILE… [--signing-key-file K]\n       aegis audit ship FILE --to URL [--follow] …",
+            )),
         },
         "replay" => replay::run(rest),
         "grant" => grant(rest),

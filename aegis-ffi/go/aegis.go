@@ -18,7 +18,6 @@ package aegis
 import "C"
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"sync"
@@ -372,15 +371,86 @@ func (eng *Engine) PolicyHash() (string, error) {
 	return h, err
 }
 
-// Evaluate decides a typed request. It is EvaluateJSON plus encoding/json on both sides.
-func (eng *Engine) Evaluate(req Request) (Decision, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return Decision{}, &Error{Status: StatusInvalidRequest, Message: err.Error()}
+// requestBufs recycles the buffers Evaluate encodes requests into.
+var requestBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// evaluateBytes is EvaluateJSON for a request already encoded in b.
+func (eng *Engine) evaluateBytes(b []byte) (string, error) {
+	eng.mu.RLock()
+	defer eng.mu.RUnlock()
+	if eng.e == nil {
+		return "", ErrClosed
 	}
-	line, err := eng.EvaluateJSON(string(b))
+	var cout, cerr *C.char
+	st := C.aegis_evaluate_json(eng.e, (*C.char)(unsafe.Pointer(unsafe.SliceData(b))), C.size_t(len(b)), &cout, &cerr)
+	runtime.KeepAlive(b)
+	if err := check(st, cerr); err != nil {
+		return "", err
+	}
+	return takeString(cout), nil
+}
+
+// encodeRequest encodes req into a pooled buffer (give it back with requestBufs.Put).
+func encodeRequest(req *Request) (*[]byte, []byte, error) {
+	bp := requestBufs.Get().(*[]byte)
+	b, err := appendRequest((*bp)[:0], req)
+	if err != nil {
+		requestBufs.Put(bp)
+		return nil, nil, &Error{Status: StatusInvalidRequest, Message: err.Error()}
+	}
+	return bp, b, nil
+}
+
+// Evaluate decides a typed request. The request is encoded and the decision line decoded
+// without reflection (falling back to encoding/json for values outside the common
+// types), with the same results as EvaluateJSON plus encoding/json on both sides.
+func (eng *Engine) Evaluate(req Request) (Decision, error) {
+	bp, b, err := encodeRequest(&req)
+	if err != nil {
+		return Decision{}, err
+	}
+	line, err := eng.evaluateBytes(b)
+	if cap(b) <= 1<<16 {
+		*bp = b
+		requestBufs.Put(bp)
+	}
 	if err != nil {
 		return Decision{}, err
 	}
 	return ParseDecision(line)
+}
+
+// EvaluateOutcome decides a typed request and returns only its outcome — for callers
+// that need nothing else (the audit record is still written). It skips building and
+// decoding the decision line (aegis_evaluate).
+func (eng *Engine) EvaluateOutcome(req Request) (Outcome, error) {
+	bp, b, err := encodeRequest(&req)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if cap(b) <= 1<<16 {
+			*bp = b
+			requestBufs.Put(bp)
+		}
+	}()
+	eng.mu.RLock()
+	defer eng.mu.RUnlock()
+	if eng.e == nil {
+		return "", ErrClosed
+	}
+	var o C.aegis_outcome
+	var cerr *C.char
+	st := C.aegis_evaluate(eng.e, (*C.char)(unsafe.Pointer(unsafe.SliceData(b))), C.size_t(len(b)), &o, &cerr)
+	runtime.KeepAlive(b)
+	if err := check(st, cerr); err != nil {
+		return "", err
+	}
+	switch o {
+	case C.AEGIS_OUTCOME_ALLOW:
+		return Allow, nil
+	case C.AEGIS_OUTCOME_REQUIRE_APPROVAL:
+		return RequireApproval, nil
+	}
+	return Deny, nil
 }

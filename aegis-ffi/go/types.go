@@ -50,11 +50,16 @@ type Decision struct {
 	Audit    map[string]any  `json:"audit"` // the audit record (SPEC §5.2)
 }
 
-// ParseDecision parses a decision line from EvaluateJSON.
+// ParseDecision parses a decision line from EvaluateJSON. Lines in the engine's canonical
+// form are decoded without reflection; anything else goes through encoding/json, with the
+// same result.
 func ParseDecision(line string) (Decision, error) {
-	var d Decision
-	if err := json.Unmarshal([]byte(line), &d); err != nil {
-		return Decision{}, &Error{Status: StatusPanic, Message: "cannot parse decision: " + err.Error()}
+	d, err := parseDecisionFast(line)
+	if err != nil {
+		d = Decision{}
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			return Decision{}, &Error{Status: StatusPanic, Message: "cannot parse decision: " + err.Error()}
+		}
 	}
 	d.Allowed = d.Outcome == Allow
 	if d.Rules == nil {

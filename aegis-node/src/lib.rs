@@ -191,12 +191,55 @@ fn field_name(path: &str) -> String {
     path.split(['.', '[']).next().unwrap_or("").to_owned()
 }
 
+/// Where a value sits in the request, kept as borrowed segments and rendered
+/// (`params.a[0]`) only for an error message: the hot path formats no path strings.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, u32),
+}
+
+impl Path<'_> {
+    fn render(&self, out: &mut String) {
+        match *self {
+            Path::Root => {}
+            Path::Key(parent, k) => {
+                parent.render(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Path::Index(parent, i) => {
+                parent.render(out);
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut s = String::new();
+        self.render(&mut s);
+        s
+    }
+}
+
 /// Walks a JS value into an `aegis_core::Value`. `None` means "undefined: absent".
-fn to_value(v: &Unknown<'_>, path: &str, depth: usize) -> Result<Option<Value>> {
-    let bad = |msg: String| -> Error { request_error(&RequestError::new(&field_name(path), msg)) };
-    let shown = if path.is_empty() { "the request".to_owned() } else { format!("`{path}`") };
+fn to_value(v: &Unknown<'_>, at: &Path<'_>, depth: usize) -> Result<Option<Value>> {
+    let bad = |msg: String| -> Error { request_error(&RequestError::new(&field_name(&at.text()), msg)) };
+    let shown = || {
+        let path = at.text();
+        if path.is_empty() {
+            "the request".to_owned()
+        } else {
+            format!("`{path}`")
+        }
+    };
     if depth > MAX_WALK_DEPTH {
-        let top = field_name(path);
+        let top = field_name(&at.text());
         return Err(bad(format!("`{top}` is nested deeper than the limit of 64 (or the value is cyclic)")));
     }
     let t = v.get_type()?;
@@ -208,7 +251,7 @@ fn to_value(v: &Unknown<'_>, path: &str, depth: usize) -> Result<Option<Value>> 
         ValueType::Number => {
             let n = unsafe { v.cast::<f64>() }?;
             if !n.is_finite() {
-                return Err(bad(format!("{shown} is {n}; numbers must be finite")));
+                return Err(bad(format!("{} is {n}; numbers must be finite", shown())));
             }
             Value::Number(if n == 0.0 { 0.0 } else { n })
         }
@@ -220,17 +263,19 @@ fn to_value(v: &Unknown<'_>, path: &str, depth: usize) -> Result<Option<Value>> 
                 let mut items = Vec::with_capacity(len as usize);
                 for i in 0..len {
                     let item: Unknown<'_> = arr.get_element(i)?;
-                    let p = format!("{path}[{i}]");
+                    let p = Path::Index(at, i);
                     match to_value(&item, &p, depth + 1)? {
                         Some(x) => items.push(x),
-                        None => return Err(bad(format!("`{p}` is undefined; lists cannot hold undefined"))),
+                        None => {
+                            return Err(bad(format!("`{}` is undefined; lists cannot hold undefined", p.text())))
+                        }
                     }
                 }
                 Value::Array(items)
             } else if v.is_date()? {
-                return Err(bad(format!("{shown} is a Date; pass an RFC 3339 string (date.toISOString())")));
+                return Err(bad(format!("{} is a Date; pass an RFC 3339 string (date.toISOString())", shown())));
             } else if v.is_buffer()? || v.is_typedarray()? || v.is_arraybuffer()? || v.is_promise()? {
-                return Err(bad(format!("{shown} is not a plain object, list or scalar")));
+                return Err(bad(format!("{} is not a plain object, list or scalar", shown())));
             } else {
                 let obj = unsafe { v.cast::<Object<'_>>() }?;
                 let keys = obj.get_all_property_names(
@@ -247,8 +292,7 @@ fn to_value(v: &Unknown<'_>, path: &str, depth: usize) -> Result<Option<Value>> 
                     }
                     let name = unsafe { key.cast::<String>() }?;
                     let item: Unknown<'_> = obj.get_property(key)?;
-                    let p = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
-                    if let Some(x) = to_value(&item, &p, depth + 1)? {
+                    if let Some(x) = to_value(&item, &Path::Key(at, &name), depth + 1)? {
                         map.insert(name, x);
                     }
                 }
@@ -256,7 +300,7 @@ fn to_value(v: &Unknown<'_>, path: &str, depth: usize) -> Result<Option<Value>> 
             }
         }
         other => {
-            return Err(bad(format!("{shown} is a {}, which has no JSON form", js_type_name(other))));
+            return Err(bad(format!("{} is a {}, which has no JSON form", shown(), js_type_name(other))));
         }
     };
     Ok(Some(out))
@@ -304,7 +348,7 @@ impl NativeEngine {
     #[napi]
     pub fn evaluate(&self, request: Unknown<'_>) -> Result<NativeDecision> {
         let limits = self.engine.request_limits();
-        let value = to_value(&request, "", 0)?.unwrap_or(Value::Null);
+        let value = to_value(&request, &Path::Root, 0)?.unwrap_or(Value::Null);
         let req = Request::from_value(value, limits).map_err(|e| request_error(&e))?;
         let d = self.engine.evaluate(&req).map_err(|e| eval_error(&e))?;
         Ok(decision_to_native(d))

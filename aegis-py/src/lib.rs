@@ -68,20 +68,65 @@ fn eval_error(py: Python<'_>, e: &EvalError) -> PyErr {
 /// A conversion failure: (top-level field, message).
 type ConvError = (String, String);
 
-fn conv_err(field: &str, path: &str, what: impl std::fmt::Display) -> ConvError {
-    (field.to_owned(), format!("invalid request: `{path}`: {what}"))
+/// Where a value sits in the request, kept as borrowed segments and rendered (`params.a.0`)
+/// only when a conversion fails: the hot path allocates no path strings.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self, out: &mut String) {
+        match *self {
+            Path::Root => {}
+            Path::Key(parent, k) => {
+                parent.render(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Path::Index(parent, i) => {
+                parent.render(out);
+                out.push('.');
+                out.push_str(&i.to_string());
+            }
+        }
+    }
+
+    /// The top-level request field (the first segment).
+    fn field(&self) -> &str {
+        match *self {
+            Path::Root => "",
+            Path::Key(Path::Root, k) => k,
+            Path::Key(parent, _) | Path::Index(parent, _) => parent.field(),
+        }
+    }
+}
+
+fn conv_err(path: &Path<'_>, what: impl std::fmt::Display) -> ConvError {
+    let mut p = String::new();
+    path.render(&mut p);
+    (path.field().to_owned(), format!("invalid request: `{p}`: {what}"))
 }
 
 /// Converts a Python object into a [`Value`]. `depth` is the nesting of `obj` (a
 /// top-level request field is depth 1); containers deeper than `MAX_DEPTH + 1` are
 /// rejected, which also catches cyclic structures.
-fn to_value(obj: &Bound<'_, PyAny>, field: &str, path: &str, depth: usize) -> Result<Value, ConvError> {
+fn to_value(obj: &Bound<'_, PyAny>, path: &Path<'_>, depth: usize) -> Result<Value, ConvError> {
     if obj.is_none() {
         return Ok(Value::Null);
     }
-    // bool before int: Python's bool is an int subclass, but not a number here.
+    // Exact str first (the commonest leaf), then bool before int: Python's bool is an int
+    // subclass, but not a number here.
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        let s = s.to_cow().map_err(|_| conv_err(path, "string is not valid UTF-8 (lone surrogate)"))?;
+        return Ok(Value::String(s.into_owned()));
+    }
     if obj.is_instance_of::<PyBool>() {
-        return Ok(Value::Bool(obj.is_truthy().map_err(|e| conv_err(field, path, e))?));
+        return Ok(Value::Bool(obj.is_truthy().map_err(|e| conv_err(path, e))?));
     }
     if obj.is_instance_of::<PyInt>() {
         if let Ok(i) = obj.extract::<i64>() {
@@ -90,52 +135,48 @@ fn to_value(obj: &Bound<'_, PyAny>, field: &str, path: &str, depth: usize) -> Re
         if let Ok(u) = obj.extract::<u64>() {
             return Ok(Value::Number(u as f64));
         }
-        return Err(conv_err(field, path, "integer out of the 64-bit range"));
+        return Err(conv_err(path, "integer out of the 64-bit range"));
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         let v = f.value();
         if !v.is_finite() {
-            return Err(conv_err(field, path, format!("number {v} is not finite")));
+            return Err(conv_err(path, format!("number {v} is not finite")));
         }
         return Ok(Value::Number(v));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        let s = s.to_cow().map_err(|_| conv_err(field, path, "string is not valid UTF-8 (lone surrogate)"))?;
+        let s = s.to_cow().map_err(|_| conv_err(path, "string is not valid UTF-8 (lone surrogate)"))?;
         return Ok(Value::String(s.into_owned()));
     }
     let container = obj.is_instance_of::<PyDict>() || obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
     if container && depth > MAX_DEPTH + 1 {
-        return Err(conv_err(field, path, format!("nesting deeper than {MAX_DEPTH} levels (or a cyclic structure)")));
+        return Err(conv_err(path, format!("nesting deeper than {MAX_DEPTH} levels (or a cyclic structure)")));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
         let mut map = Map::new();
         for (k, v) in d.iter() {
             let Ok(ks) = k.cast::<PyString>() else {
                 let tn = k.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-                return Err(conv_err(field, path, format!("object keys must be str, found {tn}")));
+                return Err(conv_err(path, format!("object keys must be str, found {tn}")));
             };
-            let key: String =
-                ks.to_cow().map_err(|_| conv_err(field, path, "key is not valid UTF-8 (lone surrogate)"))?.into_owned();
-            let sub = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-            let f = if field.is_empty() { key.as_str() } else { field };
-            let val = to_value(&v, f, &sub, depth + 1)?;
-            map.insert(key, val);
+            let key = ks.to_cow().map_err(|_| conv_err(path, "key is not valid UTF-8 (lone surrogate)"))?;
+            let val = to_value(&v, &Path::Key(path, &key), depth + 1)?;
+            map.insert(key.into_owned(), val);
         }
         return Ok(Value::Object(map));
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         let mut out = Vec::new();
-        let len = obj.len().map_err(|e| conv_err(field, path, e))?;
+        let len = obj.len().map_err(|e| conv_err(path, e))?;
         out.reserve(len.min(1 << 16));
-        for (i, item) in obj.try_iter().map_err(|e| conv_err(field, path, e))?.enumerate() {
-            let item = item.map_err(|e| conv_err(field, path, e))?;
-            out.push(to_value(&item, field, &format!("{path}.{i}"), depth + 1)?);
+        for (i, item) in obj.try_iter().map_err(|e| conv_err(path, e))?.enumerate() {
+            let item = item.map_err(|e| conv_err(path, e))?;
+            out.push(to_value(&item, &Path::Index(path, i), depth + 1)?);
         }
         return Ok(Value::Array(out));
     }
     let tn = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
     Err(conv_err(
-        field,
         path,
         format!("values of type {tn} are not allowed (use dict, list, tuple, str, int, float, bool or None)"),
     ))
@@ -147,7 +188,7 @@ fn request_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>, engine: &aegis_core::
         let tn = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         return Err(request_error(py, &RequestError::new("", format!("a request is a dict, found {tn}"))));
     }
-    let v = to_value(obj, "", "", 0).map_err(|(f, m)| py_error(py, "RequestError", (m, f)))?;
+    let v = to_value(obj, &Path::Root, 0).map_err(|(f, m)| py_error(py, "RequestError", (m, f)))?;
     Request::from_value(v, engine.request_limits()).map_err(|e| request_error(py, &e))
 }
 
@@ -192,11 +233,11 @@ fn build_options(
         if a.is_none() {
         } else if a.is_callable() && !a.is_instance_of::<PyString>() {
             let cb: Py<PyAny> = a.clone().unbind();
-            let sink = CallbackSink(move |_rec: &aegis_core::AuditRecord, line: &str| -> Result<(), String> {
+            let sink = CallbackSink(move |rec: &aegis_core::AuditRecord, _line: &str| -> Result<(), String> {
                 Python::attach(|py| {
                     IN_CALLBACK.with(|c| c.set(true));
                     let r = (|| -> PyResult<()> {
-                        let d = py.import("json")?.call_method1("loads", (line,))?;
+                        let d = audit_dict(py, rec)?;
                         cb.bind(py).call1((d,))?;
                         Ok(())
                     })();
@@ -226,8 +267,88 @@ fn check_not_in_callback(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Outcome, rules, reason, approval (id, approvers), errors, audit record JSON.
-type RawDecision = (String, Vec<String>, String, Option<(String, Vec<String>)>, Vec<(String, String, String)>, String);
+/// Outcome, rules, reason, approval (id, approvers), errors, audit record (a dict).
+type RawDecision<'py> = (
+    &'static str,
+    Vec<String>,
+    String,
+    Option<(String, Vec<String>)>,
+    Vec<(String, String, String)>,
+    Bound<'py, PyDict>,
+);
+
+/// A record number as `json.loads` would give it from the canonical line: an `int` when
+/// it is written without fraction or exponent (integral and below 1e21), else a `float`.
+fn number<'py>(py: Python<'py>, n: f64) -> PyResult<Bound<'py, PyAny>> {
+    if n.is_finite() && n.fract() == 0.0 && n.abs() < 9.0e18 {
+        return Ok((n as i64).into_pyobject(py)?.into_any());
+    }
+    if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e21 {
+        return Ok((n as i128).into_pyobject(py)?.into_any());
+    }
+    Ok(PyFloat::new(py, n).into_any())
+}
+
+/// The audit record as the dict `json.loads(record.to_json())` would give (same keys,
+/// same key order, same value types), built from its fields without JSON text.
+fn audit_dict<'py>(py: Python<'py>, r: &aegis_core::AuditRecord) -> PyResult<Bound<'py, PyDict>> {
+    use pyo3::intern;
+    let d = PyDict::new(py);
+    // Canonical (RFC 8785) key order, as in the record's JSON line.
+    if let Some(a) = &r.action {
+        d.set_item(intern!(py, "action"), a)?;
+    }
+    d.set_item(intern!(py, "agent"), &r.agent)?;
+    if let Some(a) = &r.approval_id {
+        d.set_item(intern!(py, "approval_id"), a)?;
+    }
+    if let Some(a) = &r.approved_by {
+        d.set_item(intern!(py, "approved_by"), a)?;
+    }
+    if !r.chain.is_empty() {
+        d.set_item(intern!(py, "chain"), &r.chain)?;
+    }
+    if let Some(e) = &r.environment {
+        d.set_item(intern!(py, "environment"), e)?;
+    }
+    if r.errors > 0 {
+        d.set_item(intern!(py, "errors"), r.errors)?;
+    }
+    d.set_item(intern!(py, "hash"), &r.hash)?;
+    if let Some(k) = &r.kid {
+        d.set_item(intern!(py, "kid"), k)?;
+    }
+    if !r.limits.is_empty() {
+        let list = PyList::empty(py);
+        for l in &r.limits {
+            let ld = PyDict::new(py);
+            ld.set_item(intern!(py, "calls"), l.calls)?;
+            ld.set_item(intern!(py, "id"), &l.id)?;
+            if let Some(sum) = l.sum {
+                ld.set_item(intern!(py, "sum"), number(py, sum)?)?;
+            }
+            list.append(ld)?;
+        }
+        d.set_item(intern!(py, "limits"), list)?;
+    }
+    d.set_item(intern!(py, "outcome"), r.outcome.map_or("deny", aegis_core::Outcome::as_str))?;
+    d.set_item(intern!(py, "params_sha256"), &r.params_sha256)?;
+    d.set_item(intern!(py, "policy"), &r.policy)?;
+    d.set_item(intern!(py, "prev"), &r.prev)?;
+    d.set_item(intern!(py, "reason"), &r.reason)?;
+    d.set_item(intern!(py, "rules"), &r.rules)?;
+    d.set_item(intern!(py, "seq"), r.seq)?;
+    if let Some(x) = &r.session {
+        d.set_item(intern!(py, "session"), x)?;
+    }
+    if let Some(x) = &r.sig {
+        d.set_item(intern!(py, "sig"), x)?;
+    }
+    d.set_item(intern!(py, "time"), &r.time)?;
+    d.set_item(intern!(py, "tool"), &r.tool)?;
+    d.set_item(intern!(py, "v"), 1)?;
+    Ok(d)
+}
 
 #[pymethods]
 impl NativeEngine {
@@ -265,18 +386,19 @@ impl NativeEngine {
     }
 
     /// Evaluates a request dict; returns the raw decision tuple.
-    fn evaluate(&self, py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<RawDecision> {
+    fn evaluate<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<RawDecision<'py>> {
         check_not_in_callback(py)?;
         let req = request_from_py(py, request, &self.inner)?;
         let engine = Arc::clone(&self.inner);
         let d = py.detach(move || engine.evaluate(&req)).map_err(|e| eval_error(py, &e))?;
+        let audit = audit_dict(py, &d.audit)?;
         Ok((
-            d.outcome.as_str().to_owned(),
+            d.outcome.as_str(),
             d.rules,
             d.reason,
             d.approval.map(|a| (a.id, a.approvers)),
             d.errors.into_iter().map(|e| (e.rule, e.path, e.message)).collect(),
-            d.audit.to_json(),
+            audit,
         ))
     }
 

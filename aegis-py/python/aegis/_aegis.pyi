@@ -13,7 +13,7 @@ _RawDecision = Tuple[
     str,
     Optional[Tuple[str, List[str]]],
     List[Tuple[str, str, str]],
-    str,
+    Dict[str, Any],
 ]
 
 CORE_VERSION: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -56,18 +55,25 @@ class Decision:
 
 
 _OUTCOMES = {o.value: o for o in Outcome}
+_new_object = object.__new__
 
 
 def _decision(raw: Any) -> Decision:
-    outcome, rules, reason, approval, errors, audit_json = raw
-    return Decision(
+    # Hot path: the native layer hands over fresh lists and the audit record already as
+    # a dict (no JSON text). The frozen dataclass's generated __init__ sets each field
+    # through object.__setattr__; filling __dict__ directly gives the same instance
+    # (same fields, equality, repr) at a fraction of the cost.
+    outcome, rules, reason, approval, errors, audit = raw
+    d: Decision = _new_object(Decision)
+    d.__dict__.update(
         outcome=_OUTCOMES[outcome],
-        rules=list(rules),
+        rules=rules,
         reason=reason,
-        approval=Approval(approval[0], list(approval[1])) if approval is not None else None,
-        errors=[{"rule": r, "path": p, "message": m} for (r, p, m) in errors],
-        audit=json.loads(audit_json),
+        approval=Approval(approval[0], approval[1]) if approval is not None else None,
+        errors=[{"rule": r, "path": p, "message": m} for (r, p, m) in errors] if errors else [],
+        audit=audit,
     )
+    return d
 
 
 class Engine:
