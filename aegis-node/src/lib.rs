@@ -266,9 +266,7 @@ fn to_value(v: &Unknown<'_>, at: &Path<'_>, depth: usize) -> Result<Option<Value
                     let p = Path::Index(at, i);
                     match to_value(&item, &p, depth + 1)? {
                         Some(x) => items.push(x),
-                        None => {
-                            return Err(bad(format!("`{}` is undefined; lists cannot hold undefined", p.text())))
-                        }
+                        None => return Err(bad(format!("`{}` is undefined; lists cannot hold undefined", p.text()))),
                     }
                 }
                 Value::Array(items)
