@@ -47,4 +47,4 @@ pub use engine::{
 };
 pub use policy::{LoadError, LoadErrors, Outcome};
 pub use request::{Request, RequestError, RequestLimits};
-pub use value::{Map, Value};
+pub use value::{Map, Value, ValuePath};

@@ -156,6 +156,57 @@ impl From<bool> for Value {
     }
 }
 
+/// Where a value sits in a request being converted from a host language, kept as
+/// borrowed segments and rendered (`params.items.0`, the policy path syntax) only when
+/// a conversion fails: the bindings' hot path allocates no path strings. Every binding
+/// uses it, so a request error names the same place in every language.
+#[derive(Clone, Copy, Debug)]
+pub enum ValuePath<'a> {
+    /// The request itself.
+    Root,
+    /// A key below `parent`.
+    Key(&'a ValuePath<'a>, &'a str),
+    /// A list index below `parent`.
+    Index(&'a ValuePath<'a>, usize),
+}
+
+impl ValuePath<'_> {
+    /// Appends the dotted form (`params.items.0`).
+    pub fn render(&self, out: &mut String) {
+        match *self {
+            ValuePath::Root => {}
+            ValuePath::Key(parent, k) => {
+                parent.render(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            ValuePath::Index(parent, i) => {
+                parent.render(out);
+                out.push('.');
+                out.push_str(&i.to_string());
+            }
+        }
+    }
+
+    /// The dotted form as a string.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        self.render(&mut s);
+        s
+    }
+
+    /// The top-level request field (the first segment; empty for the root).
+    pub fn field(&self) -> &str {
+        match *self {
+            ValuePath::Root => "",
+            ValuePath::Key(ValuePath::Root, k) => k,
+            ValuePath::Key(parent, _) | ValuePath::Index(parent, _) => parent.field(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +216,19 @@ mod tests {
         assert_eq!(Value::Number(5.0), Value::Number(5.0));
         assert_eq!(Value::Number(-0.0), Value::Number(0.0));
         assert_ne!(Value::Number(5.0), Value::String("5".into()));
+    }
+
+    #[test]
+    fn value_paths_render_in_policy_syntax() {
+        let root = ValuePath::Root;
+        let params = ValuePath::Key(&root, "params");
+        let items = ValuePath::Key(&params, "items");
+        let first = ValuePath::Index(&items, 0);
+        let name = ValuePath::Key(&first, "name");
+        assert_eq!(name.text(), "params.items.0.name");
+        assert_eq!(name.field(), "params");
+        assert_eq!(root.text(), "");
+        assert_eq!(root.field(), "");
     }
 
     #[test]

@@ -187,49 +187,11 @@ fn js_type_name(t: ValueType) -> &'static str {
 
 /// The request field at fault: the first segment of `path` (`params.a.b` → `params`),
 /// as the core names fields; the full path goes into the message.
-fn field_name(path: &str) -> String {
-    path.split(['.', '[']).next().unwrap_or("").to_owned()
-}
-
-/// Where a value sits in the request, kept as borrowed segments and rendered
-/// (`params.a[0]`) only for an error message: the hot path formats no path strings.
-#[derive(Clone, Copy)]
-enum Path<'a> {
-    Root,
-    Key(&'a Path<'a>, &'a str),
-    Index(&'a Path<'a>, u32),
-}
-
-impl Path<'_> {
-    fn render(&self, out: &mut String) {
-        match *self {
-            Path::Root => {}
-            Path::Key(parent, k) => {
-                parent.render(out);
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Path::Index(parent, i) => {
-                parent.render(out);
-                out.push('[');
-                out.push_str(&i.to_string());
-                out.push(']');
-            }
-        }
-    }
-
-    fn text(&self) -> String {
-        let mut s = String::new();
-        self.render(&mut s);
-        s
-    }
-}
+use aegis_core::ValuePath as Path;
 
 /// Walks a JS value into an `aegis_core::Value`. `None` means "undefined: absent".
 fn to_value(v: &Unknown<'_>, at: &Path<'_>, depth: usize) -> Result<Option<Value>> {
-    let bad = |msg: String| -> Error { request_error(&RequestError::new(&field_name(&at.text()), msg)) };
+    let bad = |msg: String| -> Error { request_error(&RequestError::new(at.field(), msg)) };
     let shown = || {
         let path = at.text();
         if path.is_empty() {
@@ -239,7 +201,7 @@ fn to_value(v: &Unknown<'_>, at: &Path<'_>, depth: usize) -> Result<Option<Value
         }
     };
     if depth > MAX_WALK_DEPTH {
-        let top = field_name(&at.text());
+        let top = at.field();
         return Err(bad(format!("`{top}` is nested deeper than the limit of 64 (or the value is cyclic)")));
     }
     let t = v.get_type()?;
@@ -263,7 +225,7 @@ fn to_value(v: &Unknown<'_>, at: &Path<'_>, depth: usize) -> Result<Option<Value
                 let mut items = Vec::with_capacity(len as usize);
                 for i in 0..len {
                     let item: Unknown<'_> = arr.get_element(i)?;
-                    let p = Path::Index(at, i);
+                    let p = Path::Index(at, i as usize);
                     match to_value(&item, &p, depth + 1)? {
                         Some(x) => items.push(x),
                         None => return Err(bad(format!("`{}` is undefined; lists cannot hold undefined", p.text()))),

@@ -51,3 +51,9 @@ test('hostile request: a Proxy as the whole request', () => {
   assert.throws(() => e.evaluate(req))
   assert.strictEqual(e.evaluate({ agent: 'a', tool: 't' }).outcome, 'allow')
 })
+
+test('request errors name the place in policy path syntax, as in every binding', () => {
+  const e = Engine.fromYaml(POLICY)
+  assert.throws(() => e.evaluate({ agent: 'a', tool: 't', params: { items: [1, 2n] } }),
+    (err) => err.field === 'params' && /`params\.items\.1`/.test(err.message))
+})

@@ -68,43 +68,7 @@ fn eval_error(py: Python<'_>, e: &EvalError) -> PyErr {
 /// A conversion failure: (top-level field, message).
 type ConvError = (String, String);
 
-/// Where a value sits in the request, kept as borrowed segments and rendered (`params.a.0`)
-/// only when a conversion fails: the hot path allocates no path strings.
-#[derive(Clone, Copy)]
-enum Path<'a> {
-    Root,
-    Key(&'a Path<'a>, &'a str),
-    Index(&'a Path<'a>, usize),
-}
-
-impl Path<'_> {
-    fn render(&self, out: &mut String) {
-        match *self {
-            Path::Root => {}
-            Path::Key(parent, k) => {
-                parent.render(out);
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Path::Index(parent, i) => {
-                parent.render(out);
-                out.push('.');
-                out.push_str(&i.to_string());
-            }
-        }
-    }
-
-    /// The top-level request field (the first segment).
-    fn field(&self) -> &str {
-        match *self {
-            Path::Root => "",
-            Path::Key(Path::Root, k) => k,
-            Path::Key(parent, _) | Path::Index(parent, _) => parent.field(),
-        }
-    }
-}
+use aegis_core::ValuePath as Path;
 
 fn conv_err(path: &Path<'_>, what: impl std::fmt::Display) -> ConvError {
     let mut p = String::new();

@@ -128,3 +128,11 @@ def test_dict_subclass_is_read_by_its_stored_items() -> None:
     e = aegis.Engine.from_yaml(POLICY)
     d = e.evaluate(ExplodingItemsDict(agent="a", tool="t"))  # type: ignore[arg-type]
     assert d.allowed and d.audit["agent"] == "a"
+
+
+def test_request_errors_name_the_place_in_policy_path_syntax() -> None:
+    e = aegis.Engine.from_yaml(POLICY)
+    with pytest.raises(aegis.RequestError) as info:
+        e.evaluate(agent="a", tool="t", params={"items": [1, {1, 2}]})
+    assert info.value.field == "params"
+    assert "`params.items.1`" in str(info.value)

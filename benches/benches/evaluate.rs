@@ -79,23 +79,7 @@ fn shared_engine(c: &mut Criterion) {
     for threads in [1usize, 2] {
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(BenchmarkId::new("evaluate", format!("{threads}-thread")), |b| {
-            b.iter_custom(|iters| {
-                let start = std::time::Instant::now();
-                let hs: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let (e, r) = (engine.clone(), reqs.clone());
-                        std::thread::spawn(move || {
-                            for i in 0..iters as usize {
-                                e.evaluate(&r[(i * 2 + t) % r.len()]).unwrap();
-                            }
-                        })
-                    })
-                    .collect();
-                for h in hs {
-                    h.join().unwrap();
-                }
-                start.elapsed()
-            })
+            b.iter_custom(|iters| threaded(&engine, &reqs, threads, iters))
         });
     }
     g.finish();
@@ -133,28 +117,36 @@ fn audit_file(c: &mut Criterion) {
             let engine = Arc::new(Engine::from_yaml(&text, o).unwrap());
             g.throughput(Throughput::Elements(threads as u64));
             g.bench_function(BenchmarkId::new(name, format!("{threads}-thread")), |b| {
-                b.iter_custom(|iters| {
-                    let start = std::time::Instant::now();
-                    let hs: Vec<_> = (0..threads)
-                        .map(|t| {
-                            let (e, r) = (engine.clone(), reqs.clone());
-                            std::thread::spawn(move || {
-                                for i in 0..iters as usize {
-                                    e.evaluate(&r[(i * 2 + t) % r.len()]).unwrap();
-                                }
-                            })
-                        })
-                        .collect();
-                    for h in hs {
-                        h.join().unwrap();
-                    }
-                    start.elapsed()
-                })
+                b.iter_custom(|iters| threaded(&engine, &reqs, threads, iters))
             });
         }
     }
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wall time for `threads` threads each evaluating `iters` requests on one engine.
+fn threaded(
+    engine: &std::sync::Arc<Engine>,
+    reqs: &std::sync::Arc<Vec<aegis_core::Request>>,
+    threads: usize,
+    iters: u64,
+) -> Duration {
+    let start = std::time::Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let (e, r) = (engine.clone(), reqs.clone());
+            std::thread::spawn(move || {
+                for i in 0..iters as usize {
+                    e.evaluate(&r[(i * 2 + t) % r.len()]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    start.elapsed()
 }
 
 criterion_group!(benches, evaluate, decision_phase, shared_engine, compile, audit_file);
