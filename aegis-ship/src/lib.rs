@@ -375,6 +375,10 @@ impl Shipper {
 
     fn run(&mut self, mode: Mode) -> Result<(), ShipError> {
         loop {
+            // Whether a stop was asked for *before* this iteration's read: only a read
+            // that started after the stop can prove that everything written before
+            // `close` was seen (a read racing with the host's last append may miss it).
+            let stop_seen = matches!(mode, Mode::Follow) && self.stopping();
             if let Err(e) = self.ensure_positioned().and_then(|()| self.fill()) {
                 self.set_error(&e.0);
                 match mode {
@@ -404,7 +408,7 @@ impl Shipper {
                     Batch::GaveUp => return Err(ShipError(self.last_error())),
                 }
             }
-            if self.batch.is_empty() && (matches!(mode, Mode::CatchUp { .. }) || self.stopping()) {
+            if self.batch.is_empty() && (matches!(mode, Mode::CatchUp { .. }) || stop_seen) {
                 // Caught up (nothing new after a read that came back empty).
                 return Ok(());
             }
