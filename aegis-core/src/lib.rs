@@ -35,7 +35,7 @@ pub mod eval;
 pub mod json;
 pub mod policy;
 pub mod request;
-mod suggest;
+pub mod suggest;
 pub mod time;
 pub mod value;
 pub mod yaml;

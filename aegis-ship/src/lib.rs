@@ -14,11 +14,13 @@
 //!
 //! HTTP lives here, not in `aegis-core`, so the engine stays free of network code.
 
+pub mod collector;
 pub mod cursor;
 pub mod otlp;
 pub mod reader;
 pub mod retry;
 
+pub use collector::{Collector, CollectorConfig};
 pub use cursor::Cursor;
 pub use retry::{parse_retry_after, Backoff};
 
@@ -157,6 +159,10 @@ struct State {
     stop: bool,
     close_deadline: Option<Instant>,
     flushes: usize,
+    /// The shipping thread has returned (or never started).
+    finished: bool,
+    /// The shipping thread could not be started.
+    start_failed: bool,
 }
 
 #[derive(Default)]
@@ -244,18 +250,28 @@ impl Shipper {
         }
     }
 
-    /// Starts shipping on a background thread.
+    /// Starts shipping on a background thread. If the thread cannot be started the
+    /// handle reports it (`last_error`, and an error from `flush` and `close`).
     pub fn start(cfg: ShipperConfig) -> ShipperHandle {
         let shared = Arc::new(Shared::default());
         let mut s = Shipper::with_shared(cfg.clone(), shared.clone());
+        let done = shared.clone();
         let thread = std::thread::Builder::new()
             .name("aegis-ship".into())
-            .spawn(move || s.run(Mode::Follow))
+            .spawn(move || {
+                let r = s.run(Mode::Follow);
+                done.lock().finished = true;
+                done.cv.notify_all();
+                r
+            })
             .map_err(|e| {
-                shared.lock().metrics.last_error = Some(format!("cannot start the shipping thread: {e}"));
+                let mut st = shared.lock();
+                st.metrics.last_error = Some(format!("cannot start the shipping thread: {e}"));
+                st.finished = true;
+                st.start_failed = true;
             })
             .ok();
-        ShipperHandle { shared, thread, file: cfg.file }
+        ShipperHandle { shared, thread: Mutex::new(thread), closed: Mutex::new(None), file: cfg.file }
     }
 
     /// The metrics so far.
@@ -625,10 +641,12 @@ impl Shipper {
     }
 }
 
-/// A running background shipper.
+/// A running background shipper. Thread-safe: every method takes `&self`.
 pub struct ShipperHandle {
     shared: Arc<Shared>,
-    thread: Option<std::thread::JoinHandle<Result<(), ShipError>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<Result<(), ShipError>>>>,
+    /// The outcome of the first `close`, returned again by later calls.
+    closed: Mutex<Option<Result<(), ShipError>>>,
     file: PathBuf,
 }
 
@@ -636,6 +654,11 @@ impl ShipperHandle {
     /// The metrics so far.
     pub fn metrics(&self) -> Metrics {
         self.shared.lock().metrics.clone()
+    }
+
+    /// Whether [`close`](Self::close) was called (or the thread could not start).
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().stop
     }
 
     /// Waits until every record in the files when called has been delivered (or set
@@ -651,10 +674,11 @@ impl ShipperHandle {
                 break Ok(());
             }
             let now = Instant::now();
-            if now >= deadline || st.stop && self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            if now >= deadline || st.finished {
+                let why = if st.finished { "shipping has stopped" } else { "still sending" };
                 break Err(ShipError(format!(
                     "flush timed out before seq {target} was delivered: {}",
-                    st.metrics.last_error.as_deref().unwrap_or("still sending")
+                    st.metrics.last_error.as_deref().unwrap_or(why)
                 )));
             }
             st = self
@@ -671,30 +695,41 @@ impl ShipperHandle {
     /// Stops: a final attempt ships what is in the files, bounded by `timeout`; then
     /// the thread ends. Returns the final metrics, and an error if the final attempt
     /// could not deliver everything (nothing is lost: the next start resumes).
-    pub fn close(mut self, timeout: Duration) -> (Metrics, Result<(), ShipError>) {
-        self.stop(timeout)
+    /// Idempotent: later calls return the first call's outcome without waiting.
+    pub fn close(&self, timeout: Duration) -> (Metrics, Result<(), ShipError>) {
+        let mut closed = self.closed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = closed.as_ref() {
+            return (self.metrics(), r.clone());
+        }
+        let r = self.stop(timeout);
+        *closed = Some(r.clone());
+        (self.metrics(), r)
     }
 
-    fn stop(&mut self, timeout: Duration) -> (Metrics, Result<(), ShipError>) {
+    fn stop(&self, timeout: Duration) -> Result<(), ShipError> {
         {
             let mut st = self.shared.lock();
             st.stop = true;
             st.close_deadline = Some(Instant::now() + timeout);
         }
         self.shared.cv.notify_all();
-        let r = match self.thread.take().map(std::thread::JoinHandle::join) {
+        let thread = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        match thread.map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(ShipError("the shipping thread panicked".into())),
-            None => Ok(()),
-        };
-        (self.metrics(), r)
+            None => match self.shared.lock().metrics.last_error.clone() {
+                Some(e) if self.shared.lock().start_failed => Err(ShipError(e)),
+                _ => Ok(()),
+            },
+        }
     }
 }
 
 impl Drop for ShipperHandle {
     /// Stops without a final flush (bounded by one in-flight request).
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        let running = self.thread.get_mut().map(|t| t.is_some()).unwrap_or(true);
+        if running {
             let _ = self.stop(Duration::ZERO);
         }
     }

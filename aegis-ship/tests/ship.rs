@@ -315,3 +315,35 @@ fn background_shipper_flushes_follows_and_closes() {
         assert!(all.contains(&format!("\"aegis.seq\",\"value\":{{\"intValue\":\"{s}\"}}")), "seq {s}");
     }
 }
+
+#[test]
+fn collector_from_json_flushes_and_closes_idempotently() {
+    let d = tmpdir("collector");
+    let f = d.join("a.jsonl");
+    append(&f, 0..3);
+    let r = responder(vec![]);
+    let cfg = format!(
+        r#"{{"endpoint":"{}","batch_age_ms":3600000,"service_name":"svc","headers":{{"X-Token":"t"}}}}"#,
+        r.url
+    );
+    let c = aegis_ship::Collector::start(&f, &cfg).unwrap();
+    c.flush(Duration::from_secs(10)).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&c.metrics_json()).unwrap();
+    assert_eq!((m["shipped"].as_u64(), m["pending"].as_u64()), (Some(3), Some(0)));
+    assert_eq!(m["cursor"]["seq"].as_u64(), Some(2));
+    append(&f, 3..4);
+    let (m, res) = c.close(None);
+    res.unwrap();
+    assert_eq!(m.shipped, 4);
+    assert!(c.is_closed());
+    let (m2, res2) = c.close(Some(Duration::ZERO));
+    assert_eq!((m2.shipped, res2), (4, Ok(())));
+    append(&f, 4..5);
+    let e = c.flush(Duration::from_secs(2)).unwrap_err();
+    assert!(e.0.contains("shipping has stopped"), "{e}");
+    let reqs = r.requests.lock().unwrap();
+    let head = reqs[0].0.to_ascii_lowercase();
+    assert!(head.contains("x-token: t"), "{head}");
+    assert!(gunzip(&reqs[0].1).contains(r#""stringValue":"svc""#));
+    assert!(aegis_ship::Collector::start(&f, r#"{"endpoint":"ftp://x"}"#).is_err());
+}
