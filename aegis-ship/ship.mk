@@ -11,10 +11,17 @@ export CARGO_BUILD_JOBS ?= 2
 
 .PHONY: ship-test ship-unit ship-e2e ship-rotel
 
+# Also links the collector binary to $(SHIP_VENV)/bin/rotel-agent: the binding tests
+# (Python, Node, C/Go) start it from there (env AEGIS_ROTEL) to receive what their
+# engine's `collector` option ships.
 $(SHIP_VENV)/.ship-rotel-0.0.1a15:
 	test -x $(SHIP_VENV)/bin/python || $(SHIP_PYTHON) -m venv $(SHIP_VENV)
 	$(SHIP_VENV)/bin/python -m pip install --quiet --pre '$(SHIP_ROTEL)'
+	ln -sf "$$($(SHIP_VENV)/bin/python -c 'import rotel,os;print(os.path.join(os.path.dirname(rotel.__file__),"rotel-agent"))')" $(SHIP_VENV)/bin/rotel-agent
 	touch $@
+
+# Absolute path of the collector binary, for the binding tests.
+export AEGIS_ROTEL := $(abspath $(SHIP_VENV))/bin/rotel-agent
 
 ship-rotel: $(SHIP_VENV)/.ship-rotel-0.0.1a15
 
