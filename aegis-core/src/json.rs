@@ -62,10 +62,32 @@ pub fn write_object(out: &mut String, m: &Map) {
     out.push('}');
 }
 
+/// Whether any byte is a control character, `"` or `\\` (checked eight bytes at a
+/// time: the classic "has a zero / has a byte below n" word tricks).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let w = u64::from_le_bytes(w);
+        let below_space = w.wrapping_sub(LO * 0x20) & !w;
+        let q = w ^ (LO * u64::from(b'"'));
+        let quote = q.wrapping_sub(LO) & !q;
+        let bs = w ^ (LO * u64::from(b'\\'));
+        let backslash = bs.wrapping_sub(LO) & !bs;
+        if (below_space | quote | backslash) & HI != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// Appends a string with RFC 8785's minimal escapes.
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.push_str(s);
         out.push('"');
         return;
@@ -326,6 +348,32 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_at_a_time_escape_scan_agrees_with_a_byte_scan() {
+        let naive = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        // Every byte value at every position of 1..=17-byte buffers over a benign
+        // background (ASCII, and UTF-8 continuation-range bytes).
+        for bg in [b'a', 0x80, 0xff, 0x20, b'!', b'#', b'[', b']', 0x7f] {
+            for len in 1..=17 {
+                for pos in 0..len {
+                    for v in 0..=255u8 {
+                        let mut buf = vec![bg; len];
+                        buf[pos] = v;
+                        assert_eq!(needs_escape(&buf), naive(&buf), "bg {bg:#x} len {len} pos {pos} v {v:#x}");
+                    }
+                }
+            }
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let buf: Vec<u8> = x.to_le_bytes().iter().chain(&(x >> 3).to_le_bytes()).map(|b| b | 0x18).collect();
+            assert_eq!(needs_escape(&buf), naive(&buf), "{buf:?}");
+        }
+    }
 
     fn num(n: f64) -> String {
         number_to_string(n)

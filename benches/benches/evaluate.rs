@@ -28,7 +28,7 @@ fn evaluate(c: &mut Criterion) {
 /// The decision phase alone: index lookup, every candidate's selectors and condition
 /// (three-valued), and combining — no kill switch check, limits, record or hashing.
 fn decision_phase(c: &mut Criterion) {
-    use aegis_core::eval::{eval_rule, Ctx, Sink, Tri};
+    use aegis_core::eval::{eval_rule_proven, Ctx, Sink, Tri};
     use aegis_core::Outcome;
     let mut g = c.benchmark_group("decision_phase");
     g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
@@ -46,9 +46,10 @@ fn decision_phase(c: &mut Criterion) {
                 let mut sink = Sink { errors: Vec::new(), trace: None };
                 let mut best: Option<Outcome> = None;
                 let mut count = 0usize;
-                for &k in compiled.candidates(&r.agent, &r.tool, r.action.as_deref()) {
+                let (cands, proven) = compiled.lookup(&r.agent, &r.tool, r.action.as_deref());
+                for &k in cands {
                     let rule = &compiled.bundle.rules[k as usize];
-                    let applies = match eval_rule(rule, &ctx, &mut sink) {
+                    let applies = match eval_rule_proven(rule, &ctx, &mut sink, proven) {
                         Tri::True => true,
                         Tri::False => false,
                         Tri::Error => rule.outcome != Outcome::Allow,

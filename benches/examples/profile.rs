@@ -1,20 +1,49 @@
 //! Evaluates the agent-tools workload in a loop, for profilers (callgrind, perf).
-//! `cargo run --release -p aegis-bench --example profile -- N_AGENTS ITERATIONS`
+//! `cargo run --release -p aegis-bench --example profile -- N_AGENTS ITERATIONS [decision]`
+//! (`decision`: the decision phase alone, as the `decision_phase` bench measures it).
 #![allow(missing_docs, clippy::unwrap_used, clippy::indexing_slicing)]
 
 use aegis_bench::{bundle, requests};
-use aegis_core::{Engine, EngineOptions};
+use aegis_core::eval::{eval_rule_proven, Ctx, Sink, Tri};
+use aegis_core::{Engine, EngineOptions, Outcome};
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let n = args.first().copied().unwrap_or(1000);
-    let iters = args.get(1).copied().unwrap_or(200_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (n, iters) = (num(0, 1000), num(1, 200_000));
     let engine = Engine::from_yaml(&bundle(n), EngineOptions::default()).unwrap();
     let reqs = requests(n, 4096, 42);
     let mut allowed = 0usize;
-    for i in 0..iters {
-        if engine.evaluate(&reqs[i % reqs.len()]).unwrap().allowed() {
-            allowed += 1;
+    if args.get(2).map(String::as_str) == Some("decision") {
+        let compiled = engine.policy();
+        let time = "2026-01-05T10:00:00.000Z";
+        for i in 0..iters {
+            let r = &reqs[i % reqs.len()];
+            let ctx = Ctx { req: r, time_ms: 0, time_str: time };
+            let mut sink = Sink { errors: Vec::new(), trace: None };
+            let mut best: Option<Outcome> = None;
+            let (cands, proven) = compiled.lookup(&r.agent, &r.tool, r.action.as_deref());
+            for &k in cands {
+                let rule = &compiled.bundle.rules[k as usize];
+                let applies = match eval_rule_proven(rule, &ctx, &mut sink, proven) {
+                    Tri::True => true,
+                    Tri::False => false,
+                    Tri::Error => rule.outcome != Outcome::Allow,
+                };
+                if applies && best.is_none_or(|b| rule.outcome > b) {
+                    best = Some(rule.outcome);
+                }
+                sink.errors.clear();
+            }
+            if best == Some(Outcome::Allow) {
+                allowed += 1;
+            }
+        }
+    } else {
+        for i in 0..iters {
+            if engine.evaluate(&reqs[i % reqs.len()]).unwrap().allowed() {
+                allowed += 1;
+            }
         }
     }
     println!("{allowed} of {iters} allowed");

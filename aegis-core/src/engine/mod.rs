@@ -39,6 +39,12 @@ impl Compiled {
     pub fn candidates(&self, agent: &str, tool: &str, action: Option<&str>) -> &[u32] {
         self.index.candidates(agent, tool, action)
     }
+
+    /// The candidates as `evaluate` gets them: with the selector fields they are
+    /// known to match ([`Index::lookup`]).
+    pub fn lookup(&self, agent: &str, tool: &str, action: Option<&str>) -> (&[u32], crate::compile::Proven) {
+        self.index.lookup(agent, tool, action)
+    }
 }
 
 /// Engine configuration.
@@ -431,14 +437,15 @@ impl Engine {
             let mut best: Option<Outcome> = None;
             let mut winners: Vec<&Rule> = Vec::new();
             let mut errs = Vec::new();
-            for &i in compiled.index.candidates(&req.agent, &req.tool, req.action.as_deref()) {
+            let (candidates, proven) = compiled.index.lookup(&req.agent, &req.tool, req.action.as_deref());
+            for &i in candidates {
                 let Some(rule) = bundle.rules.get(i as usize) else { continue };
                 errs.clear();
                 trace_buf.clear();
                 let tri = {
                     let trace = if explain.is_some() { Some(&mut trace_buf) } else { None };
                     let mut sink = Sink { errors: std::mem::take(&mut errs), trace };
-                    let t = eval::eval_rule(rule, &ctx, &mut sink);
+                    let t = eval::eval_rule_proven(rule, &ctx, &mut sink, proven);
                     errs = sink.errors;
                     t
                 };

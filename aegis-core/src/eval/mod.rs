@@ -188,8 +188,15 @@ pub struct Sink<'t> {
 
 /// Evaluates a rule's selectors and condition together: `all(selectors…, when)`.
 pub fn eval_rule(rule: &Rule, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
+    eval_rule_proven(rule, ctx, sink, 0)
+}
+
+/// [`eval_rule`] for a candidate whose selectors on the fields in `proven` (bit
+/// `1 << Field as u8`) are known to match the request (see
+/// [`Index::lookup`](crate::compile::Index::lookup)): those are not tested again.
+pub fn eval_rule_proven(rule: &Rule, ctx: &Ctx<'_>, sink: &mut Sink<'_>, proven: u8) -> Tri {
     let mark = sink.errors.len();
-    let mut result = eval_selectors(&rule.selectors, ctx, sink, true);
+    let mut result = eval_selectors_except(&rule.selectors, ctx, sink, true, proven);
     if result == Tri::False {
         sink.errors.truncate(mark);
         return Tri::False;
@@ -209,8 +216,16 @@ pub fn eval_rule(rule: &Rule, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
 
 /// Evaluates selectors in field order. With `short`, stops at the first false.
 pub fn eval_selectors(sel: &Selectors, ctx: &Ctx<'_>, sink: &mut Sink<'_>, short: bool) -> Tri {
+    eval_selectors_except(sel, ctx, sink, short, 0)
+}
+
+/// [`eval_selectors`] without the fields in `skip` (bit `1 << Field as u8`).
+pub fn eval_selectors_except(sel: &Selectors, ctx: &Ctx<'_>, sink: &mut Sink<'_>, short: bool, skip: u8) -> Tri {
     let mut result = Tri::True;
     for f in Field::ALL {
+        if skip & (1 << f as u8) != 0 {
+            continue;
+        }
         let Some(pats) = sel.get(f) else { continue };
         let value = match f {
             Field::Agent => Some(ctx.req.agent.as_str()),
@@ -325,6 +340,26 @@ fn eval_test(t: &Test, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
     tri
 }
 
+/// Whether `x.to_lowercase()` contains one of the (already lower-cased) needles
+/// `pairs[i].1`. ASCII text up to 512 bytes is lower-cased into a stack buffer (for
+/// ASCII, `to_lowercase` is `to_ascii_lowercase`), with no allocation; anything else
+/// takes the general path.
+fn contains_any_lowercase(x: &str, pairs: &[(String, String)]) -> bool {
+    let mut buf = [0u8; 512];
+    if x.is_ascii() {
+        if let Some(dst) = buf.get_mut(..x.len()) {
+            for (d, b) in dst.iter_mut().zip(x.bytes()) {
+                *d = b.to_ascii_lowercase();
+            }
+            if let Ok(lower) = std::str::from_utf8(dst) {
+                return pairs.iter().any(|(_, l)| lower.contains(l.as_str()));
+            }
+        }
+    }
+    let lower = x.to_lowercase();
+    pairs.iter().any(|(_, l)| lower.contains(l.as_str()))
+}
+
 fn wrong(op: &str, kind: &str, s: &Seen<'_>) -> String {
     format!("{op} expects a {kind}, found {}", s.type_name())
 }
@@ -369,8 +404,7 @@ fn apply(op: &Op, s: Seen<'_>, ctx: &Ctx<'_>) -> Result<bool, String> {
         }
         Op::ContainsAny(pairs) | Op::ContainsNone(pairs) => {
             let any = if let Some(x) = s.as_str() {
-                let lower = x.to_lowercase();
-                pairs.iter().any(|(_, l)| lower.contains(l.as_str()))
+                contains_any_lowercase(x, pairs)
             } else if let Some(mut items) = s.list() {
                 items.any(|i| i.as_str().is_some_and(|x| pairs.iter().any(|(orig, _)| orig == x)))
             } else {
