@@ -2,7 +2,7 @@
 
 use crate::json;
 use crate::time::{self, Millis};
-use crate::value::{Map, Value};
+use crate::value::{Map, Value, ValuePath};
 
 /// Bounds on a request's size and shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,15 +219,27 @@ impl Request {
         Value::Object(m)
     }
 
-    /// Checks the size bound on a request built field by field in Rust (requests from
-    /// [`Request::from_json`] and [`Request::from_value`] are checked already).
+    /// Checks the size bound, and that every number can be read back from the
+    /// request's canonical JSON, on a request built field by field in Rust (requests
+    /// from [`Request::from_json`] and [`Request::from_value`] are checked already).
     pub fn check_size(&self, limits: &RequestLimits) -> Result<(), RequestError> {
         let mut size = 64 + self.agent.len() + self.tool.len() + self.chain.iter().map(|c| c.len() + 3).sum::<usize>();
+        let mut big = false;
         for m in [Some(&self.params), self.context.as_ref()].into_iter().flatten() {
-            size += m.iter().map(|(k, v)| k.len() + 4 + measure(v).1).sum::<usize>() + 2;
+            size += m.iter().map(|(k, v)| k.len() + 4 + measure(v, &mut big).1).sum::<usize>() + 2;
         }
         if size > limits.max_bytes {
             return Err(RequestError::new("", format!("request is larger than {} bytes", limits.max_bytes)));
+        }
+        if big {
+            for (field, m) in [("params", Some(&self.params)), ("context", self.context.as_ref())] {
+                let root = ValuePath::Key(&ValuePath::Root, field);
+                for (k, x) in m.into_iter().flatten() {
+                    if let Some(msg) = unreadable_number(x, &ValuePath::Key(&root, k)) {
+                        return Err(RequestError::new(field, msg));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -262,8 +274,9 @@ fn object(field: &str, v: Value, limits: &RequestLimits, size: &mut usize) -> Re
     };
     let mut depth = 1;
     let mut bytes = 2;
+    let mut big = false;
     for (k, x) in &m {
-        let (d, b) = measure(x);
+        let (d, b) = measure(x, &mut big);
         depth = depth.max(1 + d);
         bytes += k.len() + 4 + b;
     }
@@ -273,23 +286,57 @@ fn object(field: &str, v: Value, limits: &RequestLimits, size: &mut usize) -> Re
             format!("`{field}` is nested {depth} levels deep; the limit is {}", limits.max_depth),
         ));
     }
+    if big {
+        let root = ValuePath::Key(&ValuePath::Root, field);
+        for (k, x) in &m {
+            if let Some(msg) = unreadable_number(x, &ValuePath::Key(&root, k)) {
+                return Err(RequestError::new(field, msg));
+            }
+        }
+    }
     *size += bytes + field.len() + 4;
     Ok(m)
 }
 
-/// Depth (a scalar is 0) and an upper estimate of the canonical JSON size.
-fn measure(v: &Value) -> (usize, usize) {
+/// 2^64: integers from here on are beyond the 64-bit range.
+const INT_LIMIT: f64 = 18_446_744_073_709_551_616.0;
+
+/// A number whose canonical JSON (ES6 form) is an integer literal beyond the 64-bit
+/// range — every binary64 value with 2^64 ≤ |x| < 10^21, however it was written
+/// (`1e20`, `100000000000000000000.0`) or passed (a Python or JS float) — is an error:
+/// request JSON rejects such literals, so accepting the value would give a request
+/// whose own canonical form cannot be read back. (From 10^21 on the canonical form
+/// uses an exponent, `1e+21`, and is read back as written.)
+fn unreadable_number(v: &Value, path: &ValuePath<'_>) -> Option<String> {
+    match v {
+        Value::Number(n) if n.abs() >= INT_LIMIT && n.abs() < 1e21 => {
+            let mut p = String::new();
+            path.render(&mut p);
+            Some(format!("`{p}` is {}, an integer beyond the 64-bit range", crate::json::number_to_string(*n)))
+        }
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| unreadable_number(x, &ValuePath::Index(path, i))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| unreadable_number(x, &ValuePath::Key(path, k))),
+        _ => None,
+    }
+}
+
+/// Depth (a scalar is 0) and an upper estimate of the canonical JSON size; sets `big`
+/// when a number is at least 2^64 in magnitude (see [`unreadable_number`]).
+fn measure(v: &Value, big: &mut bool) -> (usize, usize) {
     match v {
         Value::Null => (0, 4),
         Value::Bool(_) => (0, 5),
-        Value::Number(_) => (0, 24),
+        Value::Number(n) => {
+            *big |= n.abs() >= INT_LIMIT;
+            (0, 24)
+        }
         Value::String(s) => (0, s.len() + 2),
         Value::Array(a) => a.iter().fold((1, 2), |(d, b), x| {
-            let (xd, xb) = measure(x);
+            let (xd, xb) = measure(x, big);
             (d.max(1 + xd), b + xb + 1)
         }),
         Value::Object(m) => m.iter().fold((1, 2), |(d, b), (k, x)| {
-            let (xd, xb) = measure(x);
+            let (xd, xb) = measure(x, big);
             (d.max(1 + xd), b + k.len() + 4 + xb)
         }),
     }
@@ -341,6 +388,40 @@ mod tests {
         m.insert("params".into(), Value::Object(big));
         assert_eq!(Request::from_value(Value::Object(m), &RequestLimits::default()).unwrap_err().field, "");
         assert_eq!(parse(&long).unwrap_err().field, "agent");
+    }
+
+    /// Found by the `request_json` fuzz target (a 30-minute run): `1111…5000.5` was
+    /// accepted as a float, but its canonical form `111111111111111110000` is an integer
+    /// literal beyond 64 bits, which request JSON rejects.
+    #[test]
+    fn every_accepted_request_reads_back_from_its_canonical_json() {
+        let l = RequestLimits::default();
+        let crash = r#"{"agent":"a","params":{"0,mount":111111111111111115000.5},"tool":"range"}"#;
+        let e = Request::from_json(crash, &l).unwrap_err();
+        assert_eq!(e.field, "params");
+        assert_eq!(e.message, "`params.0,mount` is 111111111111111110000, an integer beyond the 64-bit range");
+        for bad in ["1e20", "-1e20", "18446744073709551616.0", "1.8446744073709552e+19", "9.99999999999999e20"] {
+            let t = format!(r#"{{"agent":"a","tool":"t","context":{{"x":[1,{{"y":{bad}}}]}}}}"#);
+            let e = Request::from_json(&t, &l).unwrap_err();
+            assert!(e.message.starts_with("`context.x.1.y` is "), "{bad}: {e}");
+        }
+        for ok in ["1e21", "-1e21", "1e300", "18446744073709549568", "-9223372036854775808", "1.5", "0.1"] {
+            let t = format!(r#"{{"agent":"a","tool":"t","params":{{"x":{ok}}}}}"#);
+            let r = Request::from_json(&t, &l).unwrap();
+            let again = Request::from_json(&r.to_value().to_canonical_json(), &l).unwrap();
+            assert_eq!(again.to_value(), r.to_value(), "{ok}");
+        }
+        // Built natively (as a binding does) or field by field: the same rule.
+        let mut params = Map::new();
+        params.insert("n".into(), Value::Number(1e20));
+        let v = Value::Object(Map::from_iter([
+            ("agent".to_string(), Value::String("a".into())),
+            ("tool".to_string(), Value::String("t".into())),
+            ("params".to_string(), Value::Object(params.clone())),
+        ]));
+        assert!(Request::from_value(v, &l).unwrap_err().message.contains("`params.n` is 100000000000000000000"));
+        let r = Request { agent: "a".into(), tool: "t".into(), params, ..Request::default() };
+        assert!(r.check_size(&l).is_err());
     }
 
     #[test]
