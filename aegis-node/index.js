@@ -576,4 +576,6 @@ if (!nativeBinding) {
 }
 
 module.exports = nativeBinding
+module.exports.NativeCollector = nativeBinding.NativeCollector
 module.exports.NativeEngine = nativeBinding.NativeEngine
+module.exports.suggestOption = nativeBinding.suggestOption

@@ -83,6 +83,93 @@ export interface EngineOptions {
   signingKey?: string | Uint8Array
   /** `kid` written into signed records (default: first 16 hex of SHA-256(key)). */
   signingKeyId?: string
+  /**
+   * Ship the audit file to an OpenTelemetry collector (OTLP/HTTP) from a background
+   * thread, off the `evaluate` path. Needs `audit` to be a file path. See `Collector`.
+   */
+  collector?: CollectorOptions | null
+}
+
+/**
+ * The `collector` option (docs/collector.md). Only `endpoint` is required. Unknown keys,
+ * wrong types and out-of-range values make `fromPath`/`fromYaml` throw an AegisError
+ * (`invalid collector configuration: …`).
+ */
+export interface CollectorOptions {
+  /** Collector base URL, `http://` or `https://`; records go to `<endpoint>/v1/logs`. */
+  endpoint: string
+  /** Extra request headers (e.g. `{Authorization: 'Bearer …'}`). */
+  headers?: { [name: string]: string }
+  /** Resource attribute `service.name` (default `aegis`). */
+  serviceName?: string
+  /** Records per request at most, 1 to 10000 (default 512). */
+  batch?: number
+  /** A partial batch is sent when its first record has waited this long (default 1000). */
+  batchAgeMs?: number
+  /** Gzip request bodies (default true). */
+  gzip?: boolean
+  /** Where the delivery cursor is kept (default `<audit>.ship-cursor`). */
+  cursor?: string
+  /** Per-request timeout (default 10000). */
+  requestTimeoutMs?: number
+  /** Cap of the retry backoff (default 30000). */
+  maxBackoffMs?: number
+  /** Bound on the final delivery attempt of `close()` without an argument (default 5000; 0 allowed). */
+  closeTimeoutMs?: number
+}
+
+/** Where the shipper is: the last delivered (or set-aside) record. */
+export interface CollectorCursor {
+  /** File name (no directory) the record was read from: `audit.jsonl` or a rotated `audit.jsonl.NNNNNN`. */
+  file: string
+  /** Byte offset just after the record's line. */
+  offset: number
+  seq: number
+  hash: string
+}
+
+export interface CollectorMetrics {
+  /** Records delivered (2xx) since start. */
+  shipped: number
+  /** Records in the audit files beyond the cursor. */
+  pending: number
+  /** Failed attempts that were (or will be) retried. */
+  retries: number
+  /** Requests answered 2xx. */
+  batches: number
+  /** Batches rejected as malformed (HTTP 400) and set aside. */
+  rejectedBatches: number
+  /** Records in those batches. */
+  rejectedRecords: number
+  /** Log records a collector reported as rejected in a 2xx `partialSuccess`. */
+  partiallyRejected: number
+  /** Files the rejected batches were written to (`<audit>.ship-rejected.N.jsonl`). */
+  rejectedFiles: string[]
+  /** The last error, if any (it is not cleared by later successes). */
+  lastError: string | null
+  cursor: CollectorCursor | null
+}
+
+/** The background shipper of an engine's audit file (`engine.collector`). */
+export declare class Collector {
+  private constructor()
+  /** The metrics so far. */
+  metrics(): CollectorMetrics
+  /**
+   * Resolves once every record in the audit files at call time is delivered; rejects
+   * with an AegisError if that does not happen within `timeoutMs` (default 5000, at most
+   * 3600000) or shipping has stopped. Waits off the JS thread.
+   */
+  flush(timeoutMs?: number): Promise<void>
+  /**
+   * Stops shipping with a final delivery attempt bounded by `timeoutMs` (default the
+   * configured `closeTimeoutMs`) and resolves to the final metrics; rejects with an
+   * AegisError, after stopping, if that attempt could not deliver everything (the
+   * records stay in the file; the next start ships them). Idempotent.
+   */
+  close(timeoutMs?: number | null): Promise<CollectorMetrics>
+  /** Whether `close` was called. */
+  readonly closed: boolean
 }
 
 export type KillScope = 'agent' | 'tool' | 'session' | 'all'
@@ -99,6 +186,13 @@ export declare class Engine {
   reload(): void
   reloadYaml(text: string): void
   policyHash(): string
+  /** The collector started by the `collector` option, or null. */
+  readonly collector: Collector | null
+  /**
+   * Closes the collector (as `collector.close(timeoutMs)`); resolves at once without one.
+   * `evaluate` keeps working afterwards (records are still written to the audit file).
+   */
+  close(timeoutMs?: number | null): Promise<void>
 }
 
 export interface AgentContext {

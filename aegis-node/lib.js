@@ -3,7 +3,7 @@
 // napi-rs). See docs/node.md.
 
 const { AsyncLocalStorage } = require('node:async_hooks')
-const { NativeEngine } = require('./index.js')
+const { NativeEngine, suggestOption } = require('./index.js')
 
 const PREFIX = '\u0001AEGIS'
 const CONSTRUCT = Symbol('aegis.construct')
@@ -81,6 +81,140 @@ function native(fn) {
   }
 }
 
+async function nativeAsync(fn) {
+  try {
+    return await fn()
+  } catch (e) {
+    throw translate(e)
+  }
+}
+
+const COLLECTOR_PREFIX = 'invalid collector configuration: '
+
+/** The camelCase collector options and their snake_case JSON keys (aegis-ship). */
+const COLLECTOR_KEYS = Object.freeze({
+  endpoint: 'endpoint',
+  headers: 'headers',
+  serviceName: 'service_name',
+  batch: 'batch',
+  batchAgeMs: 'batch_age_ms',
+  gzip: 'gzip',
+  cursor: 'cursor',
+  requestTimeoutMs: 'request_timeout_ms',
+  maxBackoffMs: 'max_backoff_ms',
+  closeTimeoutMs: 'close_timeout_ms',
+})
+
+/**
+ * A collector option value as JSON, without JSON.stringify's silent losses (NaN → null,
+ * functions and undefined dropped): those are errors naming the JS option. Type and
+ * range checks are aegis-ship's (the same messages in every binding).
+ */
+function collectorValue(v, where, depth) {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return v
+    case 'number':
+      if (!Number.isFinite(v)) throw new AegisError(`${COLLECTOR_PREFIX}\`${where}\` must be a finite number, not ${v}`)
+      return v
+    case 'object': {
+      if (v === null) return null
+      if (depth > 2) throw new AegisError(`${COLLECTOR_PREFIX}\`${where}\` is nested too deeply`)
+      if (Array.isArray(v)) return v.map((x, i) => collectorValue(x === undefined ? null : x, `${where}[${i}]`, depth + 1))
+      const out = {}
+      // An undefined header (an unset environment variable…) is kept as null so it is
+      // reported, not silently dropped.
+      for (const k of Object.keys(v)) out[k] = collectorValue(v[k] === undefined ? null : v[k], `${where}.${k}`, depth + 1)
+      return out
+    }
+    default:
+      throw new AegisError(`${COLLECTOR_PREFIX}\`${where}\` is a ${typeof v}, which has no JSON form`)
+  }
+}
+
+/** Validates the camelCase `collector` option and returns the snake_case JSON text. */
+function collectorJson(c) {
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) {
+    throw new AegisError(`${COLLECTOR_PREFIX}\`collector\` must be an object such as {endpoint: 'http://127.0.0.1:4318'}`)
+  }
+  const known = Object.keys(COLLECTOR_KEYS)
+  const out = {}
+  for (const k of Object.keys(c)) {
+    if (!Object.hasOwn(COLLECTOR_KEYS, k)) {
+      const s = suggestOption(k, known)
+      throw new AegisError(`${COLLECTOR_PREFIX}unknown option \`${k}\`${s ? ` (did you mean \`${s}\`?)` : ''}`)
+    }
+    if (c[k] !== undefined) out[COLLECTOR_KEYS[k]] = collectorValue(c[k], k, 1)
+  }
+  return JSON.stringify(out)
+}
+
+function checkTimeout(v) {
+  if (typeof v !== 'number' || !(v >= 0 && v <= 3_600_000)) {
+    throw new AegisError(`timeoutMs must be a number of milliseconds from 0 to 3600000, not ${typeof v === 'number' ? v : typeof v}`)
+  }
+  return v
+}
+
+function toMetrics(m) {
+  return {
+    shipped: m.shipped,
+    pending: m.pending,
+    retries: m.retries,
+    batches: m.batches,
+    rejectedBatches: m.rejected_batches,
+    rejectedRecords: m.rejected_records,
+    partiallyRejected: m.partially_rejected,
+    rejectedFiles: m.rejected_files,
+    lastError: m.last_error,
+    cursor: m.cursor ? { file: m.cursor.file, offset: m.cursor.offset, seq: m.cursor.seq, hash: m.cursor.hash } : null,
+  }
+}
+
+/**
+ * The background shipper of an engine's audit file to an OpenTelemetry collector
+ * (`engine.collector`, present when the engine was built with the `collector` option).
+ */
+class Collector {
+  #native
+
+  constructor(token, nativeCollector) {
+    if (token !== CONSTRUCT) throw new AegisError('a Collector is made by Engine.fromPath/fromYaml with the collector option')
+    this.#native = nativeCollector
+  }
+
+  /** The metrics so far (camelCase). */
+  metrics() {
+    return toMetrics(JSON.parse(this.#native.metricsJson()))
+  }
+
+  /**
+   * Resolves once every record in the audit files now is delivered; rejects with an
+   * AegisError if that did not happen within `timeoutMs`. Waits off the JS thread.
+   */
+  async flush(timeoutMs = 5000) {
+    const ms = checkTimeout(timeoutMs)
+    await nativeAsync(() => this.#native.flush(ms))
+  }
+
+  /**
+   * Stops shipping with a final attempt bounded by `timeoutMs` (default: the configured
+   * `closeTimeoutMs`, 5000) and resolves to the final metrics; rejects with an
+   * AegisError (after stopping) if the final attempt could not deliver everything.
+   * Idempotent: later calls settle at once the same way.
+   */
+  async close(timeoutMs) {
+    const ms = timeoutMs === undefined || timeoutMs === null ? undefined : checkTimeout(timeoutMs)
+    return toMetrics(JSON.parse(await nativeAsync(() => this.#native.close(ms))))
+  }
+
+  /** Whether `close` was called. */
+  get closed() {
+    return this.#native.isClosed()
+  }
+}
+
 function keyBytes(name, v) {
   if (v === undefined || v === null) return undefined
   if (typeof v === 'string') return Buffer.from(v, 'utf8')
@@ -91,7 +225,7 @@ function keyBytes(name, v) {
 function nativeOptions(options) {
   const o = options ?? {}
   if (typeof o !== 'object') throw new AegisError('options must be an object')
-  const known = ['audit', 'fsync', 'approvalKey', 'signingKey', 'signingKeyId']
+  const known = ['audit', 'fsync', 'approvalKey', 'signingKey', 'signingKeyId', 'collector']
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) throw new AegisError(`unknown option ${JSON.stringify(k)} (known: ${known.join(', ')})`)
   }
@@ -110,6 +244,7 @@ function nativeOptions(options) {
   const sk = keyBytes('signingKey', o.signingKey)
   if (sk) out.signingKey = sk
   if (o.signingKeyId !== undefined && o.signingKeyId !== null) out.signingKeyId = String(o.signingKeyId)
+  if (o.collector !== undefined && o.collector !== null) out.collectorJson = collectorJson(o.collector)
   return { out, callback }
 }
 
@@ -132,11 +267,28 @@ function toDecision(nd) {
 class Engine {
   #native
   #callback
+  #collector
 
   constructor(token, nativeEngine, callback) {
     if (token !== CONSTRUCT) throw new AegisError('use Engine.fromPath() or Engine.fromYaml()')
     this.#native = nativeEngine
     this.#callback = callback
+    const nc = nativeEngine.collector()
+    this.#collector = nc ? new Collector(CONSTRUCT, nc) : null
+  }
+
+  /** The collector shipping the audit file (the `collector` option), or null. */
+  get collector() {
+    return this.#collector
+  }
+
+  /**
+   * Closes the collector (final delivery attempt bounded by `timeoutMs`, default its
+   * `closeTimeoutMs`); resolves at once without one. `evaluate` keeps working after
+   * close: records are still written to the audit file (the next process ships them).
+   */
+  async close(timeoutMs) {
+    if (this.#collector) await this.#collector.close(timeoutMs)
   }
 
   static fromPath(path, options) {
@@ -309,6 +461,7 @@ function secureTool(engine, opts, fn) {
 
 module.exports = {
   Engine,
+  Collector,
   secureTool,
   withAgent,
   currentAgent,

@@ -3,6 +3,13 @@
 NODE_DIR := aegis-node
 NAPI_BUILD := npx napi build --platform --release --js index.js --dts index.d.ts
 
+# node-test needs ship-rotel (the real collector for test/collector.test.js, path in
+# AEGIS_ROTEL): the root Makefile includes aegis-ship/ship.mk itself; run directly, this
+# file includes it.
+ifneq ($(firstword $(MAKEFILE_LIST)),Makefile)
+include aegis-ship/ship.mk
+endif
+
 .PHONY: node-build node-dts-check node-test
 
 node-build:
@@ -13,7 +20,7 @@ node-build:
 node-dts-check: node-build
 	git diff --exit-code -- $(NODE_DIR)/index.d.ts $(NODE_DIR)/index.js
 
-node-test: node-build
+node-test: node-build ship-rotel
 	cd $(NODE_DIR) && node --test test/
 	cd $(NODE_DIR) && npx tsc --noEmit -p test/tsconfig.json
 	node examples/node/agent.mjs > /dev/null

@@ -1,25 +1,30 @@
 //! Node.js binding for the Aegis policy-decision engine (napi-rs).
 //!
 //! The native layer is deliberately thin: `NativeEngine` wraps an
-//! `Arc<aegis_core::Engine>`; the JavaScript layer (`lib.js`) turns native errors into
-//! the `AegisError` class family, parses audit records and implements `secureTool` /
-//! `withAgent`.
+//! `Arc<aegis_core::Engine>` (and, with the `collector` option, the
+//! `aegis_ship::Collector` shipping its audit file; `NativeCollector` exposes it, its
+//! blocking `flush`/`close` run on the libuv thread pool and return Promises); the
+//! JavaScript layer (`lib.js`) turns native errors into the `AegisError` class family,
+//! parses audit records, maps the camelCase collector options and implements
+//! `secureTool` / `withAgent`.
 //!
 //! Errors thrown from here carry a message of the form `"\u{1}AEGIS" + JSON`, where the
-//! JSON object has `kind` (`policy`, `request`, `audit`, `control`, `usage`),
+//! JSON object has `kind` (`policy`, `request`, `audit`, `control`, `usage`, `collector`),
 //! `message`, and for `request` a `field`, for `policy` an `errors` list. `lib.js`
 //! recognises the prefix and throws the matching subclass.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aegis_core::{
     CallbackSink, Engine, EngineOptions, EvalError, FileSink, Fsync, KillScope, LoadErrors, Request, RequestError,
     Value,
 };
+use aegis_ship::collector::{Collector, CollectorConfig, MAX_MS, NEEDS_AUDIT_FILE};
 use napi::bindgen_prelude::*;
-use napi::{JsValue, ValueType};
+use napi::{Env, JsValue, Task, ValueType};
 use napi_derive::napi;
 
 /// Deepest nesting walked when converting a JS value: the request object is level 0,
@@ -89,6 +94,8 @@ pub struct NativeOptions {
     pub signing_key: Option<Buffer>,
     /// Key id written as `kid`.
     pub signing_key_id: Option<String>,
+    /// The collector configuration as snake_case JSON (mapped from camelCase by `lib.js`).
+    pub collector_json: Option<String>,
 }
 
 /// The approval request of a `require_approval` decision.
@@ -135,15 +142,59 @@ pub struct NativeDecision {
 pub struct NativeEngine {
     engine: Arc<Engine>,
     records: Option<Arc<Mutex<Vec<String>>>>,
+    collector: Option<SharedCollector>,
 }
 
 /// Records collected for the JS audit callback, handed over after each call.
 type CollectedRecords = Arc<Mutex<Vec<String>>>;
 
-fn build_options(opts: Option<NativeOptions>) -> Result<(EngineOptions, Option<CollectedRecords>)> {
+/// A reference to an engine's collector. When the last one goes away (the engine and
+/// every `Collector` wrapper garbage-collected) without `close`, the shipper is stopped
+/// on a helper thread, so a finalizer never waits for an in-flight request on the JS
+/// thread. Nothing is lost: unshipped records stay in the file for the next start.
+struct SharedCollector(Option<Arc<Collector>>);
+
+impl SharedCollector {
+    fn get(&self) -> Option<&Arc<Collector>> {
+        self.0.as_ref()
+    }
+}
+
+impl Clone for SharedCollector {
+    fn clone(&self) -> Self {
+        SharedCollector(self.0.clone())
+    }
+}
+
+impl Drop for SharedCollector {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            if Arc::strong_count(&c) == 1 && !c.is_closed() {
+                // If the thread cannot be spawned, the closure (and `c`) is dropped here.
+                let _ = std::thread::Builder::new().name("aegis-collector-drop".into()).spawn(move || drop(c));
+            }
+        }
+    }
+}
+
+/// What `build_options` prepares: the core options, the callback buffer, and the
+/// validated collector configuration (started once the engine is built).
+struct Built {
+    options: EngineOptions,
+    records: Option<CollectedRecords>,
+    collector: Option<CollectorConfig>,
+}
+
+fn build_options(opts: Option<NativeOptions>) -> Result<Built> {
     let mut eo = EngineOptions::default();
     let mut records = None;
-    let Some(o) = opts else { return Ok((eo, None)) };
+    let Some(o) = opts else { return Ok(Built { options: eo, records: None, collector: None }) };
+    // Validated first, so a bad configuration fails before the audit file is opened.
+    let collector = match (&o.collector_json, &o.audit_path) {
+        (None, _) => None,
+        (Some(_), None) => return Err(usage(NEEDS_AUDIT_FILE)),
+        (Some(json), Some(path)) => Some(CollectorConfig::from_json(path, json).map_err(|e| usage(&e))?),
+    };
     eo.approval_key = o.approval_key.map(|b| b.to_vec());
     eo.signing_key = o.signing_key.map(|b| b.to_vec());
     eo.signing_key_id = o.signing_key_id;
@@ -166,7 +217,107 @@ fn build_options(opts: Option<NativeOptions>) -> Result<(EngineOptions, Option<C
         })));
         records = Some(buf);
     }
-    Ok((eo, records))
+    Ok(Built { options: eo, records, collector })
+}
+
+impl NativeEngine {
+    /// Wraps a built engine and starts its collector (right after the engine and its
+    /// file sink exist, on the same path).
+    fn started(engine: Engine, built: Built) -> NativeEngine {
+        let collector = built.collector.map(|cfg| SharedCollector(Some(Arc::new(Collector::from_config(cfg)))));
+        NativeEngine { engine: Arc::new(engine), records: built.records, collector }
+    }
+}
+
+/// A timeout in milliseconds from JS: finite, 0 to one hour (`MAX_MS`).
+fn timeout(ms: f64) -> Result<Duration> {
+    if !(0.0..=MAX_MS as f64).contains(&ms) {
+        return Err(usage(&format!("timeoutMs must be a number of milliseconds from 0 to {MAX_MS}, not {ms}")));
+    }
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(|e| usage(&format!("timeoutMs: {e}")))
+}
+
+fn collector_error(e: &aegis_ship::ShipError) -> Error {
+    aegis_error("collector", &e.to_string(), vec![])
+}
+
+/// The collector of an engine (`engine.collector` in `lib.js`).
+#[napi]
+pub struct NativeCollector {
+    inner: SharedCollector,
+}
+
+/// `flush` off the JS thread.
+pub struct FlushTask {
+    collector: SharedCollector,
+    timeout: Duration,
+}
+
+impl Task for FlushTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<()> {
+        match self.collector.get() {
+            Some(c) => c.flush(self.timeout).map_err(|e| collector_error(&e)),
+            None => Ok(()),
+        }
+    }
+
+    fn resolve(&mut self, _env: Env, _output: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `close` off the JS thread; resolves to the final metrics as JSON.
+pub struct CloseTask {
+    collector: SharedCollector,
+    timeout: Option<Duration>,
+}
+
+impl Task for CloseTask {
+    type Output = String;
+    type JsValue = String;
+
+    fn compute(&mut self) -> Result<String> {
+        let Some(c) = self.collector.get() else { return Ok(String::from("null")) };
+        let (metrics, result) = c.close(self.timeout);
+        result.map_err(|e| collector_error(&e))?;
+        Ok(aegis_ship::collector::metrics_json(&metrics))
+    }
+
+    fn resolve(&mut self, _env: Env, output: String) -> Result<String> {
+        Ok(output)
+    }
+}
+
+#[napi]
+impl NativeCollector {
+    /// The metrics so far as JSON (snake_case keys; `lib.js` maps them to camelCase).
+    #[napi]
+    pub fn metrics_json(&self) -> String {
+        self.inner.get().map(|c| c.metrics_json()).unwrap_or_else(|| String::from("null"))
+    }
+
+    /// Waits (off the JS thread) until every record in the files now is delivered.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush(&self, timeout_ms: f64) -> Result<AsyncTask<FlushTask>> {
+        Ok(AsyncTask::new(FlushTask { collector: self.inner.clone(), timeout: timeout(timeout_ms)? }))
+    }
+
+    /// Stops with a final attempt (off the JS thread); resolves to the final metrics
+    /// as JSON. `timeoutMs` absent: the configured `close_timeout_ms`. Idempotent.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn close(&self, timeout_ms: Option<f64>) -> Result<AsyncTask<CloseTask>> {
+        let timeout = timeout_ms.map(timeout).transpose()?;
+        Ok(AsyncTask::new(CloseTask { collector: self.inner.clone(), timeout }))
+    }
+
+    /// Whether `close` was called.
+    #[napi]
+    pub fn is_closed(&self) -> bool {
+        self.inner.get().is_none_or(|c| c.is_closed())
+    }
 }
 
 fn js_type_name(t: ValueType) -> &'static str {
@@ -291,17 +442,19 @@ impl NativeEngine {
     /// Loads a bundle (file or directory).
     #[napi(factory)]
     pub fn from_path(path: String, options: Option<NativeOptions>) -> Result<NativeEngine> {
-        let (eo, records) = build_options(options)?;
+        let mut built = build_options(options)?;
+        let eo = std::mem::take(&mut built.options);
         let engine = Engine::from_path(path, eo).map_err(|e| load_errors(&e))?;
-        Ok(NativeEngine { engine: Arc::new(engine), records })
+        Ok(NativeEngine::started(engine, built))
     }
 
     /// Loads a one-file bundle from YAML text (file name `<yaml>`).
     #[napi(factory)]
     pub fn from_yaml(text: String, options: Option<NativeOptions>) -> Result<NativeEngine> {
-        let (eo, records) = build_options(options)?;
+        let mut built = build_options(options)?;
+        let eo = std::mem::take(&mut built.options);
         let engine = Engine::from_yaml(&text, eo).map_err(|e| load_errors(&e))?;
-        Ok(NativeEngine { engine: Arc::new(engine), records })
+        Ok(NativeEngine::started(engine, built))
     }
 
     /// Decides a request given as a JS object (converted directly, no JSON text).
@@ -367,4 +520,22 @@ impl NativeEngine {
     pub fn policy_hash(&self) -> String {
         self.engine.policy_hash()
     }
+
+    /// The collector started by the `collector` option, if any.
+    #[napi]
+    pub fn collector(&self) -> Option<NativeCollector> {
+        self.collector.as_ref().map(|c| NativeCollector { inner: c.clone() })
+    }
+}
+
+/// The option of `candidates` closest to `key` ("did you mean …?" for an unknown
+/// camelCase collector option), comparing case-insensitively and ignoring `_`/`-`, so
+/// `service_name` suggests `serviceName`.
+#[napi]
+pub fn suggest_option(key: String, candidates: Vec<String>) -> Option<String> {
+    let norm: String = key.chars().filter(|c| *c != '_' && *c != '-').collect();
+    let lower: Vec<String> = candidates.iter().map(|c| c.to_lowercase()).collect();
+    let best = aegis_core::suggest::closest(&norm, lower.iter().map(String::as_str))?;
+    let i = lower.iter().position(|c| c == best)?;
+    candidates.into_iter().nth(i)
 }

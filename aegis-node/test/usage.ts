@@ -1,7 +1,8 @@
 // Type-checked with `npx tsc --noEmit -p test/tsconfig.json`; not run.
 import {
   Engine, secureTool, withAgent, currentAgent, AegisError, PolicyError, RequestError,
-  PolicyDenied, ApprovalRequired, type Decision, type AuditRecord,
+  PolicyDenied, ApprovalRequired, Collector, type Decision, type AuditRecord,
+  type CollectorOptions, type CollectorMetrics, type CollectorCursor,
 } from '..'
 
 const records: AuditRecord[] = []
@@ -42,4 +43,44 @@ async function main(): Promise<string> {
 const who: string | undefined = currentAgent()?.agent
 // @ts-expect-error: the params must match the tool's signature
 pay({ amount: 'ten' })
-void [outcome, id, line, revived, token, hash, main, who]
+
+// The collector option: ships the audit file to an OpenTelemetry collector.
+const collectorOptions: CollectorOptions = {
+  endpoint: 'http://127.0.0.1:4318',
+  headers: { Authorization: 'Bearer t' },
+  serviceName: 'payments-agent',
+  batch: 512,
+  batchAgeMs: 1000,
+  gzip: true,
+  cursor: 'audit.jsonl.ship-cursor',
+  requestTimeoutMs: 10_000,
+  maxBackoffMs: 30_000,
+  closeTimeoutMs: 5000,
+}
+const shipped: Engine = Engine.fromPath('policies/finance', { audit: 'audit.jsonl', collector: collectorOptions })
+const collector: Collector | null = shipped.collector
+async function ship(): Promise<number> {
+  if (!collector) return 0
+  const m: CollectorMetrics = collector.metrics()
+  const lastError: string | null = m.lastError
+  const cursor: CollectorCursor | null = m.cursor
+  const files: string[] = m.rejectedFiles
+  await collector.flush()
+  await collector.flush(10_000)
+  const final: CollectorMetrics = await collector.close(2000)
+  await collector.close()
+  const closed: boolean = collector.closed
+  await shipped.close()
+  await shipped.close(1000)
+  void [lastError, cursor?.seq, files, closed]
+  return final.shipped + final.pending + final.rejectedBatches + final.partiallyRejected
+}
+// @ts-expect-error: endpoint is required
+Engine.fromPath('p', { audit: 'a.jsonl', collector: { serviceName: 's' } })
+// @ts-expect-error: options are camelCase
+Engine.fromPath('p', { audit: 'a.jsonl', collector: { endpoint: 'http://h', batch_age_ms: 50 } })
+// @ts-expect-error: flush returns a Promise, not metrics
+const notMetrics: CollectorMetrics = collector!.flush()
+// @ts-expect-error: a Collector comes from an engine
+new Collector()
+void [outcome, id, line, revived, token, hash, main, who, ship, notMetrics]
