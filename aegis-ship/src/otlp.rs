@@ -4,8 +4,9 @@ use crate::reader::Line;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-fn js(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
+/// A JSON string (RFC 8785's minimal escaping, which is valid JSON), written in place.
+fn js(out: &mut String, s: &str) {
+    aegis_core::json::write_string(out, s);
 }
 
 fn str_attr(out: &mut String, first: &mut bool, key: &str, value: Option<&str>) {
@@ -14,7 +15,11 @@ fn str_attr(out: &mut String, first: &mut bool, key: &str, value: Option<&str>) 
         out.push(',');
     }
     *first = false;
-    let _ = write!(out, r#"{{"key":{},"value":{{"stringValue":{}}}}}"#, js(key), js(v));
+    out.push_str(r#"{"key":"#);
+    js(out, key);
+    out.push_str(r#","value":{"stringValue":"#);
+    js(out, v);
+    out.push_str("}}");
 }
 
 /// `timeUnixNano` of a record's `time` (RFC 3339, milliseconds).
@@ -27,12 +32,11 @@ pub fn time_unix_nano(time: &str) -> Option<String> {
 /// scope (`aegis`), one log record per line. The body is the record's exact line.
 pub fn encode(lines: &[Line], service_name: &str, observed_unix_nano: u128) -> String {
     let mut out = String::with_capacity(lines.iter().map(|l| l.text.len() * 2 + 400).sum::<usize>() + 200);
-    let _ = write!(
-        out,
-        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":{}}}}}]}},"scopeLogs":[{{"scope":{{"name":"aegis","version":{}}},"logRecords":["#,
-        js(service_name),
-        js(env!("CARGO_PKG_VERSION"))
-    );
+    out.push_str(r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"#);
+    js(&mut out, service_name);
+    out.push_str(r#"}}]},"scopeLogs":[{"scope":{"name":"aegis","version":"#);
+    js(&mut out, env!("CARGO_PKG_VERSION"));
+    out.push_str(r#"},"logRecords":["#);
     for (i, l) in lines.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -42,7 +46,9 @@ pub fn encode(lines: &[Line], service_name: &str, observed_unix_nano: u128) -> S
             let _ = write!(out, r#""timeUnixNano":"{t}","#);
         }
         let _ = write!(out, r#""observedTimeUnixNano":"{observed_unix_nano}","#);
-        let _ = write!(out, r#""body":{{"stringValue":{}}},"attributes":["#, js(&l.text));
+        out.push_str(r#""body":{"stringValue":"#);
+        js(&mut out, &l.text);
+        out.push_str(r#"},"attributes":["#);
         let mut first = true;
         str_attr(&mut out, &mut first, "aegis.outcome", l.outcome.as_deref());
         str_attr(&mut out, &mut first, "aegis.agent", l.agent.as_deref());

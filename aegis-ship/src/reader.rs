@@ -32,21 +32,50 @@ pub struct Line {
     pub tool: Option<String>,
 }
 
+/// The record fields the shipper reads (the rest of the line is shipped untouched).
+#[derive(serde::Deserialize, Default)]
+struct Fields {
+    seq: Option<u64>,
+    hash: Option<String>,
+    time: Option<String>,
+    outcome: Option<String>,
+    agent: Option<String>,
+    tool: Option<String>,
+}
+
 impl Line {
     fn parse(text: String, file: String, end: u64) -> Line {
-        let v: Option<serde_json::Value> = serde_json::from_str(&text).ok();
-        let s = |k: &str| v.as_ref().and_then(|v| v.get(k)).and_then(|x| x.as_str()).map(str::to_owned);
+        let f = parse_fields(&text);
         Line {
-            seq: v.as_ref().and_then(|v| v.get("seq")).and_then(serde_json::Value::as_u64),
-            hash: s("hash"),
-            time: s("time"),
-            outcome: s("outcome"),
-            agent: s("agent"),
-            tool: s("tool"),
+            seq: f.seq,
+            hash: f.hash,
+            time: f.time,
+            outcome: f.outcome,
+            agent: f.agent,
+            tool: f.tool,
             text,
             file,
             end,
         }
+    }
+}
+
+/// The fields of a record line; a line that is not a JSON object, or a field of an
+/// unexpected type, gives `None` for that field.
+fn parse_fields(text: &str) -> Fields {
+    if let Ok(f) = serde_json::from_str::<Fields>(text) {
+        return f;
+    }
+    // A field of the wrong type (or a non-object line): fall back to a full parse.
+    let v: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    let s = |k: &str| v.as_ref().and_then(|v| v.get(k)).and_then(|x| x.as_str()).map(str::to_owned);
+    Fields {
+        seq: v.as_ref().and_then(|v| v.get("seq")).and_then(serde_json::Value::as_u64),
+        hash: s("hash"),
+        time: s("time"),
+        outcome: s("outcome"),
+        agent: s("agent"),
+        tool: s("tool"),
     }
 }
 
@@ -331,5 +360,34 @@ impl Reader {
             cur.pos += start as u64;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_of_records_odd_types_and_non_records() {
+        let l = Line::parse(
+            r#"{"agent":"a\"b\u00e9","hash":"ab","seq":7,"tool":"t","x":[1,{"y":2}]}"#.into(),
+            "f".into(),
+            9,
+        );
+        assert_eq!(
+            (l.seq, l.agent.as_deref(), l.hash.as_deref(), l.tool.as_deref()),
+            (Some(7), Some("a\"bé"), Some("ab"), Some("t"))
+        );
+        // A field of an unexpected type loses only that field.
+        let l = Line::parse(r#"{"agent":5,"seq":3,"hash":"h"}"#.into(), "f".into(), 1);
+        assert_eq!((l.seq, l.agent, l.hash.as_deref()), (Some(3), None, Some("h")));
+        let l = Line::parse(r#"{"seq":-1,"hash":"h"}"#.into(), "f".into(), 1);
+        assert_eq!((l.seq, l.hash.as_deref()), (None, Some("h")));
+        for junk in ["not json", "[1,2]", "", "{\"seq\":1", "null"] {
+            let l = Line::parse(junk.into(), "f".into(), 1);
+            assert_eq!((l.seq, l.hash, l.agent), (None, None, None), "{junk}");
+            assert_eq!(l.text, junk);
+        }
     }
 }
