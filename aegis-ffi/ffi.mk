@@ -1,5 +1,8 @@
 # Aegis C ABI and Go package. Include from the repo root Makefile
 # (`include aegis-ffi/ffi.mk`) or run `make -f aegis-ffi/ffi.mk TARGET` from the repo root.
+# c-test and go-test run the collector end to end against a real OpenTelemetry collector
+# (rotel): they depend on `ship-rotel` and read AEGIS_ROTEL, both from aegis-ship/ship.mk
+# (included at the end of this file when it is run on its own).
 CARGO        ?= cargo
 CC           ?= cc
 PYTHON       ?= python3
@@ -30,18 +33,23 @@ ffi-header-check: $(CBINDGEN)
 	$(CBINDGEN) --config aegis-ffi/cbindgen.toml --crate aegis-ffi --output $(FFI_BUILD)/aegis.h
 	diff -u aegis-ffi/include/aegis.h $(FFI_BUILD)/aegis.h
 
-c-test: ffi-build
+c-test: ffi-build ship-rotel
 	@mkdir -p $(FFI_BUILD)
 	$(PYTHON) aegis-ffi/tests/c/vectors_to_text.py tests/vectors/generated $(FFI_BUILD)/vectors.txt
 	$(CC) $(C_TEST_FLAGS) -I aegis-ffi/include aegis-ffi/tests/c/test_ffi.c \
 	  $(FFI_LIB_DIR)/libaegis.a -lpthread -ldl -lm -o $(FFI_BUILD)/test_ffi
-	$(VALGRIND) $(FFI_BUILD)/test_ffi $(FFI_BUILD)/vectors.txt policies/finance
+	$(PYTHON) aegis-ffi/tests/c/with_rotel.py -- \
+	  $(VALGRIND) $(FFI_BUILD)/test_ffi $(FFI_BUILD)/vectors.txt policies/finance
 	$(CC) $(C_TEST_FLAGS) -I aegis-ffi/include examples/c/guard.c \
 	  -L $(FFI_LIB_DIR) -laegis -Wl,-rpath,$(CURDIR)/$(FFI_LIB_DIR) -o $(FFI_BUILD)/guard-dynamic
 	$(FFI_BUILD)/guard-dynamic policies/finance
 
-go-test: ffi-build
+go-test: ffi-build ship-rotel
 	cd aegis-ffi/go && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd examples/go && $(GO) vet ./... && $(GO) build -o /dev/null .
 
 ffi-test: ffi-header-check c-test go-test
+
+ifeq ($(firstword $(MAKEFILE_LIST)),aegis-ffi/ffi.mk)
+include aegis-ship/ship.mk
+endif

@@ -18,6 +18,7 @@ package aegis
 import "C"
 
 import (
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"sync"
@@ -37,6 +38,11 @@ const (
 	StatusIOError         Status = C.AEGIS_IO_ERROR
 	StatusInvalidArgument Status = C.AEGIS_INVALID_ARGUMENT
 	StatusPanic           Status = C.AEGIS_PANIC
+	// StatusNoCollector: a collector method on an Engine without a collector (ErrNoCollector).
+	StatusNoCollector Status = C.AEGIS_NO_COLLECTOR
+	// StatusCollectorError: the collector could not deliver in time (FlushCollector,
+	// CloseCollector, Close); nothing is lost, the records stay in the audit file.
+	StatusCollectorError Status = C.AEGIS_COLLECTOR_ERROR
 	// StatusClosed is Go-only: the Engine was closed.
 	StatusClosed Status = 100
 )
@@ -59,6 +65,10 @@ func (s Status) String() string {
 		return "invalid argument"
 	case StatusPanic:
 		return "internal panic"
+	case StatusNoCollector:
+		return "no collector"
+	case StatusCollectorError:
+		return "collector error"
 	case StatusClosed:
 		return "engine closed"
 	}
@@ -126,6 +136,10 @@ type Options struct {
 	ApprovalKey  []byte // HMAC key for approval grants
 	AuditFile    string // append records to this JSONL file ("" = none)
 	AuditFsync   Fsync  // when AuditFile is set
+	// Collector ships AuditFile to an OpenTelemetry collector (nil = none; needs AuditFile).
+	Collector *CollectorConfig
+
+	rawCollector *string // the collector JSON as is (tests: keys a CollectorConfig cannot spell)
 }
 
 // Option changes Options (functional options).
@@ -184,6 +198,20 @@ func cOptions(opts []Option) (*C.aegis_engine_options, error) {
 		s := C.CString(o.AuditFile)
 		defer C.free(unsafe.Pointer(s))
 		if err := check(C.aegis_engine_options_set_audit_file(co, s, C.int(o.AuditFsync), &cerr), cerr); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Collector != nil || o.rawCollector != nil {
+		var b []byte
+		var err error
+		if o.rawCollector != nil {
+			b = []byte(*o.rawCollector)
+		} else if b, err = json.Marshal(*o.Collector); err != nil {
+			return fail(&Error{Status: StatusInvalidArgument, Message: "invalid collector configuration: " + err.Error()})
+		}
+		st := C.aegis_engine_options_set_collector(co, (*C.char)(unsafe.Pointer(unsafe.SliceData(b))), C.size_t(len(b)), &cerr)
+		runtime.KeepAlive(b)
+		if err := check(st, cerr); err != nil {
 			return fail(err)
 		}
 	}
@@ -255,16 +283,26 @@ func NewEngineFromYAML(yaml string, opts ...Option) (*Engine, error) {
 }
 
 // Close frees the engine. Idempotent; waits for calls in flight; later calls return
-// ErrClosed.
+// ErrClosed. With a collector it first closes the collector (as CloseCollector with the
+// configured CloseTimeout, so it may block that long) and returns its error, if any
+// (StatusCollectorError: the final attempt left records undelivered); the engine is
+// freed either way.
 func (eng *Engine) Close() error {
 	eng.mu.Lock()
 	defer eng.mu.Unlock()
+	var err error
 	if eng.e != nil {
+		var cerr *C.char
+		if st := C.aegis_engine_collector_close(eng.e, -1, nil, &cerr); st != C.AEGIS_NO_COLLECTOR {
+			err = check(st, cerr)
+		} else {
+			C.aegis_string_free(cerr)
+		}
 		C.aegis_engine_free(eng.e)
 		eng.e = nil
 		runtime.SetFinalizer(eng, nil)
 	}
-	return nil
+	return err
 }
 
 // with runs f with the live engine under the read lock.

@@ -45,10 +45,20 @@ typedef enum {
   // The audit record could not be written (or the audit file opened). The tool call
   // must not run.
   AEGIS_IO_ERROR = 5,
-  // A bad argument (unknown kill scope, bad id, no approval key, bad fsync mode, …).
+  // A bad argument (unknown kill scope, bad id, no approval key, bad fsync mode, bad
+  // collector configuration, a collector without an audit file, …).
   AEGIS_INVALID_ARGUMENT = 6,
   // A bug: the library panicked. The call had no effect that can be relied on.
   AEGIS_PANIC = 7,
+  // `aegis_engine_collector_*` on an engine made without a collector
+  // (`aegis_engine_options_set_collector` was not used).
+  AEGIS_NO_COLLECTOR = 8,
+  // The collector could not deliver in time: `aegis_engine_collector_flush` timed out
+  // (or shipping has stopped), or the final attempt of `aegis_engine_collector_close`
+  // left records undelivered. Nothing is lost: the records stay in the audit file and
+  // the next collector started on it resumes from the cursor. The message says why
+  // (e.g. the collector's last error).
+  AEGIS_COLLECTOR_ERROR = 9,
 } aegis_status;
 
 // A policy engine (opaque). Create with `aegis_engine_from_*`, free with
@@ -131,6 +141,30 @@ aegis_status aegis_engine_options_add_audit_callback(aegis_engine_options *o,
                                                      void *user,
                                                      char **error_out);
 
+// Ships the audit file to an OpenTelemetry collector (OTLP/HTTP JSON logs) from a
+// background thread of each engine made with these options (docs/collector.md).
+// `config_json` is `len` bytes of UTF-8 (no NUL needed, copied): one JSON object with
+// `endpoint` (required, `http://` or `https://`), and optionally `headers` (object of
+// strings), `service_name`, `batch`, `batch_age_ms`, `gzip`, `cursor`,
+// `request_timeout_ms`, `max_backoff_ms`, `close_timeout_ms` (default 5000).
+//
+// It is validated at once: unknown keys, wrong types and out-of-range values give
+// `AEGIS_INVALID_ARGUMENT` with a message starting `invalid collector configuration: `
+// (an unknown key names the closest one: "did you mean `endpoint`?"), and the builder
+// keeps its previous setting; invalid UTF-8 gives `AEGIS_INVALID_UTF8`. `config_json`
+// NULL clears the setting (`len` is then ignored).
+//
+// The collector reads the durable audit file, so the engine constructors fail with
+// `AEGIS_INVALID_ARGUMENT` ("… `collector` needs `audit` to be a file path …") unless
+// `aegis_engine_options_set_audit_file` is set too; they start the collector right after
+// the engine, on that same path. It never runs on the evaluating thread.
+//
+// Safety: `o` is a live builder; `config_json` NULL or pointing to `len` readable bytes.
+aegis_status aegis_engine_options_set_collector(aegis_engine_options *o,
+                                                const char *config_json,
+                                                size_t len,
+                                                char **error_out);
+
 // Loads a bundle from a file or directory (`path`, NUL-terminated UTF-8) with default
 // options. On success `*out` is a new engine (free with `aegis_engine_free`); on failure
 // `*out` is NULL and `AEGIS_POLICY_ERROR` lists every load error.
@@ -166,7 +200,11 @@ aegis_status aegis_engine_from_yaml_with(const char *yaml,
                                          aegis_engine **out,
                                          char **error_out);
 
-// Frees an engine. NULL is fine. No other thread may be using it.
+// Frees an engine. NULL is fine. No other thread may be using it. If the engine has a
+// collector that is not closed yet, it is closed first, as by
+// `aegis_engine_collector_close(e, -1, NULL, NULL)`: a final delivery attempt bounded by
+// the configured `close_timeout_ms` (default 5 s), so this call may block that long.
+// Call `aegis_engine_collector_close` yourself to learn its outcome.
 //
 // Safety: `e` is NULL or from an `aegis_engine_from_*` constructor, not freed before.
 void aegis_engine_free(aegis_engine *e);
@@ -249,6 +287,47 @@ aegis_status aegis_engine_reload_yaml(const aegis_engine *e,
 //
 // Safety: `e` a live engine; `hash_out` writable.
 aegis_status aegis_engine_policy_hash(const aegis_engine *e, char **hash_out, char **error_out);
+
+// The collector's metrics as one JSON object in `*metrics_json_out` (free with
+// `aegis_string_free`; NULL on failure): `shipped`, `pending` (records in the files not
+// yet delivered), `retries`, `batches`, `rejected_batches`, `rejected_records`,
+// `partially_rejected`, `rejected_files` (array of paths), `last_error` (null or a
+// string), `cursor` (null or `{"file","offset","seq","hash"}`). Works after
+// `aegis_engine_collector_close` too (the final metrics). No collector →
+// `AEGIS_NO_COLLECTOR`. Thread-safe.
+//
+// Safety: `e` a live engine; `metrics_json_out` writable.
+aegis_status aegis_engine_collector_metrics(const aegis_engine *e,
+                                            char **metrics_json_out,
+                                            char **error_out);
+
+// Blocks until every record in the audit files at the time of the call is delivered
+// (partial batches are sent at once), up to `timeout_ms` milliseconds. Not delivered in
+// time → `AEGIS_COLLECTOR_ERROR` (the message gives the collector's last error; shipping
+// goes on). After `aegis_engine_collector_close`: `AEGIS_OK` if nothing is pending,
+// else `AEGIS_COLLECTOR_ERROR` ("shipping has stopped"). No collector →
+// `AEGIS_NO_COLLECTOR`. Thread-safe; evaluations on other threads go on meanwhile.
+//
+// Safety: `e` a live engine.
+aegis_status aegis_engine_collector_flush(const aegis_engine *e,
+                                          uint64_t timeout_ms,
+                                          char **error_out);
+
+// Stops the collector: one final attempt to deliver what is in the files, bounded by
+// `timeout_ms` milliseconds (negative: the configured `close_timeout_ms`, default
+// 5000), then its thread ends. `*metrics_json_out` (may be NULL if not wanted) receives
+// the final metrics (as `aegis_engine_collector_metrics`) both on `AEGIS_OK` and on
+// `AEGIS_COLLECTOR_ERROR` (the final attempt left records undelivered; the collector is
+// stopped all the same) — free it with `aegis_string_free` in both cases. Idempotent:
+// later calls return the first call's outcome at once. The engine keeps evaluating and
+// writing records to the audit file (the next collector started on it ships them). No
+// collector → `AEGIS_NO_COLLECTOR`. Thread-safe.
+//
+// Safety: `e` a live engine; `metrics_json_out` NULL or writable.
+aegis_status aegis_engine_collector_close(const aegis_engine *e,
+                                          int64_t timeout_ms,
+                                          char **metrics_json_out,
+                                          char **error_out);
 
 // The library version (static string; do not free).
 const char *aegis_version(void);

@@ -14,6 +14,9 @@
 //! * Input given with a length is validated as UTF-8, never trusted; NUL-terminated
 //!   input is validated too.
 //! * No panic crosses the boundary: a panic is reported as `AEGIS_PANIC`.
+//! * An engine may run a collector (`aegis_engine_options_set_collector`): a background
+//!   thread shipping the audit file to an OpenTelemetry collector, closed by
+//!   `aegis_engine_collector_close` or `aegis_engine_free`. It never touches `evaluate`.
 //! * An `aegis_engine` is thread-safe: share one across threads. Freeing it while another
 //!   thread uses it is undefined behaviour (the caller must synchronise `aegis_engine_free`).
 #![allow(non_camel_case_types, reason = "C type names follow the C convention (aegis_engine, aegis_status)")]
@@ -22,8 +25,11 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use aegis_core::{AuditRecord, CallbackSink, Engine, EngineOptions, FileSink, Fsync, KillScope, Outcome};
+use aegis_ship::collector::NEEDS_AUDIT_FILE;
+use aegis_ship::{Collector, CollectorConfig};
 
 /// Status of every call. The numbers are stable and never renumbered.
 #[repr(C)]
@@ -44,10 +50,20 @@ pub enum aegis_status {
     /// The audit record could not be written (or the audit file opened). The tool call
     /// must not run.
     AEGIS_IO_ERROR = 5,
-    /// A bad argument (unknown kill scope, bad id, no approval key, bad fsync mode, …).
+    /// A bad argument (unknown kill scope, bad id, no approval key, bad fsync mode, bad
+    /// collector configuration, a collector without an audit file, …).
     AEGIS_INVALID_ARGUMENT = 6,
     /// A bug: the library panicked. The call had no effect that can be relied on.
     AEGIS_PANIC = 7,
+    /// `aegis_engine_collector_*` on an engine made without a collector
+    /// (`aegis_engine_options_set_collector` was not used).
+    AEGIS_NO_COLLECTOR = 8,
+    /// The collector could not deliver in time: `aegis_engine_collector_flush` timed out
+    /// (or shipping has stopped), or the final attempt of `aegis_engine_collector_close`
+    /// left records undelivered. Nothing is lost: the records stay in the audit file and
+    /// the next collector started on it resumes from the cursor. The message says why
+    /// (e.g. the collector's last error).
+    AEGIS_COLLECTOR_ERROR = 9,
 }
 
 /// A decision's outcome (`aegis_evaluate`).
@@ -81,6 +97,7 @@ pub type aegis_audit_callback =
 /// `aegis_engine_free`.
 pub struct aegis_engine {
     inner: Engine,
+    collector: Option<Collector>,
 }
 
 #[derive(Clone, Copy)]
@@ -113,6 +130,8 @@ pub struct aegis_engine_options {
     approval_key: Option<Vec<u8>>,
     audit_file: Option<(PathBuf, Fsync)>,
     callbacks: Vec<Callback>,
+    /// The collector configuration (JSON, validated when set).
+    collector: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -219,9 +238,29 @@ unsafe fn put<T>(out: *mut T, v: T) {
     unsafe { out.write(v) };
 }
 
+/// Borrows the collector of the engine behind `e` (`AEGIS_NO_COLLECTOR` without one).
+///
+/// # Safety
+/// `e` must be NULL or a live engine from an `aegis_engine_from_*` constructor.
+unsafe fn collector<'a>(e: *const aegis_engine) -> R<&'a Collector> {
+    null_check(e, "engine")?;
+    // SAFETY: non-NULL and, per the caller's contract, a live `aegis_engine`.
+    match unsafe { &(*e).collector } {
+        Some(c) => Ok(c),
+        None => fail(
+            aegis_status::AEGIS_NO_COLLECTOR,
+            "the engine has no collector (set one with aegis_engine_options_set_collector)",
+        ),
+    }
+}
+
 fn build_options(o: Option<&aegis_engine_options>) -> R<EngineOptions> {
     let mut opts = EngineOptions::default();
     let Some(o) = o else { return Ok(opts) };
+    // Checked before the file sink is opened: a misconfigured engine creates no file.
+    if o.collector.is_some() && o.audit_file.is_none() {
+        return fail(aegis_status::AEGIS_INVALID_ARGUMENT, NEEDS_AUDIT_FILE);
+    }
     opts.signing_key = o.signing_key.clone();
     opts.signing_key_id = o.signing_key_id.clone();
     opts.approval_key = o.approval_key.clone();
@@ -247,11 +286,25 @@ fn build_options(o: Option<&aegis_engine_options>) -> R<EngineOptions> {
     Ok(opts)
 }
 
+/// Wraps a built engine and starts its collector (if `o` configures one) on the audit
+/// file, right after the engine and its file sink exist.
+///
 /// # Safety
 /// `out` must be a valid `aegis_engine **`.
-unsafe fn finish_engine(r: Result<Engine, aegis_core::LoadErrors>, out: *mut *mut aegis_engine) -> R<()> {
+unsafe fn finish_engine(
+    r: Result<Engine, aegis_core::LoadErrors>,
+    o: Option<&aegis_engine_options>,
+    out: *mut *mut aegis_engine,
+) -> R<()> {
     let engine = r.or_else(|e| fail(aegis_status::AEGIS_POLICY_ERROR, e.to_string()))?;
-    let p = Box::into_raw(Box::new(aegis_engine { inner: engine }));
+    let collector = match o.and_then(|o| o.collector.as_deref().map(|json| (json, &o.audit_file))) {
+        None => None,
+        Some((_, None)) => return fail(aegis_status::AEGIS_INVALID_ARGUMENT, NEEDS_AUDIT_FILE),
+        Some((json, Some((path, _)))) => {
+            Some(Collector::start(path.clone(), json).or_else(|e| fail(aegis_status::AEGIS_INVALID_ARGUMENT, e))?)
+        }
+    };
+    let p = Box::into_raw(Box::new(aegis_engine { inner: engine, collector }));
     // SAFETY: `out` was checked non-NULL by the caller.
     unsafe { put(out, p) };
     Ok(())
@@ -423,6 +476,48 @@ pub unsafe extern "C" fn aegis_engine_options_add_audit_callback(
     })
 }
 
+/// Ships the audit file to an OpenTelemetry collector (OTLP/HTTP JSON logs) from a
+/// background thread of each engine made with these options (docs/collector.md).
+/// `config_json` is `len` bytes of UTF-8 (no NUL needed, copied): one JSON object with
+/// `endpoint` (required, `http://` or `https://`), and optionally `headers` (object of
+/// strings), `service_name`, `batch`, `batch_age_ms`, `gzip`, `cursor`,
+/// `request_timeout_ms`, `max_backoff_ms`, `close_timeout_ms` (default 5000).
+///
+/// It is validated at once: unknown keys, wrong types and out-of-range values give
+/// `AEGIS_INVALID_ARGUMENT` with a message starting `invalid collector configuration: `
+/// (an unknown key names the closest one: "did you mean `endpoint`?"), and the builder
+/// keeps its previous setting; invalid UTF-8 gives `AEGIS_INVALID_UTF8`. `config_json`
+/// NULL clears the setting (`len` is then ignored).
+///
+/// The collector reads the durable audit file, so the engine constructors fail with
+/// `AEGIS_INVALID_ARGUMENT` ("… `collector` needs `audit` to be a file path …") unless
+/// `aegis_engine_options_set_audit_file` is set too; they start the collector right after
+/// the engine, on that same path. It never runs on the evaluating thread.
+///
+/// Safety: `o` is a live builder; `config_json` NULL or pointing to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn aegis_engine_options_set_collector(
+    o: *mut aegis_engine_options,
+    config_json: *const c_char,
+    len: usize,
+    error_out: *mut *mut c_char,
+) -> aegis_status {
+    run(error_out, || {
+        // SAFETY: forwarded caller contract.
+        let o = unsafe { options_mut(o) }?;
+        if config_json.is_null() {
+            o.collector = None;
+            return Ok(());
+        }
+        // SAFETY: forwarded caller contract.
+        let json = unsafe { str_from_len(config_json, len, "config_json") }?;
+        // The file is only known at construction; validation does not depend on it.
+        CollectorConfig::from_json("audit.jsonl", json).or_else(|e| fail(aegis_status::AEGIS_INVALID_ARGUMENT, e))?;
+        o.collector = Some(json.to_owned());
+        Ok(())
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // constructors
 
@@ -460,9 +555,10 @@ pub unsafe extern "C" fn aegis_engine_from_path_with(
         // SAFETY: forwarded caller contract.
         let path = unsafe { str_from_c(path, "path") }?;
         // SAFETY: `options` is NULL or a live builder.
-        let opts = build_options(unsafe { options.as_ref() })?;
+        let o = unsafe { options.as_ref() };
+        let opts = build_options(o)?;
         // SAFETY: `out` checked above.
-        unsafe { finish_engine(Engine::from_path(path, opts), out) }
+        unsafe { finish_engine(Engine::from_path(path, opts), o, out) }
     })
 }
 
@@ -499,13 +595,18 @@ pub unsafe extern "C" fn aegis_engine_from_yaml_with(
         // SAFETY: forwarded caller contract.
         let yaml = unsafe { str_from_len(yaml, len, "yaml") }?;
         // SAFETY: `options` is NULL or a live builder.
-        let opts = build_options(unsafe { options.as_ref() })?;
+        let o = unsafe { options.as_ref() };
+        let opts = build_options(o)?;
         // SAFETY: `out` checked above.
-        unsafe { finish_engine(Engine::from_yaml(yaml, opts), out) }
+        unsafe { finish_engine(Engine::from_yaml(yaml, opts), o, out) }
     })
 }
 
-/// Frees an engine. NULL is fine. No other thread may be using it.
+/// Frees an engine. NULL is fine. No other thread may be using it. If the engine has a
+/// collector that is not closed yet, it is closed first, as by
+/// `aegis_engine_collector_close(e, -1, NULL, NULL)`: a final delivery attempt bounded by
+/// the configured `close_timeout_ms` (default 5 s), so this call may block that long.
+/// Call `aegis_engine_collector_close` yourself to learn its outcome.
 ///
 /// Safety: `e` is NULL or from an `aegis_engine_from_*` constructor, not freed before.
 #[no_mangle]
@@ -515,7 +616,12 @@ pub unsafe extern "C" fn aegis_engine_free(e: *mut aegis_engine) {
     }
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `e` came from `Box::into_raw` in a constructor and is freed once.
-        drop(unsafe { Box::from_raw(e) });
+        let engine = unsafe { Box::from_raw(e) };
+        if let Some(c) = &engine.collector {
+            // Idempotent: returns at once if the caller closed it already.
+            let _ = c.close(None);
+        }
+        drop(engine);
     }));
 }
 
@@ -733,6 +839,92 @@ pub unsafe extern "C" fn aegis_engine_policy_hash(
         // SAFETY: checked above.
         unsafe { put(hash_out, to_c_string(engine.policy_hash())) };
         Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// collector
+
+/// The collector's metrics as one JSON object in `*metrics_json_out` (free with
+/// `aegis_string_free`; NULL on failure): `shipped`, `pending` (records in the files not
+/// yet delivered), `retries`, `batches`, `rejected_batches`, `rejected_records`,
+/// `partially_rejected`, `rejected_files` (array of paths), `last_error` (null or a
+/// string), `cursor` (null or `{"file","offset","seq","hash"}`). Works after
+/// `aegis_engine_collector_close` too (the final metrics). No collector →
+/// `AEGIS_NO_COLLECTOR`. Thread-safe.
+///
+/// Safety: `e` a live engine; `metrics_json_out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn aegis_engine_collector_metrics(
+    e: *const aegis_engine,
+    metrics_json_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> aegis_status {
+    run(error_out, || {
+        null_check(metrics_json_out, "metrics_json_out")?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { put(metrics_json_out, std::ptr::null_mut()) };
+        // SAFETY: forwarded caller contract.
+        let c = unsafe { collector(e) }?;
+        // SAFETY: checked above.
+        unsafe { put(metrics_json_out, to_c_string(c.metrics_json())) };
+        Ok(())
+    })
+}
+
+/// Blocks until every record in the audit files at the time of the call is delivered
+/// (partial batches are sent at once), up to `timeout_ms` milliseconds. Not delivered in
+/// time → `AEGIS_COLLECTOR_ERROR` (the message gives the collector's last error; shipping
+/// goes on). After `aegis_engine_collector_close`: `AEGIS_OK` if nothing is pending,
+/// else `AEGIS_COLLECTOR_ERROR` ("shipping has stopped"). No collector →
+/// `AEGIS_NO_COLLECTOR`. Thread-safe; evaluations on other threads go on meanwhile.
+///
+/// Safety: `e` a live engine.
+#[no_mangle]
+pub unsafe extern "C" fn aegis_engine_collector_flush(
+    e: *const aegis_engine,
+    timeout_ms: u64,
+    error_out: *mut *mut c_char,
+) -> aegis_status {
+    run(error_out, || {
+        // SAFETY: forwarded caller contract.
+        let c = unsafe { collector(e) }?;
+        c.flush(Duration::from_millis(timeout_ms)).map_err(|s| Fail(aegis_status::AEGIS_COLLECTOR_ERROR, s.0))
+    })
+}
+
+/// Stops the collector: one final attempt to deliver what is in the files, bounded by
+/// `timeout_ms` milliseconds (negative: the configured `close_timeout_ms`, default
+/// 5000), then its thread ends. `*metrics_json_out` (may be NULL if not wanted) receives
+/// the final metrics (as `aegis_engine_collector_metrics`) both on `AEGIS_OK` and on
+/// `AEGIS_COLLECTOR_ERROR` (the final attempt left records undelivered; the collector is
+/// stopped all the same) — free it with `aegis_string_free` in both cases. Idempotent:
+/// later calls return the first call's outcome at once. The engine keeps evaluating and
+/// writing records to the audit file (the next collector started on it ships them). No
+/// collector → `AEGIS_NO_COLLECTOR`. Thread-safe.
+///
+/// Safety: `e` a live engine; `metrics_json_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn aegis_engine_collector_close(
+    e: *const aegis_engine,
+    timeout_ms: i64,
+    metrics_json_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> aegis_status {
+    run(error_out, || {
+        if !metrics_json_out.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { put(metrics_json_out, std::ptr::null_mut()) };
+        }
+        // SAFETY: forwarded caller contract.
+        let c = unsafe { collector(e) }?;
+        let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+        let (m, result) = c.close(timeout);
+        if !metrics_json_out.is_null() {
+            // SAFETY: checked above.
+            unsafe { put(metrics_json_out, to_c_string(aegis_ship::collector::metrics_json(&m))) };
+        }
+        result.map_err(|s| Fail(aegis_status::AEGIS_COLLECTOR_ERROR, s.0))
     })
 }
 
