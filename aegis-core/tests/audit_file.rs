@@ -129,3 +129,36 @@ fn unopenable_file_is_an_error() {
     assert!(err.to_string().contains("audit.jsonl"), "{err}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// The sink-less path seals under the chain lock without building the tail; it must
+/// give exactly the records (seq, prev, hash, sig) the sink path writes, and every
+/// hash must match an independent recomputation from the record's fields.
+#[test]
+fn sealing_without_a_sink_matches_the_sink_path() {
+    use aegis_core::{AuditRecord, Engine, EngineOptions, MemorySink, Request, RequestLimits};
+    let yaml = "aegis: 1\nrules:\n  - {id: pay, match: {tool: payments}, when: {params.amount: {lte: 10}}, outcome: allow, reason: \"small \\\"q\\\"\"}\n";
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for key in [None, Some(b"k3y".to_vec())] {
+        let mut with = EngineOptions::default();
+        with.sinks.push(Box::new(MemorySink(lines.clone())));
+        with.signing_key = key.clone();
+        let a = Engine::from_yaml(yaml, with).unwrap();
+        let b =
+            Engine::from_yaml(yaml, EngineOptions { signing_key: key.clone(), ..EngineOptions::default() }).unwrap();
+        lines.lock().unwrap().clear();
+        for i in 0..20 {
+            let t = format!(
+                r#"{{"agent":"a{i}","tool":"payments","session":"s","params":{{"amount":{i}}},"time":"2026-01-05T10:00:00Z"}}"#
+            );
+            let r = Request::from_json(&t, &RequestLimits::default()).unwrap();
+            let da = a.evaluate(&r).unwrap();
+            let db = b.evaluate(&r).unwrap();
+            assert_eq!(da.audit.to_json(), db.audit.to_json(), "record {i}");
+            assert_eq!(lines.lock().unwrap()[i], db.audit.to_json());
+            let mut again: AuditRecord = db.audit.clone();
+            again.seal(key.as_deref());
+            assert_eq!((again.hash, again.sig), (db.audit.hash.clone(), db.audit.sig.clone()));
+        }
+        assert_eq!(a.chain_head(), b.chain_head());
+    }
+}

@@ -217,6 +217,30 @@ impl Segments {
         self.buf.is_empty()
     }
 
+    /// Feeds the unsealed tail (`prev` … end) for this `prev` and `seq` to `h`, exactly
+    /// the bytes [`write_tail`](Self::write_tail) would write without `sig`, with no
+    /// allocation (it runs under the engine's chain lock).
+    pub fn hash_tail(&self, h: &mut Sha256, prev: &str, seq: u64) {
+        let mut prev_json = String::new();
+        let prev_part: &str = if prev.bytes().all(|b| b.is_ascii_hexdigit()) {
+            h.update(b",\"prev\":\"");
+            h.update(prev.as_bytes());
+            "\""
+        } else {
+            // Never for a real chain (prev is hex); kept exact for any string.
+            prev_json.push_str(",\"prev\":");
+            write_string(&mut prev_json, prev);
+            &prev_json
+        };
+        h.update(prev_part.as_bytes());
+        h.update(self.buf.get(self.ab..self.c).unwrap_or("").as_bytes());
+        h.update(b",\"seq\":");
+        let mut digits = [0u8; 20];
+        h.update(u64_digits(seq, &mut digits));
+        h.update(self.buf.get(self.c..self.d).unwrap_or("").as_bytes());
+        h.update(self.buf.get(self.d..).unwrap_or("").as_bytes());
+    }
+
     /// Appends `prev` … end; with `sig`, the sealed form's tail.
     fn write_tail(&self, out: &mut String, rec: &AuditRecord, sig: Option<&str>) {
         out.push_str(",\"prev\":");
@@ -242,6 +266,22 @@ impl Segments {
         out.push_str(self.buf.get(self.a..self.ab).unwrap_or(""));
         self.write_tail(out, rec, if sealed { rec.sig.as_deref() } else { None });
     }
+}
+
+/// The decimal digits of `n`, written at the end of `buf`.
+fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    buf.get(i..).unwrap_or(b"0")
 }
 
 fn push_u64(out: &mut String, n: u64) {

@@ -696,28 +696,43 @@ impl Engine {
     }
 
     /// Seals the record into the chain and hands it to every sink, in order. Only the
-    /// tail of the hash (from `prev` on) is computed under the chain lock.
+    /// tail of the hash (from `prev` on) is computed under the chain lock, and without
+    /// a sink nothing is allocated there: the lock is held for a few SHA-256 blocks.
     fn record(&self, rec: &mut AuditRecord) -> Result<(), AuditError> {
         let seg = rec.segments();
         let mut head = Sha256::new();
         head.update(seg.head().as_bytes());
+        let mut new_prev = String::with_capacity(64);
+        let mut digest = None;
         let (seq, durables) = {
             let mut chain = lock(&self.chain);
-            rec.seq = chain.seq;
-            rec.prev.clone_from(&chain.prev);
-            let key = if chain.sinks.is_empty() { None } else { self.signing_key.as_deref() };
-            rec.seal_from(&seg, head, key);
-            if !chain.sinks.is_empty() {
+            if chain.sinks.is_empty() {
+                let seq = chain.seq;
+                seg.hash_tail(&mut head, &chain.prev, seq);
+                let d = head.finalize();
+                crate::policy::hex_into(&mut new_prev, &d);
+                digest = Some(d);
+                rec.seq = seq;
+                rec.prev = std::mem::replace(&mut chain.prev, new_prev);
+                chain.seq += 1;
+                (seq, Vec::new())
+            } else {
+                rec.seq = chain.seq;
+                rec.prev.clone_from(&chain.prev);
+                rec.seal_from(&seg, head, self.signing_key.as_deref());
                 let mut line = String::with_capacity(seg.len() + 320);
                 seg.write(&mut line, rec, true);
                 for s in chain.sinks.iter_mut() {
                     s.write(rec, &line)?;
                 }
+                chain.seq += 1;
+                chain.prev.clone_from(&rec.hash);
+                (rec.seq, chain.durables.clone())
             }
-            chain.seq += 1;
-            chain.prev.clone_from(&rec.hash);
-            (rec.seq, chain.durables.clone())
         };
+        if let Some(d) = digest {
+            rec.hash = crate::policy::hex(&d);
+        }
         if rec.sig.is_none() {
             if let Some(k) = self.signing_key.as_deref() {
                 rec.sig = Some(crate::audit::hmac_hex(k, rec.hash.as_bytes()));

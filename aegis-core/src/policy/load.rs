@@ -131,15 +131,18 @@ pub fn load_files(files: &[(String, String)]) -> Result<Bundle, LoadErrors> {
 
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    hex_into(&mut out, bytes);
+    out
+}
+
+/// Appends lower-case hex (no allocation when `out` has the capacity).
+pub(crate) fn hex_into(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = vec![0u8; bytes.len() * 2];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        if let [hi, lo] = pair {
-            *hi = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
-            *lo = HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0');
-        }
+    for b in bytes {
+        out.push(char::from(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0')));
+        out.push(char::from(HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0')));
     }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 struct Validator {

@@ -4,7 +4,7 @@ mod cond;
 mod load;
 
 pub use cond::{Cond, During, Op, Path, PathRoot, Segment, Test};
-pub(crate) use load::{hex, parse_duration};
+pub(crate) use load::{hex, hex_into, parse_duration};
 pub use load::{load_files, load_path, load_yaml};
 
 use std::fmt;
