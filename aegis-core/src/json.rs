@@ -207,7 +207,7 @@ pub fn parse(text: &str, max_depth: usize) -> Result<Value, JsonError> {
     // floats; only when an integral value of that size was seen do we look at the
     // literals themselves.
     if big.get() && has_big_integer_literal(text) {
-        return Err(JsonError { message: "integer beyond the 64-bit range".into() });
+        return Err(JsonError { message: BIG_INT.into() });
     }
     Ok(v)
 }
@@ -284,6 +284,8 @@ struct ValueVisitor<'b> {
 /// Integers beyond this magnitude (2^64) are rejected rather than rounded silently.
 const INT_LIMIT: f64 = 18_446_744_073_709_551_616.0;
 
+const BIG_INT: &str = "integer beyond the 64-bit range";
+
 impl<'de> Visitor<'de> for ValueVisitor<'_> {
     type Value = Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -304,6 +306,12 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
     fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
         if !n.is_finite() {
             return Err(E::custom("number out of range"));
+        }
+        // A value with 2^64 <= |n| < 10^21 is an integer whose canonical (ES6) form is
+        // an integer literal beyond the 64-bit range, which this parser rejects: reject
+        // it however it is written (`1e20`), so canonical JSON always reads back.
+        if n.abs() >= INT_LIMIT && n.abs() < 1e21 {
+            return Err(E::custom(BIG_INT));
         }
         // Integer literals beyond u64 arrive here too; `parse` checks the literal.
         if n.fract() == 0.0 && n.abs() >= INT_LIMIT {
@@ -429,13 +437,19 @@ mod tests {
         assert!(parse("18446744073709551616", 8).is_err());
         assert!(parse("18446744073709551615", 8).is_ok());
         assert!(parse("-18446744073709551616", 8).is_err());
-        assert!(parse(r#"{"a":[1,"18446744073709551616",1e300,1.8446744073709552e+19,100000000000000000000.0]}"#, 8)
-            .is_ok());
+        assert!(parse(r#"{"a":[1,"18446744073709551616",1e300,1e21,1.8446744073709550e+19,-1e300]}"#, 8).is_ok());
+        // Values whose canonical form would be an integer literal beyond 64 bits are
+        // rejected however they are written (found by the canonical_json fuzz target).
+        for lit in ["1.8446744073709552e+19", "100000000000000000000.0", "333299999933299999933.9999933999339", "-1e20"]
+        {
+            let e = parse(&format!("[{lit}]"), 8).unwrap_err();
+            assert!(e.message.starts_with("integer beyond the 64-bit range"), "{lit}: {}", e.message);
+        }
         // A big integer after a string holding an escaped quote is still found…
-        let e = parse(r#"{"s":"a\"b","n":100000000000000000000}"#, 8).unwrap_err();
+        let e = parse(r#"{"s":"a\"b","n":1000000000000000000000}"#, 8).unwrap_err();
         assert_eq!(e.message, "integer beyond the 64-bit range");
         // …and digits inside strings never count.
-        assert!(parse(r#"{"s":"100000000000000000000","n":1e20}"#, 8).is_ok());
+        assert!(parse(r#"{"s":"100000000000000000000","n":1e21}"#, 8).is_ok());
         assert!(parse("1 2", 8).is_err());
     }
 }
