@@ -22,7 +22,9 @@ py-build: $(PY_STAMP)
 	VIRTUAL_ENV=$(abspath $(PY_VENV)) PYO3_PYTHON=$(abspath $(PY_PYTHON)) CARGO_BUILD_JOBS=2 \
 		$(PY_BIN)/maturin develop --release -m aegis-py/Cargo.toml
 
-py-test: py-build
+# py-test needs ship-rotel (aegis-ship/ship.mk, included by the root Makefile): the
+# collector test ships to a real rotel collector (AEGIS_ROTEL).
+py-test: py-build ship-rotel
 	$(PY_PYTHON) -m pytest -q aegis-py/tests
 
 # mypy --strict over a usage file, and stubtest of the native module's stub.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use aegis_core::{
     CallbackSink, EngineOptions, EvalError, FileSink, Fsync, KillScope, LoadErrors, Map, Request, RequestError, Value,
 };
+use aegis_ship::collector::{Collector, CollectorConfig, NEEDS_AUDIT_FILE};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -174,6 +175,40 @@ fn key_bytes(obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Vec<
 #[pyclass(frozen, module = "aegis._aegis")]
 struct NativeEngine {
     inner: Arc<aegis_core::Engine>,
+    /// The shipper started by the `collector` option (on the audit file).
+    collector: Option<Arc<Collector>>,
+}
+
+/// The validated collector configuration for `collector` (JSON text) and the engine's
+/// audit file, checked before anything is opened.
+fn collector_config(
+    collector: Option<&str>,
+    audit_file: Option<&std::path::Path>,
+) -> PyResult<Option<CollectorConfig>> {
+    let Some(json) = collector else { return Ok(None) };
+    let Some(file) = audit_file else { return Err(PyValueError::new_err(NEEDS_AUDIT_FILE)) };
+    CollectorConfig::from_json(file, json).map(Some).map_err(PyValueError::new_err)
+}
+
+/// The audit file path of the `audit` option, if it is a path (not a callable).
+fn audit_path(py: Python<'_>, audit: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::path::PathBuf>> {
+    match audit {
+        Some(a) if !a.is_none() && (!a.is_callable() || a.is_instance_of::<PyString>()) => {
+            Ok(Some(py.import("os")?.call_method1("fspath", (a,))?.extract()?))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn collector_error(py: Python<'_>, e: &aegis_ship::ShipError) -> PyErr {
+    aegis_error(py, e.to_string())
+}
+
+fn timeout(t: f64) -> PyResult<std::time::Duration> {
+    if !(0.0..=3600.0).contains(&t) {
+        return Err(PyValueError::new_err(format!("timeout must be from 0 to 3600 seconds, not {t}")));
+    }
+    std::time::Duration::try_from_secs_f64(t).map_err(|e| PyValueError::new_err(format!("timeout: {e}")))
 }
 
 fn build_options(
@@ -317,7 +352,8 @@ fn audit_dict<'py>(py: Python<'py>, r: &aegis_core::AuditRecord) -> PyResult<Bou
 #[pymethods]
 impl NativeEngine {
     #[staticmethod]
-    #[pyo3(signature = (path, audit=None, fsync="always", approval_key=None, signing_key=None, signing_key_id=None))]
+    #[pyo3(signature = (path, audit=None, fsync="always", approval_key=None, signing_key=None, signing_key_id=None, collector=None))]
+    #[allow(clippy::too_many_arguments)]
     fn from_path(
         py: Python<'_>,
         path: std::path::PathBuf,
@@ -326,14 +362,17 @@ impl NativeEngine {
         approval_key: Option<&Bound<'_, PyAny>>,
         signing_key: Option<&Bound<'_, PyAny>>,
         signing_key_id: Option<String>,
+        collector: Option<&str>,
     ) -> PyResult<Self> {
+        let cfg = collector_config(collector, audit_path(py, audit)?.as_deref())?;
         let opts = build_options(py, audit, fsync, approval_key, signing_key, signing_key_id)?;
         let e = py.detach(|| aegis_core::Engine::from_path(path, opts)).map_err(|e| policy_error(py, &e))?;
-        Ok(NativeEngine { inner: Arc::new(e) })
+        Ok(NativeEngine { inner: Arc::new(e), collector: cfg.map(|c| Arc::new(Collector::from_config(c))) })
     }
 
     #[staticmethod]
-    #[pyo3(signature = (text, audit=None, fsync="always", approval_key=None, signing_key=None, signing_key_id=None))]
+    #[pyo3(signature = (text, audit=None, fsync="always", approval_key=None, signing_key=None, signing_key_id=None, collector=None))]
+    #[allow(clippy::too_many_arguments)]
     fn from_yaml(
         py: Python<'_>,
         text: &str,
@@ -342,11 +381,41 @@ impl NativeEngine {
         approval_key: Option<&Bound<'_, PyAny>>,
         signing_key: Option<&Bound<'_, PyAny>>,
         signing_key_id: Option<String>,
+        collector: Option<&str>,
     ) -> PyResult<Self> {
+        let cfg = collector_config(collector, audit_path(py, audit)?.as_deref())?;
         let opts = build_options(py, audit, fsync, approval_key, signing_key, signing_key_id)?;
         let text = text.to_owned();
         let e = py.detach(move || aegis_core::Engine::from_yaml(&text, opts)).map_err(|e| policy_error(py, &e))?;
-        Ok(NativeEngine { inner: Arc::new(e) })
+        Ok(NativeEngine { inner: Arc::new(e), collector: cfg.map(|c| Arc::new(Collector::from_config(c))) })
+    }
+
+    /// Whether a collector was configured.
+    fn has_collector(&self) -> bool {
+        self.collector.is_some()
+    }
+
+    /// The collector's metrics as JSON (snake_case keys), or `None` without one.
+    fn collector_metrics(&self) -> Option<String> {
+        self.collector.as_ref().map(|c| c.metrics_json())
+    }
+
+    /// Waits (without the GIL) until every record in the files now is delivered.
+    fn collector_flush(&self, py: Python<'_>, timeout_seconds: f64) -> PyResult<()> {
+        let Some(c) = self.collector.clone() else { return Ok(()) };
+        let t = timeout(timeout_seconds)?;
+        py.detach(move || c.flush(t)).map_err(|e| collector_error(py, &e))
+    }
+
+    /// Stops the collector with a final attempt (without the GIL); returns the final
+    /// metrics as JSON, or raises `AegisError` if the attempt left records undelivered.
+    #[pyo3(signature = (timeout_seconds=None))]
+    fn collector_close(&self, py: Python<'_>, timeout_seconds: Option<f64>) -> PyResult<Option<String>> {
+        let Some(c) = self.collector.clone() else { return Ok(None) };
+        let t = timeout_seconds.map(timeout).transpose()?;
+        let (m, r) = py.detach(move || c.close(t));
+        r.map_err(|e| collector_error(py, &e))?;
+        Ok(Some(aegis_ship::collector::metrics_json(&m)))
     }
 
     /// Evaluates a request dict; returns the raw decision tuple.

@@ -25,8 +25,8 @@ json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    # |x| < 2**64: see test_big_float_literals (core JSON parser bug)
-    | st.floats(allow_nan=False, allow_infinity=False, min_value=-1.8e19, max_value=1.8e19)
+    # Every finite float, including 2**64 <= |x| < 1e21 (a request error on both paths).
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=5), kids, max_size=4),
     max_leaves=20,
@@ -43,7 +43,13 @@ def test_native_equals_json(params: Any) -> None:
         return
     a = aegis.Engine.from_yaml(POLICY)
     b = aegis.Engine.from_yaml(POLICY)
-    line = json.loads(a.evaluate_json(text))
+    try:
+        line = json.loads(a.evaluate_json(text))
+    except aegis.RequestError:
+        # The same request is refused natively too.
+        with pytest.raises(aegis.RequestError):
+            b.evaluate(json.loads(text))
+        return
     d = b.evaluate(json.loads(text))
     assert d.audit == line["audit"]
     assert d.errors == line["errors"]
@@ -69,13 +75,25 @@ def test_hostile_never_crashes(params: Any) -> None:
     assert d.outcome in (aegis.Outcome.ALLOW, aegis.Outcome.DENY)
 
 
-@pytest.mark.parametrize("lit", ["1e300", "1.8446744073709552e+19", "100000000000000000000.0"])
+@pytest.mark.parametrize("lit", ["1e300", "1e21", "-1e21", "1.8446744073709550e+19"])
 def test_big_float_literals(lit: str) -> None:
-    # Floats beyond 2**64 are numbers in JSON as natively; only integer literals
-    # beyond the 64-bit range are request errors (as Python ints are).
+    # Floats whose canonical JSON has an exponent (|x| >= 1e21), or that are below
+    # 2**64, are ordinary numbers, in JSON as natively.
     e = aegis.Engine.from_yaml(POLICY)
     e.evaluate_json('{"agent":"a","tool":"t","params":{"a":%s}}' % lit)
     e.evaluate(agent="a", tool="t", params={"a": float(lit)})
+
+
+@pytest.mark.parametrize("lit", ["1.8446744073709552e+19", "100000000000000000000.0", "1e20", "-9.9e20"])
+def test_floats_that_are_integers_beyond_64_bits(lit: str) -> None:
+    # 2**64 <= |x| < 1e21: the canonical JSON of such a number is an integer literal
+    # beyond 64 bits, so it is a request error however it is written or passed.
+    e = aegis.Engine.from_yaml(POLICY)
+    with pytest.raises(aegis.RequestError):
+        e.evaluate_json('{"agent":"a","tool":"t","params":{"a":%s}}' % lit)
+    with pytest.raises(aegis.RequestError) as err:
+        e.evaluate(agent="a", tool="t", params={"a": float(lit)})
+    assert "integer beyond the 64-bit range" in str(err.value)
 
 
 def test_big_integer_literal_is_a_request_error() -> None:

@@ -40,3 +40,18 @@ def run() -> str:
         field: str = e.field
         out += field
     return out + line + str(ok)
+
+
+def collector_usage(path: str) -> int:
+    with aegis.Engine.from_yaml(
+        "aegis: 1\nrules: []\n",
+        audit=path,
+        collector={"endpoint": "http://127.0.0.1:4318", "headers": {"Authorization": "Bearer t"}, "batch": 64},
+    ) as e:
+        c: Optional[aegis.Collector] = e.collector
+        if c is None:
+            return 0
+        c.flush(timeout=1.0)
+        shipped: int = c.metrics()["shipped"]
+        final = c.close(timeout=0.5)
+        return shipped + int(final["pending"])

@@ -6,7 +6,7 @@
 """
 
 from ._decorator import AgentContext, ApprovalHandler, agent_context, current_agent_context, secure_tool
-from ._engine import Approval, AuditSink, Decision, Engine, Outcome
+from ._engine import Approval, AuditSink, Collector, CollectorConfig, Decision, Engine, Outcome
 from ._errors import (
     AegisError,
     ApprovalRequired,
@@ -23,6 +23,8 @@ __all__ = [
     "ApprovalHandler",
     "ApprovalRequired",
     "AuditSink",
+    "Collector",
+    "CollectorConfig",
     "Decision",
     "Engine",
     "Outcome",

@@ -2,19 +2,68 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
 
 from . import _aegis
 
-__all__ = ["Engine", "Decision", "Approval", "Outcome", "AuditSink"]
+__all__ = ["Engine", "Decision", "Approval", "Outcome", "AuditSink", "Collector", "CollectorConfig"]
 
 #: An audit destination: a path (durable JSONL file sink) or a callable that
 #: receives each record as a dict.
 AuditSink = Union[str, "os.PathLike[str]", Callable[[Dict[str, Any]], Any]]
 Key = Union[bytes, str]
+#: The ``collector`` option: ``endpoint`` (required), ``headers``, ``service_name``,
+#: ``batch``, ``batch_age_ms``, ``gzip``, ``cursor``, ``request_timeout_ms``,
+#: ``max_backoff_ms``, ``close_timeout_ms`` (see docs/collector.md).
+CollectorConfig = Mapping[str, Any]
+
+
+def _collector_json(collector: Optional[CollectorConfig]) -> Optional[str]:
+    if collector is None:
+        return None
+    if not isinstance(collector, Mapping):
+        raise ValueError("invalid collector configuration: not a JSON object")
+    try:
+        return json.dumps(dict(collector), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"invalid collector configuration: {e}") from None
+
+
+class Collector:
+    """The background shipper of an engine's audit file to an OpenTelemetry
+    collector (the ``collector`` option). Thread-safe."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def metrics(self) -> Dict[str, Any]:
+        """``shipped``, ``pending``, ``retries``, ``batches``, ``rejected_batches``,
+        ``rejected_records``, ``partially_rejected``, ``rejected_files``,
+        ``last_error`` and ``cursor``."""
+        raw: Optional[str] = self._native.collector_metrics()
+        result: Dict[str, Any] = json.loads(raw) if raw is not None else {}
+        return result
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Waits until every record in the audit file now is delivered; raises
+        :class:`AegisError` when ``timeout`` seconds pass first."""
+        self._native.collector_flush(float(timeout))
+
+    def close(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Stops shipping after one last attempt bounded by ``timeout`` seconds
+        (default: ``close_timeout_ms``); returns the final metrics. Raises
+        :class:`AegisError` if records are left undelivered (they stay in the file
+        and ship on the next start). Idempotent."""
+        raw: Optional[str] = self._native.collector_close(None if timeout is None else float(timeout))
+        result: Dict[str, Any] = json.loads(raw) if raw is not None else {}
+        return result
 
 
 class Outcome(str, Enum):
@@ -80,10 +129,33 @@ class Engine:
     """A loaded policy bundle. Thread-safe: share one engine between threads and
     asyncio tasks. The GIL is released while the core evaluates."""
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_collector")
 
     def __init__(self, native: Any) -> None:
         self._native = native
+        self._collector = Collector(native) if native.has_collector() else None
+
+    @property
+    def collector(self) -> Optional[Collector]:
+        """The collector started by the ``collector`` option, or ``None``."""
+        return self._collector
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Closes the collector, if any (see :meth:`Collector.close`). The engine
+        still evaluates afterwards; its records stay in the audit file."""
+        if self._collector is not None:
+            self._collector.close(timeout)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
 
     @classmethod
     def from_path(
@@ -95,11 +167,19 @@ class Engine:
         approval_key: Optional[Key] = None,
         signing_key: Optional[Key] = None,
         signing_key_id: Optional[str] = None,
+        collector: Optional[CollectorConfig] = None,
     ) -> "Engine":
-        """Loads a bundle (a file or a directory). Raises :class:`PolicyError`."""
+        """Loads a bundle (a file or a directory). Raises :class:`PolicyError`.
+        ``collector`` ships the ``audit`` file to an OpenTelemetry collector."""
         return cls(
             _aegis.NativeEngine.from_path(
-                os.fspath(path), audit, fsync, approval_key, signing_key, signing_key_id
+                os.fspath(path),
+                audit,
+                fsync,
+                approval_key,
+                signing_key,
+                signing_key_id,
+                _collector_json(collector),
             )
         )
 
@@ -113,11 +193,18 @@ class Engine:
         approval_key: Optional[Key] = None,
         signing_key: Optional[Key] = None,
         signing_key_id: Optional[str] = None,
+        collector: Optional[CollectorConfig] = None,
     ) -> "Engine":
         """Loads a one-file bundle from YAML text (file name ``<yaml>``)."""
         return cls(
             _aegis.NativeEngine.from_yaml(
-                text, audit, fsync, approval_key, signing_key, signing_key_id
+                text,
+                audit,
+                fsync,
+                approval_key,
+                signing_key,
+                signing_key_id,
+                _collector_json(collector),
             )
         )
 

@@ -1,0 +1,170 @@
+"""The `collector` option: configuration errors, and shipping end to end to a REAL
+OpenTelemetry collector (rotel; `AEGIS_ROTEL` names its binary, exported by the root
+Makefile after `make ship-rotel`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import time
+from typing import Iterator, List, Tuple
+
+import pytest
+
+import aegis
+
+from conftest import POLICIES
+
+NEEDS_FILE = (
+    "invalid collector configuration: `collector` needs `audit` to be a file path "
+    "(the shipper reads the durable audit file)"
+)
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError) as e:
+        aegis.Engine.from_path(
+            POLICIES / "finance", audit=str(tmp_path / "a.jsonl"), collector={"endpiont": "http://127.0.0.1:1"}
+        )
+    assert str(e.value) == (
+        "invalid collector configuration: unknown option `endpiont` (did you mean `endpoint`?)"
+    )
+    assert not (tmp_path / "a.jsonl").exists(), "validated before the audit file is opened"
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"endpoint": "ftp://x"}, "`endpoint` must be an http:// or https:// URL"),
+        ({"endpoint": "http://h", "batch": True}, "`batch` must be an integer"),
+        ({"endpoint": "http://h", "batch_age_ms": float("nan")}, "invalid collector configuration: Out of range float"),
+        ({"endpoint": "http://h", "headers": {"X": "a\r\nEvil: 1"}}, "control character"),
+        ({"endpoint": "http://h", "headers": {"X": object()}}, "invalid collector configuration: Object of type object"),
+        ([("endpoint", "http://h")], "invalid collector configuration: not a JSON object"),
+        ({}, "`endpoint` is required"),
+    ],
+)
+def test_bad_configurations(tmp_path: pathlib.Path, cfg: object, message: str) -> None:
+    with pytest.raises(ValueError) as e:
+        aegis.Engine.from_yaml("aegis: 1\nrules: []\n", audit=str(tmp_path / "a.jsonl"), collector=cfg)  # type: ignore[arg-type]
+    assert message in str(e.value)
+
+
+def test_collector_needs_a_file_audit_sink() -> None:
+    for audit in (None, lambda rec: None):
+        with pytest.raises(ValueError) as e:
+            aegis.Engine.from_yaml("aegis: 1\nrules: []\n", audit=audit, collector={"endpoint": "http://h"})
+        assert str(e.value) == NEEDS_FILE
+
+
+def test_no_collector() -> None:
+    e = aegis.Engine.from_yaml("aegis: 1\nrules: []\n")
+    assert e.collector is None
+    e.close()  # a no-op
+    with e:
+        pass
+
+
+def test_unreachable_collector_fails_flush_and_close_but_loses_nothing(tmp_path: pathlib.Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    audit = tmp_path / "a.jsonl"
+    e = aegis.Engine.from_path(
+        POLICIES / "finance",
+        audit=str(audit),
+        collector={"endpoint": f"http://127.0.0.1:{port}", "max_backoff_ms": 50, "close_timeout_ms": 200},
+    )
+    e.evaluate(agent="finance-agent", tool="payments", action="create", params={"amount": 5, "currency": "USD"})
+    assert e.collector is not None
+    with pytest.raises(aegis.AegisError):
+        e.collector.flush(timeout=0.3)
+    with pytest.raises(aegis.AegisError):
+        e.collector.close()
+    m = e.collector.metrics()
+    assert (m["shipped"], m["pending"]) == (0, 1) and m["retries"] >= 1 and m["last_error"]
+    # evaluate still works after close; the record is in the file for the next start.
+    e.evaluate(agent="finance-agent", tool="payments", action="create", params={"amount": 6, "currency": "USD"})
+    assert len(audit.read_text().splitlines()) == 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def rotel(tmp_path: pathlib.Path) -> Iterator[Tuple[str, pathlib.Path]]:
+    binary = os.environ.get("AEGIS_ROTEL")
+    if not binary:
+        pytest.skip("AEGIS_ROTEL is not set (run `make py-test`, which installs rotel and sets it)")
+    assert os.path.exists(binary), f"AEGIS_ROTEL={binary} does not exist"
+    http, grpc = free_port(), free_port()
+    out = tmp_path / "rotel.out"
+    with open(out, "w") as f:
+        p = subprocess.Popen(
+            [binary, "start", "--otlp-http-endpoint", f"127.0.0.1:{http}", "--otlp-grpc-endpoint",
+             f"127.0.0.1:{grpc}", "--exporter", "blackhole", "--debug-log", "logs",
+             "--debug-log-verbosity", "detailed", "--log-file", str(tmp_path / "rotel.log"),
+             "--pid-file", str(tmp_path / "rotel.pid")],
+            stdout=f, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )
+    try:
+        end = time.monotonic() + 20
+        while True:
+            assert p.poll() is None, f"rotel exited: {out.read_text()}"
+            try:
+                socket.create_connection(("127.0.0.1", http), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < end, "rotel did not listen"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{http}", out
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def test_ships_every_record_to_rotel(tmp_path: pathlib.Path, rotel: Tuple[str, pathlib.Path]) -> None:
+    url, out = rotel
+    audit = tmp_path / "audit.jsonl"
+    reqs: List[str] = [l for l in (POLICIES / "finance/requests.jsonl").read_text().splitlines() if l.strip()]
+    with aegis.Engine.from_path(
+        POLICIES / "finance",
+        audit=str(audit),
+        collector={"endpoint": url, "batch_age_ms": 50, "service_name": "python-test"},
+    ) as engine:
+        for i in range(24):
+            engine.evaluate_json(reqs[i % len(reqs)])
+        assert engine.collector is not None
+        engine.collector.flush(timeout=10)
+        lines = audit.read_text().splitlines()
+        m = engine.collector.metrics()
+        assert (m["shipped"], m["pending"], m["rejected_batches"]) == (len(lines), 0, 0)
+        assert m["cursor"]["seq"] == len(lines) - 1
+        body = re.compile(r"^Body: Str\((.*)\)$")
+        attr = re.compile(r"-> aegis\.hash: Str\(([0-9a-f]{64})\)$")
+        want = {json.loads(l)["hash"] for l in lines}
+        end = time.monotonic() + 10
+        while True:
+            text = out.read_text(errors="replace").splitlines()
+            bodies = {b.group(1) for b in map(body.match, text) if b}
+            hashes = {h.group(1) for h in map(attr.search, text) if h}
+            if want <= hashes and set(lines) <= bodies:
+                break
+            assert time.monotonic() < end, f"rotel got {len(want & hashes)} of {len(want)} hashes"
+            time.sleep(0.2)
+        assert "python-test" in "\n".join(text)
+    # The context manager closed it: a second close is a no-op with the same metrics.
+    assert engine.collector.close()["shipped"] == len(lines)
