@@ -19,7 +19,10 @@ status=0
 for t in "${TARGETS[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   echo "== $t ($SECS s)"
-  cargo +nightly fuzz run "$t" "corpus/$t" -- \
+  # regressions/$t: inputs that once crashed (each also a unit test in aegis-core);
+  # read as a second corpus, so every run replays them first.
+  extra=(); [ -d "regressions/$t" ] && extra=("regressions/$t")
+  cargo +nightly fuzz run "$t" "corpus/$t" "${extra[@]}" -- \
       -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
       -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 | tee "artifacts/$t.log" | \
       grep -E "^(#[0-9]+ *DONE|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|panicked)" || true
