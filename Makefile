@@ -74,7 +74,7 @@ policy-test: build
 audit-doc-test: build
 	$(PYTHON) tools/test_audit_doc.py $(AEGIS)
 
-bench:
+bench: ship-rotel
 	$(CARGO) bench -p aegis-bench
 	cargo bench --manifest-path benches/compare/Cargo.toml
 	benches/bindings/run.sh
