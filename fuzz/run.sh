@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SECS="${1:-30}"; shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(load_yaml request_json evaluate canonical_json audit_file grant_token ffi)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(load_yaml request_json evaluate canonical_json audit_file grant_token ffi oracle)
 export PATH="$PWD/.tools/bin:$PATH"
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked --root .tools

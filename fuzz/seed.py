@@ -54,4 +54,10 @@ for path in sorted(glob.glob(os.path.join(ROOT, "tests/vectors/generated/*.json"
 # Grant tokens: mode byte 0 (raw token) and 1 (mutate the genuine token).
 for t in [b"\x00v1.e30.AAAA", b"\x00garbage", b"\x01", b"\x01\x00\x00\x00\x01", b"\x00v1..", b"\x01" + b"\x00" * 40 + b"\x02"]:
     put("grant_token", t)
+# oracle: the bytes drive the generator's choices (8 bytes per draw); a few fixed
+# byte patterns of different lengths give it different starting bundles.
+import random
+_r = random.Random(1)
+for n in (0, 16, 64, 200, 512, 1024):
+    put("oracle", bytes(_r.getrandbits(8) for _ in range(n)))
 print("corpus written to", OUT)
