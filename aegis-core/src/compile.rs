@@ -91,20 +91,35 @@ struct Flat {
     keys: Vec<u8>,
 }
 
-fn flat_hash(agent: &str, tool: &str, action: Option<&str>) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(agent.as_bytes());
-    h.write(&[SEP]);
-    h.write(tool.as_bytes());
-    match action {
-        Some(a) => {
-            h.write(&[SEP]);
-            h.write(a.as_bytes());
-        }
-        None => h.write(&[NO_ACTION]),
+/// Mixes `bytes` into `h` eight bytes at a time (the tail as one zero-padded word),
+/// then its length, so that ("ab", "c") and ("a", "bc") differ.
+fn mix_str(mut h: u64, bytes: &[u8]) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
     }
-    // FxHash's low bits are weak; finish with a strong mix (splitmix64's finaliser).
-    let mut x = h.finish();
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    if let Some(dst) = w.get_mut(..rest.len()) {
+        dst.copy_from_slice(rest);
+    }
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
+}
+
+fn flat_hash(agent: &str, tool: &str, action: Option<&str>) -> u64 {
+    let mut h = mix_str(0, agent.as_bytes());
+    h = mix_str(h, tool.as_bytes());
+    h = match action {
+        Some(a) => mix_str(h, a.as_bytes()),
+        None => (h.rotate_left(5) ^ u64::MAX).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95),
+    };
+    // The multiply-rotate steps leave weak low bits; finish with a strong mix
+    // (splitmix64's finaliser) since the slot is taken from the low bits.
+    let mut x = h;
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;
