@@ -14,6 +14,28 @@ pub enum PathError {
 /// Normalises an absolute POSIX path: `//` → `/`, `.` dropped, `..` resolved, no
 /// trailing slash (the root stays `/`). `\` and `%` are ordinary characters.
 pub fn normalize_path(p: &str) -> Result<String, PathError> {
+    normalized(p).map(std::borrow::Cow::into_owned)
+}
+
+/// Whether an absolute path is already in normal form: no empty, `.` or `..`
+/// segment (so no `//`, no trailing `/` except the root itself), no NUL.
+fn is_normal(p: &str) -> bool {
+    let b = p.as_bytes();
+    if b.first() != Some(&b'/') || b.contains(&0) {
+        return false;
+    }
+    if b.len() == 1 {
+        return true;
+    }
+    b.get(1..).is_some_and(|rest| rest.split(|&c| c == b'/').all(|seg| !matches!(seg, b"" | b"." | b"..")))
+}
+
+/// [`normalize_path`] without allocating when the path is already normal (the
+/// common case on the evaluation path).
+pub fn normalized(p: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
+    if is_normal(p) {
+        return Ok(std::borrow::Cow::Borrowed(p));
+    }
     if p.as_bytes().contains(&0) {
         return Err(PathError::Nul);
     }
@@ -40,7 +62,7 @@ pub fn normalize_path(p: &str) -> Result<String, PathError> {
         out.push('/');
         out.push_str(s);
     }
-    Ok(out)
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// Whether a normalised path equals a normalised prefix or lies below it on a
@@ -169,6 +191,36 @@ pub fn host_in(host: &str, domain: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_no_allocation_path_agrees_with_full_normalisation() {
+        let segs = ["", ".", "..", "a", "b.", ".c", "...", "a b", "é"];
+        let mut paths = vec!["/".to_string(), String::new(), "a".into(), "/\0".into()];
+        for x in segs {
+            for y in segs {
+                for z in ["", "/"] {
+                    paths.push(format!("/{x}/{y}{z}"));
+                    paths.push(format!("/{x}{z}"));
+                    paths.push(format!("{x}/{y}{z}"));
+                }
+            }
+        }
+        for p in &paths {
+            if !p.starts_with('/') {
+                assert_eq!(normalized(p), Err(PathError::Relative), "{p:?}");
+                continue;
+            }
+            let full = {
+                // The general algorithm, forced (bypassing the fast path).
+                let mut s = p.clone();
+                s.push('/');
+                s.push('.');
+                normalized(&s).map(|c| c.into_owned())
+            };
+            let quick = normalized(p).map(|c| c.into_owned());
+            assert_eq!(quick, full, "{p:?}");
+        }
+    }
 
     fn within(p: &str, prefix: &str) -> Result<bool, PathError> {
         let prefix = normalize_path(prefix)?;

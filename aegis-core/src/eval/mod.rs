@@ -420,7 +420,7 @@ fn apply(op: &Op, s: Seen<'_>, ctx: &Ctx<'_>) -> Result<bool, String> {
             None => Err(wrong("contains_all", "list", &s)),
         },
         Op::Within(prefixes) => each_string("within", s, |p| {
-            let n = boundary::normalize_path(p).map_err(|e| match e {
+            let n = boundary::normalized(p).map_err(|e| match e {
                 boundary::PathError::Relative => format!("\"{p}\" is not an absolute path"),
                 boundary::PathError::Nul => "path contains a NUL byte".to_string(),
                 boundary::PathError::AboveRoot => format!("\"{p}\" goes above the root"),
