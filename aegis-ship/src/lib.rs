@@ -61,6 +61,13 @@ pub struct ShipperConfig {
     pub max_retry_after: Duration,
     /// One request's time limit (default 10 s).
     pub request_timeout: Duration,
+    /// While shipping, the cursor is written durably at most this often (default 1 s);
+    /// always when shipping catches up or stops, and at once after a batch is set
+    /// aside. Each write is two fsyncs, which on a journaling file system can stall
+    /// the engine's own appends to the audit log, so per-batch writes would slow
+    /// `evaluate`. A crash re-sends at most this much (receivers dedupe by
+    /// `aegis.hash`); nothing is lost.
+    pub cursor_interval: Duration,
     /// Log sink (default: stderr, prefixed `aegis-ship: `).
     pub log: Option<LogFn>,
 }
@@ -96,6 +103,7 @@ impl ShipperConfig {
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
+            cursor_interval: Duration::from_secs(1),
             log: None,
         }
     }
@@ -137,7 +145,8 @@ pub struct Metrics {
     pub rejected_files: Vec<PathBuf>,
     /// The last error (cleared by nothing: it tells what went wrong last).
     pub last_error: Option<String>,
-    /// The persisted cursor (the last delivered or set-aside record).
+    /// The cursor: the last delivered or set-aside record (written to the cursor file
+    /// at most every `cursor_interval`, and when shipping catches up or stops).
     pub cursor: Option<Cursor>,
 }
 
@@ -211,6 +220,9 @@ pub struct Shipper {
     batch: Vec<Line>,
     batch_since: Option<Instant>,
     cursor: Option<Cursor>,
+    /// The cursor last written to the cursor file, and when.
+    saved: Option<Cursor>,
+    last_save: Instant,
     shared: Arc<Shared>,
     jitter: retry::Jitter,
     last_progress: Instant,
@@ -244,6 +256,8 @@ impl Shipper {
             batch: Vec::new(),
             batch_since: None,
             cursor: None,
+            saved: None,
+            last_save: Instant::now(),
             shared,
             jitter: retry::Jitter::new(),
             last_progress: Instant::now(),
@@ -291,6 +305,8 @@ impl Shipper {
 
     /// One step: read what is there (up to a batch) and send one batch if one is due
     /// (`force`: send a partial batch now). Returns whether a batch was sent or set aside.
+    /// The cursor file is written at most every `cursor_interval`: call
+    /// [`persist_cursor`](Self::persist_cursor) when done.
     pub fn run_once(&mut self, force: bool) -> Result<bool, ShipError> {
         self.ensure_positioned()?;
         self.fill()?;
@@ -326,6 +342,7 @@ impl Shipper {
         let c = cursor::load(&self.cursor_file).map_err(ShipError)?;
         self.reader.position(c.as_ref()).map_err(ShipError)?;
         self.cursor = c.clone();
+        self.saved = c.clone();
         self.shared.lock().metrics.cursor = c;
         self.positioned = true;
         Ok(())
@@ -390,6 +407,33 @@ impl Shipper {
     }
 
     fn run(&mut self, mode: Mode) -> Result<(), ShipError> {
+        let r = self.run_loop(mode);
+        // Caught up, stopped or given up: whatever was delivered is recorded now.
+        let saved = self.persist_cursor();
+        r.and(saved)
+    }
+
+    /// Writes the cursor durably if it moved since the last write.
+    pub fn persist_cursor(&mut self) -> Result<(), ShipError> {
+        if self.cursor == self.saved {
+            return Ok(());
+        }
+        let Some(c) = self.cursor.clone() else { return Ok(()) };
+        self.last_save = Instant::now();
+        match cursor::save(&self.cursor_file, &c) {
+            Ok(()) => {
+                self.saved = Some(c);
+                Ok(())
+            }
+            Err(e) => {
+                self.log(&e);
+                self.set_error(&e);
+                Err(ShipError(e))
+            }
+        }
+    }
+
+    fn run_loop(&mut self, mode: Mode) -> Result<(), ShipError> {
         loop {
             // Whether a stop was asked for *before* this iteration's read: only a read
             // that started after the stop can prove that everything written before
@@ -610,15 +654,12 @@ impl Shipper {
         let c = self.batch.last().map(|l| Cursor { file: l.file.clone(), offset: l.end, seq, hash });
         self.batch.clear();
         self.batch_since = None;
-        let mut save_err = None;
-        if let Some(c) = c {
-            if let Err(e) = cursor::save(&self.cursor_file, &c) {
-                save_err = Some(e);
-            }
-            self.cursor = Some(c);
+        if c.is_some() {
+            self.cursor = c;
         }
-        if let Some(e) = &save_err {
-            self.log(e);
+        if set_aside.is_some() || self.last_save.elapsed() >= self.cfg.cursor_interval {
+            // Errors are logged and kept in `last_error`; the next write retries.
+            let _ = self.persist_cursor();
         }
         let mut st = self.shared.lock();
         if delivered {
@@ -630,9 +671,6 @@ impl Shipper {
         }
         if let Some(p) = set_aside {
             st.metrics.rejected_files.push(p);
-        }
-        if let Some(e) = save_err {
-            st.metrics.last_error = Some(e);
         }
         st.metrics.cursor = self.cursor.clone();
         drop(st);

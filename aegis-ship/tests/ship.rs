@@ -347,3 +347,23 @@ fn collector_from_json_flushes_and_closes_idempotently() {
     assert!(gunzip(&reqs[0].1).contains(r#""stringValue":"svc""#));
     assert!(aegis_ship::Collector::start(&f, r#"{"endpoint":"ftp://x"}"#).is_err());
 }
+
+#[test]
+fn cursor_file_is_written_at_most_every_interval_and_at_stop() {
+    let d = tmpdir("interval");
+    let f = d.join("a.jsonl");
+    append(&f, 0..4);
+    let r = responder(vec![]);
+    let mut c = cfg(&f, &r.url);
+    c.batch_max = 2;
+    c.cursor_interval = Duration::from_secs(3600);
+    let h = Shipper::start(c);
+    h.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(h.metrics().cursor.unwrap().seq, 3, "delivered");
+    // Two batches delivered, but within the interval the cursor file is not rewritten.
+    let on_disk = cursor::load(&d.join("a.jsonl.ship-cursor")).unwrap();
+    assert!(on_disk.as_ref().is_none_or(|c| c.seq < 3), "{on_disk:?}");
+    let (_, res) = h.close(Duration::from_secs(5));
+    res.unwrap();
+    assert_eq!(cursor::load(&d.join("a.jsonl.ship-cursor")).unwrap().unwrap().seq, 3, "written at stop");
+}
