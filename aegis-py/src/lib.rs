@@ -179,6 +179,20 @@ struct NativeEngine {
     collector: Option<Arc<Collector>>,
 }
 
+impl Drop for NativeEngine {
+    /// An engine dropped without `close()` stops its shipper without a final attempt,
+    /// which still joins the shipping thread (bounded by one in-flight request, up to
+    /// `request_timeout_ms`): do that with the GIL released, so garbage-collecting an
+    /// engine never stalls the other Python threads.
+    fn drop(&mut self) {
+        if let Some(c) = self.collector.take().filter(|c| !c.is_closed()) {
+            // If the interpreter cannot be attached (it is finalizing), the closure is
+            // dropped unrun, and the collector with it, right here.
+            let _ = Python::try_attach(move |py| py.detach(move || drop(c)));
+        }
+    }
+}
+
 /// The validated collector configuration for `collector` (JSON text) and the engine's
 /// audit file, checked before anything is opened.
 fn collector_config(

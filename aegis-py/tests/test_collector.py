@@ -4,6 +4,7 @@ Makefile after `make ship-rotel`)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pathlib
@@ -11,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from typing import Iterator, List, Tuple
 
@@ -46,6 +48,10 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: pathlib.Path) -> None:
         ({"endpoint": "http://h", "headers": {"X": "a\r\nEvil: 1"}}, "control character"),
         ({"endpoint": "http://h", "headers": {"X": object()}}, "invalid collector configuration: Object of type object"),
         ([("endpoint", "http://h")], "invalid collector configuration: not a JSON object"),
+        ("http://h", "`collector` must be a dict, not str"),
+        ({"endpoint": "http://h", "headers": {1: "x"}}, "keys must be str, found int 1 in `collector.headers`"),
+        ({"endpoint": "http://h", 2: 3}, "keys must be str, found int 2 in `collector`"),
+        ({"endpoint": b"http://h"}, "invalid collector configuration: Object of type bytes"),
         ({}, "`endpoint` is required"),
     ],
 )
@@ -91,6 +97,92 @@ def test_unreachable_collector_fails_flush_and_close_but_loses_nothing(tmp_path:
     # evaluate still works after close; the record is in the file for the next start.
     e.evaluate(agent="finance-agent", tool="payments", action="create", params={"amount": 6, "currency": "USD"})
     assert len(audit.read_text().splitlines()) == 2
+
+
+def dead_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_timeouts_are_checked(tmp_path: pathlib.Path) -> None:
+    e = aegis.Engine.from_yaml(
+        "aegis: 1\nrules: []\n", audit=str(tmp_path / "a.jsonl"), collector={"endpoint": dead_endpoint()}
+    )
+    assert e.collector is not None
+    for bad in (-1.0, float("nan"), float("inf"), 3601.0):
+        with pytest.raises(ValueError, match="timeout must be from 0 to 3600 seconds"):
+            e.collector.flush(timeout=bad)
+        with pytest.raises(ValueError, match="timeout must be from 0 to 3600 seconds"):
+            e.collector.close(timeout=bad)
+    assert not e.collector.close(timeout=0)["pending"]  # nothing written: nothing to ship
+
+
+def test_flush_and_close_release_the_gil(tmp_path: pathlib.Path) -> None:
+    # While flush/close wait on an unreachable collector, another Python thread runs:
+    # it records a timestamp every 10 ms, which it cannot do while the GIL is held.
+    e = aegis.Engine.from_yaml(
+        "aegis: 1\ndefault: allow\nrules: []\n",
+        audit=str(tmp_path / "a.jsonl"),
+        collector={"endpoint": dead_endpoint(), "max_backoff_ms": 50},
+    )
+    e.evaluate(agent="a", tool="t")
+    c = e.collector
+    assert c is not None
+    ticks: List[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.01)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    try:
+        time.sleep(0.05)
+        for name, wait in (("flush", lambda: c.flush(timeout=0.6)), ("close", lambda: c.close(timeout=0.6))):
+            with pytest.raises(aegis.AegisError):
+                t0 = time.monotonic()
+                try:
+                    wait()
+                finally:
+                    t1 = time.monotonic()
+            assert t1 - t0 >= 0.5, (name, t1 - t0)
+            inside = [x for x in ticks if t0 + 0.1 < x < t1 - 0.1]
+            assert len(inside) >= 5, f"{name} held the GIL: {len(inside)} ticks in {t1 - t0:.2f} s"
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_exit_does_not_mask_the_blocks_exception(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(KeyError):
+        with aegis.Engine.from_yaml(
+            "aegis: 1\ndefault: allow\nrules: []\n",
+            audit=str(tmp_path / "a.jsonl"),
+            collector={"endpoint": dead_endpoint(), "close_timeout_ms": 100},
+        ) as e:
+            e.evaluate(agent="a", tool="t")  # undelivered: close() fails
+            raise KeyError("from the block")
+    assert e.collector is not None and e.collector.metrics()["pending"] == 1
+    with pytest.raises(aegis.AegisError):
+        e.close()  # idempotent: the first close's outcome, at once
+    with pytest.raises(aegis.AegisError):  # without an exception in the block, close raises
+        with e:
+            pass
+
+
+def test_dropping_an_open_engine_is_fine(tmp_path: pathlib.Path) -> None:
+    e = aegis.Engine.from_yaml(
+        "aegis: 1\ndefault: allow\nrules: []\n", audit=str(tmp_path / "a.jsonl"), collector={"endpoint": dead_endpoint()}
+    )
+    e.evaluate(agent="a", tool="t")
+    start = time.monotonic()
+    del e
+    gc.collect()
+    assert time.monotonic() - start < 5
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1
 
 
 def free_port() -> int:
@@ -168,3 +260,13 @@ def test_ships_every_record_to_rotel(tmp_path: pathlib.Path, rotel: Tuple[str, p
         assert "python-test" in "\n".join(text)
     # The context manager closed it: a second close is a no-op with the same metrics.
     assert engine.collector.close()["shipped"] == len(lines)
+    assert engine.collector.metrics()["shipped"] == len(lines)
+    # After close: flush returns at once when everything written was delivered...
+    engine.collector.flush(timeout=1)
+    # ...and raises once the engine has written records nobody will ship now (they
+    # stay in the file for the next engine on it); metrics stay the final ones.
+    engine.evaluate_json(reqs[0])
+    with pytest.raises(aegis.AegisError, match="shipping has stopped"):
+        engine.collector.flush(timeout=1)
+    assert engine.collector.metrics()["shipped"] == len(lines)
+    assert len(audit.read_text().splitlines()) == len(lines) + 1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pathlib
 import runpy
 import subprocess
 import sys
@@ -16,6 +17,12 @@ def test_usage_file_runs() -> None:
     assert typing_usage.run().startswith("xxyparams")
 
 
+def test_collector_usage_runs(tmp_path: pathlib.Path) -> None:
+    import typing_usage
+
+    assert typing_usage.collector_usage(str(tmp_path / "audit.jsonl")) == 0  # nothing written, nothing shipped
+
+
 def test_exports() -> None:
     for name in aegis.__all__:
         assert hasattr(aegis, name), name
@@ -23,6 +30,7 @@ def test_exports() -> None:
         assert issubclass(exc, aegis.AegisError) and issubclass(exc, Exception)
     assert issubclass(aegis.Outcome, str)
     assert aegis.Outcome("require_approval") is aegis.Outcome.REQUIRE_APPROVAL
+    assert "Collector" in aegis.__all__ and aegis.Collector is aegis._engine.Collector
 
 
 def test_example_agent(capsys: pytest.CaptureFixture[str]) -> None:

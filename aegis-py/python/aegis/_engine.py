@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
 
 from . import _aegis
+from ._errors import AegisError
 
 __all__ = ["Engine", "Decision", "Approval", "Outcome", "AuditSink", "Collector", "CollectorConfig"]
 
@@ -23,11 +24,36 @@ Key = Union[bytes, str]
 CollectorConfig = Mapping[str, Any]
 
 
+def _check_keys(value: Any, where: str, depth: int = 0) -> None:
+    # json.dumps would silently turn a non-str key into a string (``{1: "x"}`` becomes
+    # a header named "1"): refuse it instead, naming where it is.
+    if depth > 8:
+        return  # json.dumps reports cycles; the configuration is never this deep
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(
+                    f"invalid collector configuration: keys must be str, found {type(k).__name__} "
+                    f"{k!r} in `{where}`"
+                )
+            _check_keys(v, f"{where}.{k}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_keys(v, f"{where}.{i}", depth + 1)
+
+
 def _collector_json(collector: Optional[CollectorConfig]) -> Optional[str]:
+    """The ``collector`` option as JSON text for the native layer; everything that is
+    not a JSON object of JSON values is a ``ValueError`` (like aegis-ship's own
+    rejections, which the native layer raises with the shipper's message)."""
     if collector is None:
         return None
     if not isinstance(collector, Mapping):
-        raise ValueError("invalid collector configuration: not a JSON object")
+        raise ValueError(
+            "invalid collector configuration: not a JSON object "
+            f"(`collector` must be a dict, not {type(collector).__name__})"
+        )
+    _check_keys(collector, "collector")
     try:
         return json.dumps(dict(collector), allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -52,15 +78,18 @@ class Collector:
         return result
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Waits until every record in the audit file now is delivered; raises
-        :class:`AegisError` when ``timeout`` seconds pass first."""
+        """Waits (GIL released) until every record in the audit file now is
+        delivered; raises :class:`AegisError` when ``timeout`` seconds (0 to 3600)
+        pass first. After :meth:`close` it returns at once if everything written so
+        far was delivered, and raises :class:`AegisError` otherwise."""
         self._native.collector_flush(float(timeout))
 
     def close(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Stops shipping after one last attempt bounded by ``timeout`` seconds
-        (default: ``close_timeout_ms``); returns the final metrics. Raises
-        :class:`AegisError` if records are left undelivered (they stay in the file
-        and ship on the next start). Idempotent."""
+        (default: ``close_timeout_ms``; GIL released); returns the final metrics.
+        Raises :class:`AegisError` if records are left undelivered (they stay in the
+        file and ship on the next start). Idempotent: a second call returns (or
+        raises) the first call's outcome at once. :meth:`metrics` stays available."""
         raw: Optional[str] = self._native.collector_close(None if timeout is None else float(timeout))
         result: Dict[str, Any] = json.loads(raw) if raw is not None else {}
         return result
@@ -155,7 +184,15 @@ class Engine:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        # The block raised: close anyway, but do not replace its exception with a
+        # delivery failure (the records stay in the file; metrics() has last_error).
+        try:
+            self.close()
+        except AegisError:
+            pass
 
     @classmethod
     def from_path(
