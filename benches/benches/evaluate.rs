@@ -28,8 +28,6 @@ fn evaluate(c: &mut Criterion) {
 /// The decision phase alone: index lookup, every candidate's selectors and condition
 /// (three-valued), and combining — no kill switch check, limits, record or hashing.
 fn decision_phase(c: &mut Criterion) {
-    use aegis_core::eval::{eval_rule_proven, Ctx, Sink, Tri};
-    use aegis_core::Outcome;
     let mut g = c.benchmark_group("decision_phase");
     g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     for n in [10usize, 1_000, 10_000] {
@@ -41,29 +39,7 @@ fn decision_phase(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("rules_only", n), &n, |b, _| {
             b.iter(|| {
                 i = (i + 1) % reqs.len();
-                let r = &reqs[i];
-                let ctx = Ctx { req: r, time_ms: 0, time_str: time };
-                let mut sink = Sink { errors: Vec::new(), trace: None };
-                let mut best: Option<Outcome> = None;
-                let mut count = 0usize;
-                let (cands, proven) = compiled.lookup(&r.agent, &r.tool, r.action.as_deref());
-                for &k in cands {
-                    let rule = &compiled.bundle.rules[k as usize];
-                    let applies = match eval_rule_proven(rule, &ctx, &mut sink, proven) {
-                        Tri::True => true,
-                        Tri::False => false,
-                        Tri::Error => rule.outcome != Outcome::Allow,
-                    };
-                    if applies {
-                        if best.is_none_or(|b| rule.outcome > b) {
-                            best = Some(rule.outcome);
-                            count = 0;
-                        }
-                        count += 1;
-                    }
-                    sink.errors.clear();
-                }
-                (best, count)
+                aegis_bench::decide(&compiled, &reqs[i], time)
             })
         });
     }

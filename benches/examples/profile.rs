@@ -4,7 +4,6 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::indexing_slicing)]
 
 use aegis_bench::{bundle, requests};
-use aegis_core::eval::{eval_rule_proven, Ctx, Sink, Tri};
 use aegis_core::{Engine, EngineOptions, Outcome};
 
 fn main() {
@@ -18,24 +17,7 @@ fn main() {
         let compiled = engine.policy();
         let time = "2026-01-05T10:00:00.000Z";
         for i in 0..iters {
-            let r = &reqs[i % reqs.len()];
-            let ctx = Ctx { req: r, time_ms: 0, time_str: time };
-            let mut sink = Sink { errors: Vec::new(), trace: None };
-            let mut best: Option<Outcome> = None;
-            let (cands, proven) = compiled.lookup(&r.agent, &r.tool, r.action.as_deref());
-            for &k in cands {
-                let rule = &compiled.bundle.rules[k as usize];
-                let applies = match eval_rule_proven(rule, &ctx, &mut sink, proven) {
-                    Tri::True => true,
-                    Tri::False => false,
-                    Tri::Error => rule.outcome != Outcome::Allow,
-                };
-                if applies && best.is_none_or(|b| rule.outcome > b) {
-                    best = Some(rule.outcome);
-                }
-                sink.errors.clear();
-            }
-            if best == Some(Outcome::Allow) {
+            if aegis_bench::decide(&compiled, &reqs[i % reqs.len()], time).0 == Some(Outcome::Allow) {
                 allowed += 1;
             }
         }

@@ -64,3 +64,38 @@ pub fn requests(n: usize, count: usize, seed: u64) -> Vec<Request> {
         })
         .collect()
 }
+
+/// The decision phase alone, as `decision_phase/rules_only` measures it: index
+/// lookup, each candidate's unproven selectors and three-valued condition, and
+/// combining (no kill switch, limits, record or hashing). Returns the winning outcome
+/// (`None`: no rule applies) and how many rules share it.
+pub fn decide(
+    compiled: &aegis_core::engine::Compiled,
+    r: &Request,
+    time: &str,
+) -> (Option<aegis_core::Outcome>, usize) {
+    use aegis_core::eval::{eval_rule_proven, Ctx, Sink, Tri};
+    use aegis_core::Outcome;
+    let ctx = Ctx { req: r, time_ms: 0, time_str: time };
+    let mut sink = Sink { errors: Vec::new(), trace: None };
+    let mut best: Option<Outcome> = None;
+    let mut count = 0usize;
+    let (cands, proven) = compiled.lookup(&r.agent, &r.tool, r.action.as_deref());
+    for &k in cands {
+        let Some(rule) = compiled.bundle.rules.get(k as usize) else { continue };
+        let applies = match eval_rule_proven(rule, &ctx, &mut sink, proven) {
+            Tri::True => true,
+            Tri::False => false,
+            Tri::Error => rule.outcome != Outcome::Allow,
+        };
+        if applies {
+            if best.is_none_or(|b| rule.outcome > b) {
+                best = Some(rule.outcome);
+                count = 0;
+            }
+            count += 1;
+        }
+        sink.errors.clear();
+    }
+    (best, count)
+}

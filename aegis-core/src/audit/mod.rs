@@ -286,19 +286,7 @@ fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 fn push_u64(out: &mut String, n: u64) {
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        if let Some(slot) = buf.get_mut(i) {
-            *slot = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or(b"0")).unwrap_or("0"));
+    out.push_str(std::str::from_utf8(u64_digits(n, &mut buf)).unwrap_or("0"));
 }
 
 fn write_str_list(out: &mut String, items: &[String]) {
