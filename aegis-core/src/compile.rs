@@ -9,6 +9,7 @@
 //! prunes.
 
 use crate::policy::{Bundle, Field, Pattern};
+use crate::value::bytes_eq;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -146,15 +147,15 @@ fn flat_key(agent: &str, tool: &str, action: Option<&str>) -> Vec<u8> {
 fn key_is(key: &[u8], agent: &str, tool: &str, action: Option<&str>) -> bool {
     let (a, t) = (agent.len(), tool.len());
     let Some((head, rest)) = key.split_at_checked(a) else { return false };
-    if head != agent.as_bytes() || rest.first() != Some(&SEP) {
+    if !bytes_eq(head, agent.as_bytes()) || rest.first() != Some(&SEP) {
         return false;
     }
     let Some((mid, rest)) = rest.get(1..).and_then(|r| r.split_at_checked(t)) else { return false };
-    if mid != tool.as_bytes() {
+    if !bytes_eq(mid, tool.as_bytes()) {
         return false;
     }
     match action {
-        Some(x) => rest.first() == Some(&SEP) && rest.get(1..) == Some(x.as_bytes()),
+        Some(x) => rest.first() == Some(&SEP) && rest.get(1..).is_some_and(|r| bytes_eq(r, x.as_bytes())),
         None => rest == [NO_ACTION],
     }
 }

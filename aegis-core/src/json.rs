@@ -133,7 +133,24 @@ pub fn write_number(out: &mut String, n: f64) {
     }
     // Fast path: integers that print exactly.
     if n.fract() == 0.0 && n.abs() < 1e15 {
-        let _ = write!(out, "{}", n as i64);
+        // Digits by hand: the formatter costs more than the rest of a small object.
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        let mut v = n.abs() as u64;
+        loop {
+            i -= 1;
+            if let Some(slot) = buf.get_mut(i) {
+                *slot = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 || i == 0 {
+                break;
+            }
+        }
+        if n < 0.0 {
+            out.push('-');
+        }
+        out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
         return;
     }
     // Shortest round-trip digits and exponent from Rust's formatter: "d.ddde[-]x".
@@ -414,6 +431,16 @@ mod tests {
         assert_eq!(num(4.50), "4.5");
         assert_eq!(num(2e-3), "0.002");
         assert_eq!(num(0.000000000000000000000000001), "1e-27");
+        // The integer fast path, at and around its edges.
+        assert_eq!(num(-5.0), "-5");
+        assert_eq!(num(10.0), "10");
+        assert_eq!(num(-1200.0), "-1200");
+        assert_eq!(num(999_999_999_999_999.0), "999999999999999");
+        assert_eq!(num(-999_999_999_999_999.0), "-999999999999999");
+        assert_eq!(num(-1e15), "-1000000000000000");
+        for i in -2000i64..2000 {
+            assert_eq!(num(i as f64), i.to_string());
+        }
     }
 
     #[test]

@@ -10,6 +10,40 @@ use std::fmt;
 /// A JSON object: keys in UTF-8 byte order.
 pub type Map = BTreeMap<String, Value>;
 
+/// Whether two byte strings are equal, comparing short ones (the usual names, keys
+/// and enum-like values) in a few word loads instead of a call to `memcmp`.
+#[inline]
+pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    fn w8(s: &[u8], i: usize) -> Option<u64> {
+        s.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()).map(u64::from_ne_bytes)
+    }
+    fn w4(s: &[u8], i: usize) -> Option<u32> {
+        s.get(i..i + 4).and_then(|c| <[u8; 4]>::try_from(c).ok()).map(u32::from_ne_bytes)
+    }
+    match n {
+        0 => true,
+        1..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `map.get(key)`, scanning small maps (the usual `params`) with [`bytes_eq`]
+/// instead of descending the tree with `memcmp` calls.
+#[inline]
+pub fn map_get<'a>(map: &'a Map, key: &str) -> Option<&'a Value> {
+    if map.len() <= 8 {
+        map.iter().find(|(k, _)| bytes_eq(k.as_bytes(), key.as_bytes())).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
+}
+
 /// A JSON value with finite binary64 numbers.
 #[derive(Clone, Debug, Default)]
 pub enum Value {
@@ -209,6 +243,40 @@ impl ValuePath<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bytes_eq_agrees_with_slice_eq() {
+        let words: Vec<Vec<u8>> = (0..40usize)
+            .flat_map(|n| {
+                let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+                let mut variants = vec![base.clone()];
+                for j in 0..n {
+                    let mut v = base.clone();
+                    v[j] ^= 1;
+                    variants.push(v);
+                }
+                variants
+            })
+            .collect();
+        for a in &words {
+            for b in &words {
+                assert_eq!(super::bytes_eq(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn map_get_small_and_large() {
+        let mut m = super::Map::new();
+        for i in 0..20 {
+            m.insert(format!("k{i}"), super::Value::from(i as f64));
+            for j in 0..=i {
+                assert_eq!(super::map_get(&m, &format!("k{j}")), Some(&super::Value::from(j as f64)));
+            }
+            assert_eq!(super::map_get(&m, "k"), None);
+            assert_eq!(super::map_get(&m, "k99"), None);
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -1,5 +1,5 @@
 //! Evaluates the agent-tools workload in a loop, for profilers (callgrind, perf).
-//! `cargo run --release -p aegis-bench --example profile -- N_AGENTS ITERATIONS [decision]`
+//! `cargo run --release -p aegis-bench --example profile -- N_AGENTS ITERATIONS [decision|full] [REQUESTS]`
 //! (`decision`: the decision phase alone, as the `decision_phase` bench measures it).
 #![allow(missing_docs, clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -11,7 +11,7 @@ fn main() {
     let num = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (n, iters) = (num(0, 1000), num(1, 200_000));
     let engine = Engine::from_yaml(&bundle(n), EngineOptions::default()).unwrap();
-    let reqs = requests(n, 4096, 42);
+    let reqs = requests(n, num(3, 4096), 42);
     let mut allowed = 0usize;
     if args.get(2).map(String::as_str) == Some("decision") {
         let compiled = engine.policy();

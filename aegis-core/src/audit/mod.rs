@@ -79,7 +79,15 @@ impl AuditRecord {
     /// hashes the part before `prev` outside the engine's chain lock and only the
     /// short tail inside it.
     pub fn segments(&self) -> Segments {
-        let mut b = String::with_capacity(512);
+        self.segments_in(String::new())
+    }
+
+    /// [`segments`](Self::segments) serialised into `buf` (cleared first), a buffer
+    /// the caller reuses (see [`Segments::into_buf`]).
+    pub fn segments_in(&self, mut buf: String) -> Segments {
+        buf.clear();
+        buf.reserve(512);
+        let mut b = buf;
         b.push('{');
         // A: action … errors (the first field carries no comma).
         if let Some(a) = &self.action {
@@ -202,6 +210,11 @@ pub struct Segments {
 }
 
 impl Segments {
+    /// The buffer, for reuse.
+    pub fn into_buf(self) -> String {
+        self.buf
+    }
+
     /// Everything before `prev` in the unsealed (hashed) form.
     pub fn head(&self) -> &str {
         self.buf.get(..self.ab).unwrap_or("")
@@ -222,7 +235,7 @@ impl Segments {
     /// allocation (it runs under the engine's chain lock).
     pub fn hash_tail(&self, h: &mut Sha256, prev: &str, seq: u64) {
         let mut prev_json = String::new();
-        let prev_part: &str = if prev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let prev_part: &str = if all_hex(prev.as_bytes()) {
             h.update(b",\"prev\":\"");
             h.update(prev.as_bytes());
             "\""
@@ -266,6 +279,16 @@ impl Segments {
         out.push_str(self.buf.get(self.a..self.ab).unwrap_or(""));
         self.write_tail(out, rec, if sealed { rec.sig.as_deref() } else { None });
     }
+}
+
+/// Whether every byte is an ASCII hex digit, without a branch per byte (the check
+/// runs under the chain lock on every record).
+fn all_hex(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| {
+        let digit = b.wrapping_sub(b'0') < 10;
+        let letter = (b | 0x20).wrapping_sub(b'a') < 6;
+        ok & (digit | letter)
+    })
 }
 
 /// The decimal digits of `n`, written at the end of `buf`.
@@ -405,6 +428,16 @@ impl AuditSink for MemorySink {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn all_hex_matches_is_ascii_hexdigit() {
+        for b in 0..=255u8 {
+            assert_eq!(super::all_hex(&[b]), b.is_ascii_hexdigit(), "{b}");
+            assert_eq!(super::all_hex(&[b'a', b, b'0']), b.is_ascii_hexdigit(), "{b}");
+        }
+        assert!(super::all_hex(super::GENESIS.as_bytes()));
+        assert!(super::all_hex(b""));
+    }
+
     use super::*;
 
     #[test]

@@ -332,6 +332,74 @@ fn lock_spinning<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     lock(m)
 }
 
+/// The determining rules while combining: the first kept inline, so the usual single
+/// winner costs no allocation.
+#[derive(Default)]
+struct Winners<'a> {
+    first: Option<&'a Rule>,
+    rest: Vec<&'a Rule>,
+}
+
+impl<'a> Winners<'a> {
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest.clear();
+    }
+
+    fn push(&mut self, r: &'a Rule) {
+        if self.first.is_none() {
+            self.first = Some(r);
+        } else {
+            self.rest.push(r);
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn first(&self) -> Option<&'a Rule> {
+        self.first
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a Rule> + '_ {
+        self.first.into_iter().chain(self.rest.iter().copied())
+    }
+}
+
+/// Per-thread scratch buffers reused across evaluations (the canonical `params` and
+/// the record being sealed), so the hot path does not allocate them each time.
+/// `take` leaves an empty string behind, so a re-entrant call simply allocates.
+mod scratch {
+    use std::cell::Cell;
+    use std::thread::LocalKey;
+
+    thread_local! {
+        /// Canonical JSON of `params`.
+        pub static PARAMS: Cell<String> = const { Cell::new(String::new()) };
+        /// A record's serialised segments.
+        pub static RECORD: Cell<String> = const { Cell::new(String::new()) };
+    }
+
+    /// Buffers larger than this are dropped rather than kept for the next call.
+    const KEEP: usize = 8 << 10;
+
+    /// The thread's buffer, emptied (a new one when it is in use or the thread is
+    /// exiting).
+    pub fn take(key: &'static LocalKey<Cell<String>>) -> String {
+        let mut s = key.try_with(Cell::take).unwrap_or_default();
+        s.clear();
+        s
+    }
+
+    /// Gives a buffer back for the next call on this thread.
+    pub fn put(key: &'static LocalKey<Cell<String>>, s: String) {
+        if s.capacity() <= KEEP {
+            let _ = key.try_with(|c| c.set(s));
+        }
+    }
+}
+
 /// How to evaluate.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvalOptions {
@@ -424,7 +492,7 @@ impl Engine {
         let compiled = self.policy.load();
         let bundle = &compiled.bundle;
         let ctx = Ctx { req, time_ms, time_str: &time_str };
-        let mut params_json = String::with_capacity(128);
+        let mut params_json = scratch::take(&scratch::PARAMS);
         crate::json::write_object(&mut params_json, &req.params);
         let params_sha256 = crate::policy::hex(&Sha256::digest(params_json.as_bytes()));
 
@@ -449,7 +517,7 @@ impl Engine {
             let mut trace_buf = Vec::new();
             let mut explain = opts.explain.then(Vec::new);
             let mut best: Option<Outcome> = None;
-            let mut winners: Vec<&Rule> = Vec::new();
+            let mut winners = Winners::default();
             let mut errs = Vec::new();
             let (candidates, proven) = compiled.index.lookup(&req.agent, &req.tool, req.action.as_deref());
             for &i in candidates {
@@ -602,13 +670,16 @@ impl Engine {
                 None => {
                     d.outcome = bundle.default;
                     d.rules.push("default".into());
-                    d.reason = format!("no rule applies; the bundle default is {}", bundle.default);
+                    d.reason = String::with_capacity(48);
+                    d.reason.push_str("no rule applies; the bundle default is ");
+                    d.reason.push_str(bundle.default.as_str());
                 }
                 Some(o) => {
                     d.outcome = o;
                     if best == Some(o) {
+                        d.rules.reserve_exact(winners.len());
                         d.rules.extend(winners.iter().map(|r| r.id.clone()));
-                        for r in &winners {
+                        for r in winners.iter() {
                             for a in &r.approvers {
                                 if o == Outcome::RequireApproval {
                                     let list = &mut d
@@ -626,11 +697,16 @@ impl Engine {
                         d.rules.push(format!("limit:{}", l.id));
                     }
                     d.reason = match winners.first().filter(|_| best == Some(o)) {
-                        Some(r) => r
-                            .reason
-                            .clone()
-                            .or_else(|| r.description.clone())
-                            .unwrap_or_else(|| format!("rule \"{}\" decided {}", r.id, o)),
+                        Some(r) => r.reason.clone().or_else(|| r.description.clone()).unwrap_or_else(|| {
+                            // `rule "<id>" decided <outcome>`, without the formatter.
+                            let o = o.as_str();
+                            let mut t = String::with_capacity(r.id.len() + o.len() + 15);
+                            t.push_str("rule \"");
+                            t.push_str(&r.id);
+                            t.push_str("\" decided ");
+                            t.push_str(o);
+                            t
+                        }),
                         None => exceeded
                             .iter()
                             .find(|(l, _)| l.outcome == o)
@@ -682,6 +758,7 @@ impl Engine {
             drop(limit_guard);
         }
 
+        scratch::put(&scratch::PARAMS, params_json);
         d.audit = AuditRecord {
             seq: 0,
             time: time_str,
@@ -713,7 +790,7 @@ impl Engine {
     /// tail of the hash (from `prev` on) is computed under the chain lock, and without
     /// a sink nothing is allocated there: the lock is held for a few SHA-256 blocks.
     fn record(&self, rec: &mut AuditRecord) -> Result<(), AuditError> {
-        let seg = rec.segments();
+        let seg = rec.segments_in(scratch::take(&scratch::RECORD));
         let mut head = Sha256::new();
         head.update(seg.head().as_bytes());
         let mut new_prev = String::with_capacity(64);
@@ -744,6 +821,7 @@ impl Engine {
                 (rec.seq, chain.durables.clone())
             }
         };
+        scratch::put(&scratch::RECORD, seg.into_buf());
         if let Some(d) = digest {
             rec.hash = crate::policy::hex(&d);
         }

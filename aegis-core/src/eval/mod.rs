@@ -111,7 +111,8 @@ impl<'a> Seen<'a> {
 
     fn eq_value(&self, other: &Value) -> bool {
         match (self, other) {
-            (Seen::Str(a), Value::String(b)) => *a == b,
+            (Seen::Str(a), Value::String(b)) => crate::value::bytes_eq(a.as_bytes(), b.as_bytes()),
+            (Seen::Val(Value::String(a)), Value::String(b)) => crate::value::bytes_eq(a.as_bytes(), b.as_bytes()),
             (Seen::Chain(a), Value::Array(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| y.as_str() == Some(x))
             }
@@ -167,10 +168,10 @@ pub fn resolve<'a>(path: &Path, ctx: &Ctx<'a>) -> Option<Seen<'a>> {
     };
     let mut segs = path.segments.iter();
     let Some(first) = segs.next() else { return Some(Seen::Map(start)) };
-    let mut cur = start.get(&first.key)?;
+    let mut cur = crate::value::map_get(start, &first.key)?;
     for seg in segs {
         cur = match cur {
-            Value::Object(m) => m.get(&seg.key)?,
+            Value::Object(m) => crate::value::map_get(m, &seg.key)?,
             Value::Array(a) => a.get(seg.index?)?,
             _ => return None,
         };

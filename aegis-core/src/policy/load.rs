@@ -139,9 +139,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Appends lower-case hex (no allocation when `out` has the capacity).
 pub(crate) fn hex_into(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0')));
-        out.push(char::from(HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0')));
+    // 32 input bytes (one SHA-256 digest) per chunk, pushed as one string.
+    for chunk in bytes.chunks(32) {
+        let mut buf = [0u8; 64];
+        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
+            if let [hi, lo] = pair {
+                *hi = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+                *lo = HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0');
+            }
+        }
+        let used = buf.get(..chunk.len() * 2).unwrap_or_default();
+        out.push_str(std::str::from_utf8(used).unwrap_or_default());
     }
 }
 

@@ -124,7 +124,7 @@ impl Pattern {
     /// Whether `s` matches.
     pub fn matches(&self, s: &str) -> bool {
         match self {
-            Pattern::Exact(e) => e == s,
+            Pattern::Exact(e) => crate::value::bytes_eq(e.as_bytes(), s.as_bytes()),
             Pattern::Glob(parts) => glob_match(parts, s),
         }
     }
