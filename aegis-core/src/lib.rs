@@ -33,6 +33,7 @@ pub mod compile;
 pub mod engine;
 pub mod eval;
 pub mod json;
+pub mod map;
 pub mod policy;
 pub mod request;
 pub mod suggest;

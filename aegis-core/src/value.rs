@@ -1,14 +1,12 @@
 //! The JSON data model shared by requests, policies and audit records.
 //!
 //! Numbers are IEEE-754 binary64, as in RFC 8785 and in every binding's JSON; a
-//! number is always finite. Objects keep their keys sorted (by UTF-8 bytes), which
-//! makes lookups logarithmic and canonical serialisation cheap.
+//! number is always finite. Objects ([`Map`]) keep their keys sorted (by UTF-8
+//! bytes), which makes canonical serialisation cheap; small ones are stored compactly.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-/// A JSON object: keys in UTF-8 byte order.
-pub type Map = BTreeMap<String, Value>;
+pub use crate::map::Map;
 
 /// Whether two byte strings are equal, comparing short ones (the usual names, keys
 /// and enum-like values) in a few word loads instead of a call to `memcmp`.
@@ -30,17 +28,6 @@ pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
         4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
         8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
         _ => a == b,
-    }
-}
-
-/// `map.get(key)`, scanning small maps (the usual `params`) with [`bytes_eq`]
-/// instead of descending the tree with `memcmp` calls.
-#[inline]
-pub fn map_get<'a>(map: &'a Map, key: &str) -> Option<&'a Value> {
-    if map.len() <= 8 {
-        map.iter().find(|(k, _)| bytes_eq(k.as_bytes(), key.as_bytes())).map(|(_, v)| v)
-    } else {
-        map.get(key)
     }
 }
 
@@ -261,19 +248,6 @@ mod tests {
             for b in &words {
                 assert_eq!(super::bytes_eq(a, b), a == b, "{a:?} {b:?}");
             }
-        }
-    }
-
-    #[test]
-    fn map_get_small_and_large() {
-        let mut m = super::Map::new();
-        for i in 0..20 {
-            m.insert(format!("k{i}"), super::Value::from(i as f64));
-            for j in 0..=i {
-                assert_eq!(super::map_get(&m, &format!("k{j}")), Some(&super::Value::from(j as f64)));
-            }
-            assert_eq!(super::map_get(&m, "k"), None);
-            assert_eq!(super::map_get(&m, "k99"), None);
         }
     }
 

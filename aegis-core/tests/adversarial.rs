@@ -94,8 +94,11 @@ fn apply_gen(gen: &Map, req: &mut Map) -> Option<String> {
         text.push_str(&format!(",\"params\":{{\"x\":{}1{}}}}}", "[".repeat(n), "]".repeat(n)));
         return Some(text);
     }
-    let params = match req.entry("params".to_string()).or_insert_with(|| Value::Object(Map::new())) {
-        Value::Object(m) => m,
+    if !req.contains_key("params") {
+        req.insert("params".to_string(), Value::Object(Map::new()));
+    }
+    let params = match req.get_mut("params") {
+        Some(Value::Object(m)) => m,
         _ => panic!("gen needs params to be a mapping"),
     };
     if let Some(n) = gen.get("deep").and_then(Value::as_f64) {

@@ -14,7 +14,6 @@
 //! recognises the prefix and throws the matching subclass.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ fn s(v: &str) -> Value {
 }
 
 fn aegis_error(kind: &str, message: &str, extra: Vec<(&str, Value)>) -> Error {
-    let mut m = BTreeMap::new();
+    let mut m = aegis_core::Map::new();
     m.insert("kind".to_owned(), s(kind));
     m.insert("message".to_owned(), s(message));
     for (k, v) in extra {
@@ -56,7 +55,7 @@ fn load_errors(e: &LoadErrors) -> Error {
     let list =
         e.0.iter()
             .map(|le| {
-                let mut m = BTreeMap::new();
+                let mut m = aegis_core::Map::new();
                 m.insert("file".to_owned(), s(&le.loc.file));
                 m.insert("line".to_owned(), Value::Number(le.loc.line as f64));
                 m.insert("column".to_owned(), Value::Number(le.loc.column as f64));
@@ -395,7 +394,7 @@ fn to_value(v: &Unknown<'_>, at: &Path<'_>, depth: usize) -> Result<Option<Value
                     KeyConversion::NumbersToStrings,
                 )?;
                 let len = keys.get_array_length()?;
-                let mut map = BTreeMap::new();
+                let mut map = aegis_core::Map::new();
                 for i in 0..len {
                     let key: Unknown<'_> = keys.get_element(i)?;
                     if key.get_type()? != ValueType::String {

@@ -10,6 +10,7 @@ fn main() {
     let n = args.first().copied().unwrap_or(10_000);
     let repeats = args.get(1).copied().unwrap_or(1);
     let text = bundle(n);
+    let baseline = rss_kib("VmRSS:");
     let start = std::time::Instant::now();
     let mut engines = Vec::new();
     for _ in 0..repeats {
@@ -32,4 +33,25 @@ fn main() {
         start.elapsed().as_secs_f64() * 1000.0 / repeats as f64,
         text.len()
     );
+    // Resident memory (Linux), beyond what the process held before loading (the YAML
+    // text included): with the engines alive, and at the peak, which includes the
+    // transient parse tree and every earlier phase above.
+    let after = rss_kib("VmRSS:");
+    let peak = rss_kib("VmHWM:");
+    println!(
+        "resident beyond the baseline: {:.1} MiB with {repeats} engine(s) alive; peak {:.1} MiB",
+        (after - baseline) as f64 / 1024.0,
+        (peak - baseline) as f64 / 1024.0
+    );
+    drop(engines);
+}
+
+/// A `/proc/self/status` figure in KiB (0 elsewhere).
+fn rss_kib(name: &str) -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

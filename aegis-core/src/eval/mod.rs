@@ -168,10 +168,10 @@ pub fn resolve<'a>(path: &Path, ctx: &Ctx<'a>) -> Option<Seen<'a>> {
     };
     let mut segs = path.segments.iter();
     let Some(first) = segs.next() else { return Some(Seen::Map(start)) };
-    let mut cur = crate::value::map_get(start, &first.key)?;
+    let mut cur = start.get(&first.key)?;
     for seg in segs {
         cur = match cur {
-            Value::Object(m) => crate::value::map_get(m, &seg.key)?,
+            Value::Object(m) => m.get(&seg.key)?,
             Value::Array(a) => a.get(seg.index?)?,
             _ => return None,
         };
