@@ -78,21 +78,19 @@ impl Map {
     /// Sets `key` to `value`; returns the value it replaces.
     pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
         match &mut self.repr {
-            Repr::Small(v) => {
-                match v.binary_search_by(|(k, _)| k.as_str().cmp(key.as_str())) {
-                    Ok(i) => v.get_mut(i).map(|slot| std::mem::replace(&mut slot.1, value)),
-                    Err(i) if v.len() < SMALL => {
-                        v.insert(i, (key, value));
-                        None
-                    }
-                    Err(_) => {
-                        let mut m: BTreeMap<String, Value> = std::mem::take(v).into_iter().collect();
-                        m.insert(key, value);
-                        self.repr = Repr::Large(m);
-                        None
-                    }
+            Repr::Small(v) => match v.binary_search_by(|(k, _)| k.as_str().cmp(key.as_str())) {
+                Ok(i) => v.get_mut(i).map(|slot| std::mem::replace(&mut slot.1, value)),
+                Err(i) if v.len() < SMALL => {
+                    v.insert(i, (key, value));
+                    None
                 }
-            }
+                Err(_) => {
+                    let mut m: BTreeMap<String, Value> = std::mem::take(v).into_iter().collect();
+                    m.insert(key, value);
+                    self.repr = Repr::Large(m);
+                    None
+                }
+            },
             Repr::Large(m) => m.insert(key, value),
         }
     }
