@@ -393,4 +393,32 @@ rules:
         }
         assert_eq!(c.lookup("ab", "c", None), (&[0u32][..], 0b11));
     }
+
+    #[test]
+    fn long_flat_keys_and_word_boundaries() {
+        // 256-byte names: the longest flat key.
+        let (a, t, x) = ("a".repeat(256), "t".repeat(256), "x".repeat(256));
+        let yaml = format!(
+            "aegis: 1\nrules:\n  - {{id: r, match: {{agent: {a}, tool: {t}, action: {x}}}, outcome: allow}}\n  - {{id: s, match: {{agent: {a}, tool: {t}}}, outcome: deny}}\n"
+        );
+        let e = Engine::from_yaml(&yaml, EngineOptions::default()).unwrap();
+        let c = e.policy();
+        assert_eq!(c.lookup(&a, &t, Some(&x)), (&[0u32, 1][..], 0b111));
+        // Without an action every rule of (agent, tool) is a candidate.
+        assert_eq!(c.lookup(&a, &t, None), (&[0u32, 1][..], 0b11));
+        let mut near = x.clone();
+        near.pop();
+        near.push('y');
+        assert_eq!(c.lookup(&a, &t, Some(&near)).1 & (1 << Field::Action as u8), 0);
+        // Every key length around a word boundary finds exactly its own entry.
+        for n in 1..=12 {
+            let name = "k".repeat(n);
+            let yaml = format!("aegis: 1\nrules:\n  - {{id: r, match: {{agent: {name}, tool: {name}, action: {name}}}, outcome: allow}}\n");
+            let e = Engine::from_yaml(&yaml, EngineOptions::default()).unwrap();
+            let c = e.policy();
+            assert_eq!(c.lookup(&name, &name, Some(&name)), (&[0u32][..], 0b111), "{n}");
+            let shorter = "k".repeat(n - 1);
+            assert_eq!(c.lookup(&name, &name, Some(&shorter)).1 & (1 << Field::Action as u8), 0, "{n}");
+        }
+    }
 }
