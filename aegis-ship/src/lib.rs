@@ -365,10 +365,15 @@ impl Shipper {
     }
 
     fn update_pending(&self) {
+        let pending = self.pending_now();
+        self.shared.lock().metrics.pending = pending;
+    }
+
+    /// Complete records in the files after the cursor (reads the file's last line).
+    fn pending_now(&self) -> u64 {
         let head = reader::head_seq(&self.cfg.file);
         let next = self.cursor.as_ref().map_or(0, |c| c.seq + 1);
-        let pending = head.map_or(0, |h| (h + 1).saturating_sub(next));
-        self.shared.lock().metrics.pending = pending;
+        head.map_or(0, |h| (h + 1).saturating_sub(next))
     }
 
     fn batch_due(&self, force: bool) -> bool {
@@ -661,7 +666,11 @@ impl Shipper {
             // Errors are logged and kept in `last_error`; the next write retries.
             let _ = self.persist_cursor();
         }
+        // `pending` changes in the same critical section as `cursor`: a `flush` that
+        // returns once the cursor reaches its target must not see the old `pending`.
+        let pending = self.pending_now();
         let mut st = self.shared.lock();
+        st.metrics.pending = pending;
         if delivered {
             st.metrics.shipped += n;
             st.metrics.batches += 1;
@@ -674,7 +683,6 @@ impl Shipper {
         }
         st.metrics.cursor = self.cursor.clone();
         drop(st);
-        self.update_pending();
         self.shared.cv.notify_all();
     }
 }

@@ -316,6 +316,30 @@ fn background_shipper_flushes_follows_and_closes() {
     }
 }
 
+/// A `flush` returns once the cursor reaches the file's last record; the metrics read
+/// right after must agree with it (`pending` is updated in the same critical section
+/// as `cursor`: a C test once saw `shipped` 20 with the old `pending` 20).
+#[test]
+fn metrics_after_flush_are_consistent() {
+    let d = tmpdir("flush-metrics");
+    let f = d.join("a.jsonl");
+    let r = responder(vec![]);
+    let mut c = cfg(&f, &r.url);
+    c.batch_age = Duration::from_secs(3600);
+    append(&f, 0..1);
+    let h = Shipper::start(c);
+    for i in 0..40u64 {
+        if i > 0 {
+            append(&f, i..i + 1);
+        }
+        h.flush(Duration::from_secs(10)).unwrap();
+        let m = h.metrics();
+        assert_eq!((m.shipped, m.pending, m.cursor.map(|c| c.seq)), (i + 1, 0, Some(i)), "after flush {i}");
+    }
+    let (_, closed) = h.close(Duration::from_secs(5));
+    closed.unwrap();
+}
+
 #[test]
 fn collector_from_json_flushes_and_closes_idempotently() {
     let d = tmpdir("collector");
