@@ -119,6 +119,22 @@ pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// The decimal digits of `n`, written at the end of `buf`.
+pub(crate) fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    buf.get(i..).unwrap_or(b"0")
+}
+
 /// Appends a finite number in ECMAScript form (`5.0` → `5`, `1e21` → `1e+21`).
 /// Non-finite numbers never reach here (every constructor rejects them); they are
 /// written as `null` defensively.
@@ -135,22 +151,10 @@ pub fn write_number(out: &mut String, n: f64) {
     if n.fract() == 0.0 && n.abs() < 1e15 {
         // Digits by hand: the formatter costs more than the rest of a small object.
         let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        let mut v = n.abs() as u64;
-        loop {
-            i -= 1;
-            if let Some(slot) = buf.get_mut(i) {
-                *slot = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-            if v == 0 || i == 0 {
-                break;
-            }
-        }
         if n < 0.0 {
             out.push('-');
         }
-        out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
+        out.push_str(std::str::from_utf8(u64_digits(n.abs() as u64, &mut buf)).unwrap_or_default());
         return;
     }
     // Shortest round-trip digits and exponent from Rust's formatter: "d.ddde[-]x".

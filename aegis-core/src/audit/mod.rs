@@ -7,7 +7,7 @@ mod verify;
 pub use file::{chain_files, rotated_files, FileSink, FileSinkOptions, Fsync, TornLine};
 pub use verify::{verify_files, verify_lines, VerifyError, VerifyReport};
 
-use crate::json::{write_number, write_string};
+use crate::json::{u64_digits, write_number, write_string};
 use crate::policy::Outcome;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -289,22 +289,6 @@ fn all_hex(bytes: &[u8]) -> bool {
         let letter = (b | 0x20).wrapping_sub(b'a') < 6;
         ok & (digit | letter)
     })
-}
-
-/// The decimal digits of `n`, written at the end of `buf`.
-fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(slot) = buf.get_mut(i) {
-            *slot = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    buf.get(i..).unwrap_or(b"0")
 }
 
 fn push_u64(out: &mut String, n: u64) {
