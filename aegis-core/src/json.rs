@@ -135,6 +135,12 @@ pub(crate) fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     buf.get(i..).unwrap_or(b"0")
 }
 
+/// Appends the decimal form of `n`.
+pub(crate) fn push_u64(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    out.push_str(std::str::from_utf8(u64_digits(n, &mut buf)).unwrap_or("0"));
+}
+
 /// Appends a finite number in ECMAScript form (`5.0` → `5`, `1e21` → `1e+21`).
 /// Non-finite numbers never reach here (every constructor rejects them); they are
 /// written as `null` defensively.
@@ -150,11 +156,10 @@ pub fn write_number(out: &mut String, n: f64) {
     // Fast path: integers that print exactly.
     if n.fract() == 0.0 && n.abs() < 1e15 {
         // Digits by hand: the formatter costs more than the rest of a small object.
-        let mut buf = [0u8; 20];
         if n < 0.0 {
             out.push('-');
         }
-        out.push_str(std::str::from_utf8(u64_digits(n.abs() as u64, &mut buf)).unwrap_or_default());
+        push_u64(out, n.abs() as u64);
         return;
     }
     // Shortest round-trip digits and exponent from Rust's formatter: "d.ddde[-]x".

@@ -57,7 +57,7 @@ impl Map {
     #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
         match &self.repr {
-            Repr::Small(v) => v.iter().find(|(k, _)| bytes_eq(k.as_bytes(), key.as_bytes())).map(|(_, x)| x),
+            Repr::Small(v) => small_position(v, key).and_then(|i| v.get(i)).map(|(_, x)| x),
             Repr::Large(m) => m.get(key),
         }
     }
@@ -65,7 +65,7 @@ impl Map {
     /// The value at `key`, mutably.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         match &mut self.repr {
-            Repr::Small(v) => v.iter_mut().find(|(k, _)| k == key).map(|(_, x)| x),
+            Repr::Small(v) => small_position(v, key).and_then(|i| v.get_mut(i)).map(|(_, x)| x),
             Repr::Large(m) => m.get_mut(key),
         }
     }
@@ -99,7 +99,7 @@ impl Map {
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         match &mut self.repr {
             Repr::Small(v) => {
-                let i = v.iter().position(|(k, _)| k == key)?;
+                let i = small_position(v, key)?;
                 Some(v.remove(i).1)
             }
             Repr::Large(m) => m.remove(key),
@@ -123,6 +123,13 @@ impl Map {
     pub fn values(&self) -> impl Iterator<Item = &Value> + '_ {
         self.iter().map(|(_, v)| v)
     }
+}
+
+/// Where `key` is in a small map: a linear scan (at most [`SMALL`] entries, compared
+/// with [`bytes_eq`]) beats a binary search's unpredictable branches at this size.
+#[inline]
+fn small_position(v: &[(String, Value)], key: &str) -> Option<usize> {
+    v.iter().position(|(k, _)| bytes_eq(k.as_bytes(), key.as_bytes()))
 }
 
 /// Iterator over a [`Map`]'s entries in key order.

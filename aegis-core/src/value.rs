@@ -145,7 +145,7 @@ impl PartialEq for Value {
             (Value::Null, Value::Null) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Number(a), Value::Number(b)) => a == b,
-            (Value::String(a), Value::String(b)) => a == b,
+            (Value::String(a), Value::String(b)) => bytes_eq(a.as_bytes(), b.as_bytes()),
             (Value::Array(a), Value::Array(b)) => a == b,
             (Value::Object(a), Value::Object(b)) => a == b,
             _ => false,
@@ -230,6 +230,8 @@ impl ValuePath<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn bytes_eq_agrees_with_slice_eq() {
         let words: Vec<Vec<u8>> = (0..40usize)
@@ -246,12 +248,10 @@ mod tests {
             .collect();
         for a in &words {
             for b in &words {
-                assert_eq!(super::bytes_eq(a, b), a == b, "{a:?} {b:?}");
+                assert_eq!(bytes_eq(a, b), a == b, "{a:?} {b:?}");
             }
         }
     }
-
-    use super::*;
 
     #[test]
     fn numbers_compare_by_value() {

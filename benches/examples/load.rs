@@ -43,7 +43,6 @@ fn main() {
         alive as f64 / 1024.0,
         peak as f64 / 1024.0
     );
-    drop(engines);
 }
 
 /// A `/proc/self/status` figure in KiB (0 elsewhere).

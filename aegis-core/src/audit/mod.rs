@@ -7,7 +7,7 @@ mod verify;
 pub use file::{chain_files, rotated_files, FileSink, FileSinkOptions, Fsync, TornLine};
 pub use verify::{verify_files, verify_lines, VerifyError, VerifyReport};
 
-use crate::json::{u64_digits, write_number, write_string};
+use crate::json::{push_u64, u64_digits, write_number, write_string};
 use crate::policy::Outcome;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -291,11 +291,6 @@ fn all_hex(bytes: &[u8]) -> bool {
     })
 }
 
-fn push_u64(out: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
-    out.push_str(std::str::from_utf8(u64_digits(n, &mut buf)).unwrap_or("0"));
-}
-
 fn write_str_list(out: &mut String, items: &[String]) {
     out.push('[');
     for (i, s) in items.iter().enumerate() {
@@ -412,17 +407,17 @@ impl AuditSink for MemorySink {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn all_hex_matches_is_ascii_hexdigit() {
         for b in 0..=255u8 {
-            assert_eq!(super::all_hex(&[b]), b.is_ascii_hexdigit(), "{b}");
-            assert_eq!(super::all_hex(&[b'a', b, b'0']), b.is_ascii_hexdigit(), "{b}");
+            assert_eq!(all_hex(&[b]), b.is_ascii_hexdigit(), "{b}");
+            assert_eq!(all_hex(&[b'a', b, b'0']), b.is_ascii_hexdigit(), "{b}");
         }
-        assert!(super::all_hex(super::GENESIS.as_bytes()));
-        assert!(super::all_hex(b""));
+        assert!(all_hex(GENESIS.as_bytes()));
+        assert!(all_hex(b""));
     }
-
-    use super::*;
 
     #[test]
     fn keys_are_in_canonical_order() {

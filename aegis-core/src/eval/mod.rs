@@ -112,7 +112,6 @@ impl<'a> Seen<'a> {
     fn eq_value(&self, other: &Value) -> bool {
         match (self, other) {
             (Seen::Str(a), Value::String(b)) => crate::value::bytes_eq(a.as_bytes(), b.as_bytes()),
-            (Seen::Val(Value::String(a)), Value::String(b)) => crate::value::bytes_eq(a.as_bytes(), b.as_bytes()),
             (Seen::Chain(a), Value::Array(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| y.as_str() == Some(x))
             }
