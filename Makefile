@@ -10,7 +10,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 AEGIS := target/release/aegis
 DEMO_OUT := out/demo
-BUNDLES := finance support analytics marketing hr-files chains
+BUNDLES := finance support analytics marketing hr-files chains ssrf
 
 .PHONY: all build demo test test-rust lint vectors-check policy-test audit-doc-test bench clean venv fuzz fuzz-smoke
 

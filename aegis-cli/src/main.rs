@@ -119,11 +119,14 @@ fn check(rest: &[String]) -> Result<u8, Fail> {
 /// Builds engine options from the common flags.
 pub fn engine_options(a: &Args) -> Result<EngineOptions, Fail> {
     let mut o = EngineOptions::default();
+    let key = |field: &str, path: &str| {
+        aegis_core::Key::new(field, read_key(path)?).map_err(|e| Fail::input(format!("`{path}`: {e}")))
+    };
     if let Some(k) = a.value("--signing-key-file") {
-        o.signing_key = Some(read_key(k)?);
+        o.signing_key = Some(key("signing_key", k)?);
     }
     if let Some(k) = a.value("--approval-key-file") {
-        o.approval_key = Some(read_key(k)?);
+        o.approval_key = Some(key("approval_key", k)?);
     }
     Ok(o)
 }

@@ -90,7 +90,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             if name != "target" && name != "node_modules" && !name.starts_with('.') {
                 collect(&p, out)?;
             }
-        } else if name.ends_with(".test.yaml") {
+        } else if aegis_core::policy::is_test_file_name(name) {
             out.push(p);
         }
     }

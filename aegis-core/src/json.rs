@@ -223,16 +223,26 @@ pub struct JsonError {
 /// container is depth 1). Duplicate keys, numbers beyond binary64 and integers beyond
 /// the 64-bit range are errors.
 pub fn parse(text: &str, max_depth: usize) -> Result<Value, JsonError> {
+    parse_with(text, max_depth, true)
+}
+
+/// Reads JSON text like [`parse`] but takes every finite number as it is: for callers
+/// that refuse numbers beyond ±(2^53 − 1) themselves, naming the path (requests, §9a).
+pub(crate) fn parse_numbers_unchecked(text: &str, max_depth: usize) -> Result<Value, JsonError> {
+    parse_with(text, max_depth, false)
+}
+
+fn parse_with(text: &str, max_depth: usize, check_big: bool) -> Result<Value, JsonError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let big = std::cell::Cell::new(false);
-    let v = ValueSeed { depth: 0, max_depth, big: &big }
+    let v = ValueSeed { depth: 0, max_depth, big: &big, check_big }
         .deserialize(&mut de)
         .map_err(|e| JsonError { message: clean_serde_message(&e) })?;
     de.end().map_err(|e| JsonError { message: clean_serde_message(&e) })?;
     // serde_json hands integer literals beyond u64/i64 to us as floats, like real
     // floats; only when an integral value of that size was seen do we look at the
     // literals themselves.
-    if big.get() && has_big_integer_literal(text) {
+    if check_big && big.get() && has_big_integer_literal(text) {
         return Err(JsonError { message: BIG_INT.into() });
     }
     Ok(v)
@@ -292,12 +302,18 @@ struct ValueSeed<'b> {
     depth: usize,
     max_depth: usize,
     big: &'b std::cell::Cell<bool>,
+    check_big: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor { depth: self.depth, max_depth: self.max_depth, big: self.big })
+        d.deserialize_any(ValueVisitor {
+            depth: self.depth,
+            max_depth: self.max_depth,
+            big: self.big,
+            check_big: self.check_big,
+        })
     }
 }
 
@@ -305,6 +321,14 @@ struct ValueVisitor<'b> {
     depth: usize,
     max_depth: usize,
     big: &'b std::cell::Cell<bool>,
+    /// Refuse integers beyond the 64-bit range here (off when the caller checks).
+    check_big: bool,
+}
+
+impl ValueVisitor<'_> {
+    fn child(&self, depth: usize) -> ValueSeed<'_> {
+        ValueSeed { depth, max_depth: self.max_depth, big: self.big, check_big: self.check_big }
+    }
 }
 
 /// Integers beyond this magnitude (2^64) are rejected rather than rounded silently.
@@ -330,7 +354,7 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
         // Literals within 1024 of u64::MAX round up to 2^64 as binary64, whose canonical
         // form is beyond the 64-bit range (found by the canonical_json fuzz target).
         let f = n as f64;
-        if f >= INT_LIMIT {
+        if self.check_big && f >= INT_LIMIT {
             return Err(E::custom(BIG_INT));
         }
         Ok(Value::Number(f))
@@ -342,7 +366,7 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
         // A value with 2^64 <= |n| < 10^21 is an integer whose canonical (ES6) form is
         // an integer literal beyond the 64-bit range, which this parser rejects: reject
         // it however it is written (`1e20`), so canonical JSON always reads back.
-        if n.abs() >= INT_LIMIT && n.abs() < 1e21 {
+        if self.check_big && n.abs() >= INT_LIMIT && n.abs() < 1e21 {
             return Err(E::custom(BIG_INT));
         }
         // Integer literals beyond u64 arrive here too; `parse` checks the literal.
@@ -363,7 +387,7 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
             return Err(de::Error::custom(format!("nesting deeper than {} levels", self.max_depth)));
         }
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed { depth, max_depth: self.max_depth, big: self.big })? {
+        while let Some(v) = seq.next_element_seed(self.child(depth))? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -378,7 +402,7 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
             if out.contains_key(&k) {
                 return Err(de::Error::custom(format!("duplicate key \"{k}\"")));
             }
-            let v = map.next_value_seed(ValueSeed { depth, max_depth: self.max_depth, big: self.big })?;
+            let v = map.next_value_seed(self.child(depth))?;
             out.insert(k, v);
         }
         Ok(Value::Object(out))

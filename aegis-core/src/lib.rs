@@ -33,6 +33,7 @@ pub mod compile;
 pub mod engine;
 pub mod eval;
 pub mod json;
+pub mod key;
 pub mod map;
 pub mod policy;
 pub mod request;
@@ -46,6 +47,7 @@ pub use engine::{
     issue_grant, parse_ttl, Approval, ControlError, Decision, DecisionError, Engine, EngineOptions, EvalError,
     EvalOptions, KillScope,
 };
+pub use key::{ConfigError, Key, KeyId};
 pub use policy::{LoadError, LoadErrors, Outcome};
 pub use request::{Request, RequestError, RequestLimits};
 pub use value::{Map, Value, ValuePath};

@@ -2,7 +2,7 @@
 
 use crate::json;
 use crate::time::{self, Millis};
-use crate::value::{Map, Value, ValuePath};
+use crate::value::{is_exact_magnitude, Map, Value, ValuePath};
 
 /// Bounds on a request's size and shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Request {
             ));
         }
         // The request object is depth 1, so params may reach max_depth + 1.
-        let v = json::parse(text, limits.max_depth + 1)
+        let v = json::parse_numbers_unchecked(text, limits.max_depth + 1)
             .map_err(|e| RequestError::new("", format!("not valid JSON: {}", e.message)))?;
         Request::from_value(v, limits)
     }
@@ -219,9 +219,9 @@ impl Request {
         Value::Object(m)
     }
 
-    /// Checks the size bound, and that every number can be read back from the
-    /// request's canonical JSON, on a request built field by field in Rust (requests
-    /// from [`Request::from_json`] and [`Request::from_value`] are checked already).
+    /// Checks the size bound, and that every number is within ±(2^53 − 1) (§9a), on a
+    /// request built field by field in Rust (requests from [`Request::from_json`] and
+    /// [`Request::from_value`] are checked already).
     pub fn check_size(&self, limits: &RequestLimits) -> Result<(), RequestError> {
         let mut size = 64 + self.agent.len() + self.tool.len() + self.chain.iter().map(|c| c.len() + 3).sum::<usize>();
         let mut big = false;
@@ -235,7 +235,7 @@ impl Request {
             for (field, m) in [("params", Some(&self.params)), ("context", self.context.as_ref())] {
                 let root = ValuePath::Key(&ValuePath::Root, field);
                 for (k, x) in m.into_iter().flatten() {
-                    if let Some(msg) = unreadable_number(x, &ValuePath::Key(&root, k)) {
+                    if let Some(msg) = inexact_number(x, &ValuePath::Key(&root, k)) {
                         return Err(RequestError::new(field, msg));
                     }
                 }
@@ -289,7 +289,7 @@ fn object(field: &str, v: Value, limits: &RequestLimits, size: &mut usize) -> Re
     if big {
         let root = ValuePath::Key(&ValuePath::Root, field);
         for (k, x) in &m {
-            if let Some(msg) = unreadable_number(x, &ValuePath::Key(&root, k)) {
+            if let Some(msg) = inexact_number(x, &ValuePath::Key(&root, k)) {
                 return Err(RequestError::new(field, msg));
             }
         }
@@ -298,36 +298,35 @@ fn object(field: &str, v: Value, limits: &RequestLimits, size: &mut usize) -> Re
     Ok(m)
 }
 
-/// 2^64: integers from here on are beyond the 64-bit range.
-const INT_LIMIT: f64 = 18_446_744_073_709_551_616.0;
-
-/// A number whose canonical JSON (ES6 form) is an integer literal beyond the 64-bit
-/// range — every binary64 value with 2^64 ≤ |x| < 10^21, however it was written
-/// (`1e20`, `100000000000000000000.0`) or passed (a Python or JS float) — is an error:
-/// request JSON rejects such literals, so accepting the value would give a request
-/// whose own canonical form cannot be read back. (From 10^21 on the canonical form
-/// uses an exponent, `1e+21`, and is read back as written.)
-fn unreadable_number(v: &Value, path: &ValuePath<'_>) -> Option<String> {
+/// The first number beyond ±(2^53 − 1) in `v` (§9a: numbers are exact or refused), as
+/// an error naming its path. Beyond that magnitude binary64 — and so canonical JSON,
+/// every binding's numbers and every comparison — rounds: `1234567890123456700` and
+/// `…789` would compare equal, hash alike and share an approval id. The value itself is
+/// not shown: it is already rounded.
+fn inexact_number(v: &Value, path: &ValuePath<'_>) -> Option<String> {
     match v {
-        Value::Number(n) if n.abs() >= INT_LIMIT && n.abs() < 1e21 => {
+        Value::Number(n) if !is_exact_magnitude(*n) => {
             let mut p = String::new();
             path.render(&mut p);
-            Some(format!("`{p}` is {}, an integer beyond the 64-bit range", crate::json::number_to_string(*n)))
+            Some(format!(
+                "`{p}` is a number beyond ±9007199254740991 (2^53 − 1), where numbers stop being exact; \
+                 send large ids as strings"
+            ))
         }
-        Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| unreadable_number(x, &ValuePath::Index(path, i))),
-        Value::Object(m) => m.iter().find_map(|(k, x)| unreadable_number(x, &ValuePath::Key(path, k))),
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| inexact_number(x, &ValuePath::Index(path, i))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| inexact_number(x, &ValuePath::Key(path, k))),
         _ => None,
     }
 }
 
 /// Depth (a scalar is 0) and an upper estimate of the canonical JSON size; sets `big`
-/// when a number is at least 2^64 in magnitude (see [`unreadable_number`]).
+/// when a number is beyond ±(2^53 − 1) (see [`inexact_number`]).
 fn measure(v: &Value, big: &mut bool) -> (usize, usize) {
     match v {
         Value::Null => (0, 4),
         Value::Bool(_) => (0, 5),
         Value::Number(n) => {
-            *big |= n.abs() >= INT_LIMIT;
+            *big |= !is_exact_magnitude(*n);
             (0, 24)
         }
         Value::String(s) => (0, s.len() + 2),
@@ -390,21 +389,33 @@ mod tests {
         assert_eq!(parse(&long).unwrap_err().field, "agent");
     }
 
-    /// Found by the `request_json` fuzz target (a 30-minute run): `1111…5000.5` was
-    /// accepted as a float, but its canonical form `111111111111111110000` is an integer
-    /// literal beyond 64 bits, which request JSON rejects.
+    /// §9a: every number in params/context is within ±(2^53 − 1) or the request is
+    /// refused with the path — however it is written or built. (This replaces the
+    /// v1 rule, which refused only integers beyond 64 bits; its fuzz finding,
+    /// `111111111111111115000.5`, is refused by the new rule too.)
     #[test]
-    fn every_accepted_request_reads_back_from_its_canonical_json() {
+    fn numbers_beyond_2_pow_53_are_refused_with_their_path() {
         let l = RequestLimits::default();
-        let crash = r#"{"agent":"a","params":{"0,mount":111111111111111115000.5},"tool":"range"}"#;
-        let e = Request::from_json(crash, &l).unwrap_err();
-        assert!(e.message.contains("integer beyond the 64-bit range"), "{e}");
-        for bad in ["1e20", "-1e20", "18446744073709551616.0", "1.8446744073709552e+19", "9.99999999999999e20"] {
+        for bad in [
+            "9007199254740992",
+            "-9007199254740992",
+            "9007199254740993",
+            "1234567890123456789",
+            "18446744073709551616",
+            "111111111111111115000.5",
+            "1e16",
+            "9.007199254740992e15",
+            "1e21",
+            "-1e300",
+            "9007199254740991.9",
+        ] {
             let t = format!(r#"{{"agent":"a","tool":"t","context":{{"x":[1,{{"y":{bad}}}]}}}}"#);
             let e = Request::from_json(&t, &l).unwrap_err();
-            assert!(e.message.contains("integer beyond the 64-bit range"), "{bad}: {e}");
+            assert_eq!(e.field, "context", "{bad}");
+            assert!(e.message.starts_with("`context.x.1.y` is a number beyond ±9007199254740991"), "{bad}: {e}");
         }
-        for ok in ["1e21", "-1e21", "1e300", "18446744073709549568", "-9223372036854775808", "1.5", "0.1"] {
+        for ok in ["9007199254740991", "-9007199254740991", "9007199254740991.0", "1.5", "0.1", "-0", "1e15", "5e-324"]
+        {
             let t = format!(r#"{{"agent":"a","tool":"t","params":{{"x":{ok}}}}}"#);
             let r = Request::from_json(&t, &l).unwrap();
             let again = Request::from_json(&r.to_value().to_canonical_json(), &l).unwrap();
@@ -412,17 +423,15 @@ mod tests {
         }
         // Built natively (as a binding does) or field by field: the same rule.
         let mut params = Map::new();
-        params.insert("n".into(), Value::Number(1e20));
+        params.insert("n".into(), Value::Number(9007199254740992.0));
         let v = Value::Object(Map::from_iter([
             ("agent".to_string(), Value::String("a".into())),
             ("tool".to_string(), Value::String("t".into())),
             ("params".to_string(), Value::Object(params.clone())),
         ]));
         let e = Request::from_value(v, &l).unwrap_err();
-        assert_eq!(
-            (e.field.as_str(), e.message.as_str()),
-            ("params", "`params.n` is 100000000000000000000, an integer beyond the 64-bit range")
-        );
+        assert_eq!(e.field, "params");
+        assert!(e.message.starts_with("`params.n` is a number beyond"), "{e}");
         let r = Request { agent: "a".into(), tool: "t".into(), params, ..Request::default() };
         assert!(r.check_size(&l).is_err());
     }

@@ -31,6 +31,17 @@ pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// 2^53 − 1, the largest magnitude up to which every integer is a binary64 number, so
+/// that canonical JSON, every binding's native numbers and comparisons are exact (§9a,
+/// I-JSON). Requests and policy literals refuse numbers beyond it.
+pub const MAX_EXACT_INT: u64 = (1 << 53) - 1;
+
+/// Whether a number's magnitude is at most [`MAX_EXACT_INT`] (false for NaN).
+#[inline]
+pub fn is_exact_magnitude(n: f64) -> bool {
+    n.abs() <= MAX_EXACT_INT as f64
+}
+
 /// A JSON value with finite binary64 numbers.
 #[derive(Clone, Debug, Default)]
 pub enum Value {

@@ -2,12 +2,15 @@
 //!
 //! Every node keeps its `line:column` so that each load error can point at the text.
 //! Duplicate keys, non-string keys, tags other than the core ones, `.inf`/`.nan` and
-//! integers beyond 64 bits are errors; aliases are expanded under a node budget so a
-//! "billion laughs" document is an error, not an out-of-memory.
+//! numbers beyond ±(2^53 − 1) are errors (§9a: a policy literal is exact or refused).
+//! Aliases are expanded under a budget of the size they expand to (§9a: max(16 × the
+//! file's size, 1 MiB), and a node count), so a "billion laughs" document is a load
+//! error, never an out-of-memory abort. Every step is O(n log n) or better in the size
+//! of the document: duplicate keys of a large mapping are found through a hash set.
 
 use crate::value::{Map, Value};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -162,6 +165,15 @@ pub struct YamlError {
 
 /// Most nodes a document may expand to (aliases included).
 pub const MAX_NODES: usize = 1_000_000;
+/// The least expansion budget of a document, in bytes (§9a).
+pub const MIN_EXPANSION_BYTES: usize = 1 << 20;
+/// How many times its own size a document may expand to (§9a).
+pub const EXPANSION_FACTOR: usize = 16;
+
+/// What a document of `len` bytes may expand to: max(16 × len, 1 MiB).
+pub fn expansion_budget(len: usize) -> usize {
+    len.saturating_mul(EXPANSION_FACTOR).max(MIN_EXPANSION_BYTES)
+}
 /// Deepest nesting a policy document may have.
 pub const MAX_DEPTH: usize = 128;
 
@@ -169,21 +181,83 @@ fn loc_of(span: &Span) -> Loc {
     Loc { line: span.start.line(), column: span.start.col() + 1 }
 }
 
+/// Mappings with more keys than this check duplicates through a hash set.
+const LINEAR_KEYS: usize = 16;
+
+/// A node being built: where it starts, its anchor, and the expanded size (nodes and
+/// bytes) of what it holds so far, so an alias of it is charged without a walk.
 enum Frame {
-    Seq { loc: Loc, anchor: usize, items: Vec<Node> },
-    Map { loc: Loc, anchor: usize, entries: Vec<(String, Loc, Node)>, key: Option<(String, Loc)> },
+    Seq {
+        loc: Loc,
+        anchor: usize,
+        items: Vec<Node>,
+        size: Size,
+    },
+    Map {
+        loc: Loc,
+        anchor: usize,
+        entries: Vec<(String, Loc, Node)>,
+        key: Option<(String, Loc)>,
+        seen: Option<HashSet<String>>,
+        size: Size,
+    },
 }
 
-/// Parses one YAML document. An empty document is `Ok(None)`. Returns every error
-/// found that does not stop the parser (duplicate keys, bad scalars…), or the single
-/// syntax error that does.
+/// The expanded size of a node: how many nodes, and about how many bytes of JSON.
+#[derive(Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn add(&mut self, o: Size) {
+        self.nodes = self.nodes.saturating_add(o.nodes);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+    }
+}
+
+/// What a document may still expand to; exceeding either bound is a load error.
+struct Budget {
+    nodes: usize,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Budget {
+    /// Charges `s`; the error message when the document grows beyond a bound.
+    fn charge(&mut self, s: Size) -> Result<(), String> {
+        if s.nodes > self.nodes {
+            return Err(format!("the document expands beyond {MAX_NODES} nodes (aliases included)"));
+        }
+        if s.bytes > self.bytes {
+            return Err(format!(
+                "aliases expand the document beyond {} bytes (max(16 × the file's size, 1 MiB), and 64 MiB for a bundle)",
+                self.max_bytes
+            ));
+        }
+        self.nodes -= s.nodes;
+        self.bytes -= s.bytes;
+        Ok(())
+    }
+}
+
+/// Parses one YAML document under the expansion budget of its own size (§9a). An
+/// empty document is `Ok(None)`. Returns every error found that does not stop the
+/// parser (duplicate keys, bad scalars…), or the single syntax error that does.
 pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
+    parse_within(text, expansion_budget(text.len())).map(|(root, _)| root)
+}
+
+/// Parses one document that may expand to at most `max_bytes`; also returns how many
+/// bytes it expanded to (a bundle's files share a budget of their own).
+pub fn parse_within(text: &str, max_bytes: usize) -> Result<(Option<Node>, usize), Vec<YamlError>> {
     let mut errors = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors: HashMap<usize, (Node, Size)> = HashMap::new();
     let mut root: Option<Node> = None;
     let mut docs = 0usize;
-    let mut budget = MAX_NODES;
+    let mut budget = Budget { nodes: MAX_NODES, bytes: max_bytes, max_bytes };
     let parser = Parser::new_from_str(text);
     for ev in parser {
         let (ev, span) = match ev {
@@ -197,7 +271,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
             }
         };
         let loc = loc_of(&span);
-        let complete: Option<(Node, usize)> = match ev {
+        let complete: Option<(Node, usize, Size)> = match ev {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
             Event::DocumentStart(_) => {
                 docs += 1;
@@ -208,14 +282,12 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
                 None
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => {
-                    let size = count_nodes(n);
-                    if size > budget {
-                        errors.push(YamlError { loc, message: format!("aliases expand beyond {MAX_NODES} nodes") });
+                Some((n, size)) => {
+                    if let Err(message) = budget.charge(*size) {
+                        errors.push(YamlError { loc, message });
                         return Err(errors);
                     }
-                    budget -= size;
-                    Some((Node { loc, kind: n.kind.clone() }, 0))
+                    Some((Node { loc, kind: n.kind.clone() }, 0, *size))
                 }
                 None => {
                     errors.push(YamlError { loc, message: "unknown alias".into() });
@@ -223,7 +295,11 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
                 }
             },
             Event::Scalar(value, style, anchor, tag) => {
-                budget = budget.saturating_sub(1);
+                let size = Size { nodes: 1, bytes: value.len() + 2 };
+                if let Err(message) = budget.charge(size) {
+                    errors.push(YamlError { loc, message });
+                    return Err(errors);
+                }
                 let tag_name = tag.as_ref().map(|t| (t.is_yaml_core_schema(), t.suffix.clone(), t.to_string()));
                 let kind = match resolve_scalar(&value, style, tag_name.as_ref()) {
                     Ok(k) => k,
@@ -232,7 +308,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
                         Kind::Null
                     }
                 };
-                Some((Node { loc, kind }, anchor))
+                Some((Node { loc, kind }, anchor, size))
             }
             Event::SequenceStart(anchor, tag) => {
                 if let Some(t) = tag.as_ref() {
@@ -244,7 +320,12 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
                     errors.push(YamlError { loc, message: format!("nesting deeper than {MAX_DEPTH} levels") });
                     return Err(errors);
                 }
-                stack.push(Frame::Seq { loc, anchor, items: Vec::new() });
+                let size = Size { nodes: 1, bytes: 2 };
+                if let Err(message) = budget.charge(size) {
+                    errors.push(YamlError { loc, message });
+                    return Err(errors);
+                }
+                stack.push(Frame::Seq { loc, anchor, items: Vec::new(), size });
                 None
             }
             Event::MappingStart(anchor, tag) => {
@@ -257,30 +338,38 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
                     errors.push(YamlError { loc, message: format!("nesting deeper than {MAX_DEPTH} levels") });
                     return Err(errors);
                 }
-                stack.push(Frame::Map { loc, anchor, entries: Vec::new(), key: None });
+                let size = Size { nodes: 1, bytes: 2 };
+                if let Err(message) = budget.charge(size) {
+                    errors.push(YamlError { loc, message });
+                    return Err(errors);
+                }
+                stack.push(Frame::Map { loc, anchor, entries: Vec::new(), key: None, seen: None, size });
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { loc, anchor, items }) => Some((Node { loc, kind: Kind::Seq(items) }, anchor)),
+                Some(Frame::Seq { loc, anchor, items, size }) => {
+                    Some((Node { loc, kind: Kind::Seq(items) }, anchor, size))
+                }
                 _ => None,
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { loc, anchor, entries, .. }) => Some((Node { loc, kind: Kind::Map(entries) }, anchor)),
+                Some(Frame::Map { loc, anchor, entries, size, .. }) => {
+                    Some((Node { loc, kind: Kind::Map(entries) }, anchor, size))
+                }
                 _ => None,
             },
         };
-        if budget == 0 {
-            errors.push(YamlError { loc, message: format!("document expands beyond {MAX_NODES} nodes") });
-            return Err(errors);
-        }
-        let Some((node, anchor)) = complete else { continue };
+        let Some((node, anchor, size)) = complete else { continue };
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), size));
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Seq { items, size: parent, .. }) => {
+                parent.add(size);
+                items.push(node);
+            }
+            Some(Frame::Map { entries, key, seen, size: parent, .. }) => match key.take() {
                 None => {
                     let k = match node.kind {
                         Kind::String(s) => s,
@@ -292,28 +381,40 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
                             format!("\u{0}non-string-key-{}", entries.len())
                         }
                     };
-                    if entries.iter().any(|(existing, _, _)| *existing == k) {
+                    parent.add(size);
+                    if is_duplicate_key(entries, seen, &k) {
                         errors.push(YamlError { loc: node.loc, message: format!("duplicate key \"{k}\"") });
                     }
                     *key = Some((k, node.loc));
                 }
-                Some((k, kloc)) => entries.push((k, kloc, node)),
+                Some((k, kloc)) => {
+                    parent.add(size);
+                    entries.push((k, kloc, node));
+                }
             },
         }
     }
     if errors.is_empty() {
-        Ok(root)
+        Ok((root, max_bytes - budget.bytes))
     } else {
         Err(errors)
     }
 }
 
-fn count_nodes(n: &Node) -> usize {
-    match &n.kind {
-        Kind::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Kind::Map(entries) => 1 + entries.iter().map(|(_, _, v)| 1 + count_nodes(v)).sum::<usize>(),
-        _ => 1,
+/// Whether `k` is already a key of the mapping being built (and remembers it): a scan
+/// for small mappings, a hash set once a mapping grows past [`LINEAR_KEYS`], so a
+/// mapping of n keys is checked in O(n), not O(n²).
+fn is_duplicate_key(entries: &[(String, Loc, Node)], seen: &mut Option<HashSet<String>>, k: &str) -> bool {
+    if let Some(set) = seen {
+        return !set.insert(k.to_owned());
     }
+    let dup = entries.iter().any(|(existing, _, _)| existing == k);
+    if entries.len() >= LINEAR_KEYS {
+        let mut set: HashSet<String> = entries.iter().map(|(e, _, _)| e.clone()).collect();
+        set.insert(k.to_owned());
+        *seen = Some(set);
+    }
+    dup
 }
 
 /// Resolves a scalar under the YAML 1.2 core schema.
@@ -362,33 +463,38 @@ fn resolve_plain(v: &str) -> Result<Kind, String> {
     }
     if let Some(hex) = v.strip_prefix("0x") {
         if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return u64::from_str_radix(hex, 16)
-                .map(|n| Kind::Number(n as f64))
-                .map_err(|_| format!("`{v}` is beyond the 64-bit integer range"));
+            return exact_integer(v, u128::from_str_radix(hex, 16).ok().and_then(|n| i128::try_from(n).ok()));
         }
     }
     if let Some(oct) = v.strip_prefix("0o") {
         if !oct.is_empty() && oct.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-            return u64::from_str_radix(oct, 8)
-                .map(|n| Kind::Number(n as f64))
-                .map_err(|_| format!("`{v}` is beyond the 64-bit integer range"));
+            return exact_integer(v, u128::from_str_radix(oct, 8).ok().and_then(|n| i128::try_from(n).ok()));
         }
     }
     let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return match v.parse::<i128>() {
-            Ok(n) if n >= i128::from(i64::MIN) && n <= i128::from(u64::MAX) => Ok(Kind::Number(n as f64)),
-            _ => Err(format!("`{v}` is beyond the 64-bit integer range")),
-        };
+        return exact_integer(v, v.parse::<i128>().ok());
     }
     if is_core_float(digits) {
         let n: f64 = v.parse().map_err(|_| format!("`{v}` is not a valid number"))?;
-        if !n.is_finite() {
-            return Err(format!("`{v}` is out of the number range"));
+        if !crate::value::is_exact_magnitude(n) {
+            return Err(beyond_exact(v));
         }
         return Ok(Kind::Number(n));
     }
     Ok(Kind::String(v.to_owned()))
+}
+
+/// An integer literal, refused beyond ±(2^53 − 1) (`None`: too long to parse at all).
+fn exact_integer(v: &str, n: Option<i128>) -> Result<Kind, String> {
+    match n {
+        Some(n) if n.unsigned_abs() <= u128::from(crate::value::MAX_EXACT_INT) => Ok(Kind::Number(n as f64)),
+        _ => Err(beyond_exact(v)),
+    }
+}
+
+fn beyond_exact(v: &str) -> String {
+    format!("`{v}` is beyond ±9007199254740991 (2^53 − 1), where numbers stop being exact; quote large ids as strings")
 }
 
 /// `( \.[0-9]+ | [0-9]+ ( \.[0-9]* )? ) ( [eE] [-+]? [0-9]+ )?` (sign already removed).
@@ -451,6 +557,13 @@ mod tests {
             "a: 1\na: 2\n",
             "? [1]\n: x\n",
             "a: 99999999999999999999\n",
+            "a: 9007199254740992\n",
+            "a: -9007199254740992\n",
+            "a: 0x20000000000000\n",
+            "a: 0o400000000000000000\n",
+            "a: 1e16\n",
+            "a: 1234567890123456789\n",
+            "a: !!int 9007199254740993\n",
         ] {
             assert!(parse(doc).is_err(), "{doc}");
         }
@@ -490,6 +603,45 @@ mod tests {
             doc.push_str(&format!("a{i}: &a{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n", p = prev));
         }
         assert!(parse(&doc).is_err());
+    }
+
+    #[test]
+    fn exact_numbers_load() {
+        assert_eq!(
+            val("a: 9007199254740991\nb: -9007199254740991\nc: 0x1FFFFFFFFFFFFF\nd: 9.0e15\n").to_canonical_json(),
+            r#"{"a":9007199254740991,"b":-9007199254740991,"c":9007199254740991,"d":9000000000000000}"#
+        );
+    }
+
+    /// §9a: a 1 MiB file whose aliases expand to gigabytes is a load error (the budget
+    /// is max(16 × the file's size, 1 MiB)), found as soon as the budget runs out.
+    #[test]
+    fn aliases_are_budgeted_by_expanded_bytes() {
+        let big = "x".repeat(512 << 10);
+        let mut doc = format!("a: &a \"{big}\"\nb: [");
+        for _ in 0..100_000 {
+            doc.push_str("*a,");
+        }
+        doc.push_str("]\n");
+        let e = parse(&doc).unwrap_err();
+        assert!(e[0].message.contains("aliases expand the document beyond"), "{e:?}");
+        // Within the budget, aliases are fine.
+        assert!(parse("a: &a [1, 2]\nb: [*a, *a]\n").is_ok());
+        assert!(parse_within("a: &a [1, 2]\nb: [*a, *a]\n", 10).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_in_large_mappings_are_found() {
+        let mut doc = String::new();
+        for i in 0..1000 {
+            doc.push_str(&format!("k{i}: 1\n"));
+        }
+        assert!(parse(&doc).is_ok());
+        doc.push_str("k500: 2\nk17: 3\nk3: 4\n");
+        let e = parse(&doc).unwrap_err();
+        let dups: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(dups, ["duplicate key \"k500\"", "duplicate key \"k17\"", "duplicate key \"k3\""]);
+        assert_eq!(e[0].loc.line, 1001);
     }
 
     #[test]

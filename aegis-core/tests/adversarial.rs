@@ -178,14 +178,14 @@ fn engine_for(file: &Path, m: &Map) -> (Engine, Option<Vec<u8>>, i64) {
         _ => panic!("{}: needs policy or policy_file", file.display()),
     };
     let opts = m.get("options").map(obj).cloned().unwrap_or_default();
-    let key = s(&opts, "approval_key").map(|k| k.as_bytes().to_vec());
+    let key = s(&opts, "approval_key").map(|k| aegis_core::Key::new("approval_key", k.as_bytes()).unwrap());
     let clock = aegis_core::time::parse_rfc3339(s(&opts, "clock").unwrap_or("2026-01-05T10:00:00Z")).unwrap();
     let engine = Engine::from_yaml(
         &policy,
         EngineOptions { approval_key: key.clone(), clock: Some(Arc::new(move || clock)), ..Default::default() },
     )
     .unwrap_or_else(|e| panic!("{}: policy does not load:\n{e}", file.display()));
-    (engine, key, clock)
+    (engine, key.map(|k| k.as_bytes().to_vec()), clock)
 }
 
 fn merged(defaults: &Map, req: &Map) -> Map {
@@ -420,7 +420,11 @@ fn race_engine(key: Option<&[u8]>) -> Arc<Engine> {
     Arc::new(
         Engine::from_yaml(
             RACE_POLICY,
-            EngineOptions { approval_key: key.map(<[u8]>::to_vec), clock: Some(Arc::new(|| T0)), ..Default::default() },
+            EngineOptions {
+                approval_key: key.map(|k| aegis_core::Key::new("approval_key", k).unwrap()),
+                clock: Some(Arc::new(|| T0)),
+                ..Default::default()
+            },
         )
         .unwrap(),
     )

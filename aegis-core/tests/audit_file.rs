@@ -93,7 +93,7 @@ fn rotation_keeps_the_chain() {
     std::fs::rename(&path, format!("{}.{:06}", path.display(), rotated.len() + 1)).unwrap();
     std::fs::write(&path, b"").unwrap();
     let e = engine(&path, FileSinkOptions { fsync: Fsync::Always, rotate_bytes: Some(8 * 1024) });
-    assert_eq!(e.chain_head(), (600, report.head.clone()));
+    assert_eq!(e.chain_head().unwrap(), (600, report.head.clone()));
     e.evaluate(&Request::from_json(r#"{"agent":"a","tool":"t"}"#, &RequestLimits::default()).unwrap()).unwrap();
     assert_eq!(verify_files(&chain_files(&path), None).unwrap().records, 601);
     std::fs::remove_dir_all(&d).unwrap();
@@ -114,7 +114,7 @@ fn full_disk_fails_closed() {
             Err(EvalError::Audit(err)) => assert!(err.to_string().contains("/dev/full"), "{err}"),
             other => panic!("{fsync:?}: expected an audit error, got {other:?}"),
         }
-        assert_eq!(e.chain_head().0, 0);
+        assert_eq!(e.chain_head().unwrap().0, 0);
     }
 }
 
@@ -141,10 +141,16 @@ fn sealing_without_a_sink_matches_the_sink_path() {
     for key in [None, Some(b"k3y".to_vec())] {
         let mut with = EngineOptions::default();
         with.sinks.push(Box::new(MemorySink(lines.clone())));
-        with.signing_key = key.clone();
+        with.signing_key = key.clone().map(|k| aegis_core::Key::new("signing_key", k).unwrap());
         let a = Engine::from_yaml(yaml, with).unwrap();
-        let b =
-            Engine::from_yaml(yaml, EngineOptions { signing_key: key.clone(), ..EngineOptions::default() }).unwrap();
+        let b = Engine::from_yaml(
+            yaml,
+            EngineOptions {
+                signing_key: key.clone().map(|k| aegis_core::Key::new("signing_key", k).unwrap()),
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap();
         lines.lock().unwrap().clear();
         for i in 0..20 {
             let t = format!(
@@ -159,6 +165,109 @@ fn sealing_without_a_sink_matches_the_sink_path() {
             again.seal(key.as_deref());
             assert_eq!((again.hash, again.sig), (db.audit.hash.clone(), db.audit.sig.clone()));
         }
-        assert_eq!(a.chain_head(), b.chain_head());
+        assert_eq!(a.chain_head().unwrap(), b.chain_head().unwrap());
     }
+}
+
+fn request(i: u32) -> Request {
+    Request::from_json(
+        &format!(r#"{{"agent":"a","tool":"t","params":{{"i":{i}}},"time":"2026-01-05T10:00:00Z"}}"#),
+        &RequestLimits::default(),
+    )
+    .unwrap()
+}
+
+/// §9a: an audit file is held with an exclusive lock; a second engine on it (here in
+/// the same process) fails, instead of forking the chain. Once the first engine is
+/// gone, the file opens again and the chain resumes.
+#[test]
+fn one_audit_file_one_engine() {
+    let d = dir("lock");
+    let path = d.join("audit.jsonl");
+    let first = engine(&path, FileSinkOptions::default());
+    first.evaluate(&request(0)).unwrap();
+    match FileSink::open(&path, Fsync::Always) {
+        Err(e) => assert!(e.to_string().contains("in use by another engine"), "{e}"),
+        Ok(_) => panic!("a second sink opened a file in use"),
+    }
+    drop(first);
+    let again = engine(&path, FileSinkOptions::default());
+    assert_eq!(again.chain_head().unwrap().0, 1);
+    again.evaluate(&request(1)).unwrap();
+    assert_eq!(verify_files(&[path], None).unwrap().records, 2);
+}
+
+/// §9a: a record is chained once the first sink accepts it. A later sink's failure
+/// fails the call (audit_failed) but the next record continues the chain, so the file
+/// verifies; a failure of the first sink leaves the chain where it was.
+#[test]
+fn a_later_sink_failing_never_forks_the_chain() {
+    let d = dir("sinks");
+    let path = d.join("audit.jsonl");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = fail.clone();
+    let mut o = EngineOptions::default();
+    o.sinks.push(Box::new(FileSink::open(&path, Fsync::Always).unwrap()));
+    o.sinks.push(Box::new(aegis_core::CallbackSink(move |_: &aegis_core::AuditRecord, _: &str| {
+        if f.load(std::sync::atomic::Ordering::SeqCst) {
+            Err("collector down".to_string())
+        } else {
+            Ok(())
+        }
+    })));
+    let e = Engine::from_yaml(POLICY, o).unwrap();
+    e.evaluate(&request(0)).unwrap();
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(e.evaluate(&request(1)), Err(EvalError::Audit(_))));
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let d2 = e.evaluate(&request(2)).unwrap();
+    assert_eq!(d2.audit.seq, 2, "the failed call's record is in the file: the chain went on");
+    assert_eq!(verify_files(std::slice::from_ref(&path), None).unwrap().records, 3);
+
+    // The first sink refusing: nothing is chained.
+    let first_fails = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let f = first_fails.clone();
+    let mut o = EngineOptions::default();
+    o.sinks.push(Box::new(aegis_core::CallbackSink(move |_: &aegis_core::AuditRecord, _: &str| {
+        if f.load(std::sync::atomic::Ordering::SeqCst) {
+            Err("full".to_string())
+        } else {
+            Ok(())
+        }
+    })));
+    let e = Engine::from_yaml(POLICY, o).unwrap();
+    assert!(e.evaluate(&request(0)).is_err());
+    first_fails.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(e.evaluate(&request(1)).unwrap().audit.seq, 0);
+}
+
+/// §9a: a callback that calls back into its engine makes that evaluate fail with an
+/// audit error, with no deadlock; the inner call is refused.
+#[test]
+fn a_callback_calling_its_engine_is_refused_without_deadlock() {
+    let slot: Arc<std::sync::OnceLock<std::sync::Weak<Engine>>> = Arc::new(std::sync::OnceLock::new());
+    let inner_errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (s, errs) = (slot.clone(), inner_errors.clone());
+    let mut o = EngineOptions::default();
+    o.sinks.push(Box::new(aegis_core::CallbackSink(move |_: &aegis_core::AuditRecord, _: &str| {
+        if let Some(e) = s.get().and_then(std::sync::Weak::upgrade) {
+            let mut errs = errs.lock().unwrap();
+            errs.push(e.evaluate(&request(9)).map(|_| ()).unwrap_err().to_string());
+            errs.push(e.kill(aegis_core::KillScope::Agent, "x", "r").unwrap_err().to_string());
+            errs.push(e.chain_head().unwrap_err().to_string());
+        }
+        Ok(())
+    })));
+    let e = Arc::new(Engine::from_yaml(POLICY, o).unwrap());
+    slot.set(Arc::downgrade(&e)).unwrap();
+    match e.evaluate(&request(0)) {
+        Err(EvalError::Audit(a)) => assert!(a.to_string().contains("called back into its engine"), "{a}"),
+        other => panic!("{other:?}"),
+    }
+    let errs = inner_errors.lock().unwrap();
+    assert_eq!(errs.len(), 3);
+    assert!(errs.iter().all(|m| m.contains("called back into its engine")), "{errs:?}");
+    drop(errs);
+    // Outside the callback the engine works as before.
+    assert!(e.kill(aegis_core::KillScope::Agent, "x", "r").is_ok());
 }

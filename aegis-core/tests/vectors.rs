@@ -14,13 +14,13 @@ fn options(v: &J) -> EngineOptions {
     let mut o = EngineOptions::default();
     let opts = &v["options"];
     if let Some(k) = opts["signing_key"].as_str() {
-        o.signing_key = Some(k.as_bytes().to_vec());
+        o.signing_key = Some(aegis_core::Key::new("signing_key", k.as_bytes()).unwrap());
     }
     if let Some(k) = opts["signing_key_id"].as_str() {
-        o.signing_key_id = Some(k.to_string());
+        o.signing_key_id = Some(aegis_core::KeyId::new("signing_key_id", k).unwrap());
     }
     if let Some(k) = opts["approval_key"].as_str() {
-        o.approval_key = Some(k.as_bytes().to_vec());
+        o.approval_key = Some(aegis_core::Key::new("approval_key", k.as_bytes()).unwrap());
     }
     o
 }

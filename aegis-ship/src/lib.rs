@@ -595,7 +595,7 @@ impl Shipper {
                         st.metrics.last_error = Some(error.clone());
                     }
                     let d = after.unwrap_or_else(|| self.cfg.backoff.delay(attempt, self.jitter.unit()));
-                    if attempt == 0 || attempt % 10 == 0 {
+                    if attempt == 0 || attempt.is_multiple_of(10) {
                         self.log(&format!("{error}; retrying in {} ms", d.as_millis()));
                     }
                     d

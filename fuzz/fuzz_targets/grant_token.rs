@@ -16,7 +16,7 @@ const NOW: i64 = 1_767_607_200_000;
 fn engine() -> Engine {
     Engine::from_yaml(
         POLICY,
-        EngineOptions { approval_key: Some(KEY.to_vec()), clock: Some(std::sync::Arc::new(|| NOW)), ..Default::default() },
+        EngineOptions { approval_key: aegis_core::Key::new("approval_key", KEY).ok(), clock: Some(std::sync::Arc::new(|| NOW)), ..Default::default() },
     )
     .expect("policy loads")
 }

@@ -234,6 +234,11 @@ def _node_starts(text, where):
     except Exception as e:
         raise VectorError(f"{where}: policy is not even YAML: {e}") from None
     starts, todo = set(), [root]
+    # An alias shares its anchor's node, so its own position comes from the events.
+    from ruamel.yaml.events import AliasEvent
+    for ev in YAML(typ="safe", pure=True).parse(text):
+        if isinstance(ev, AliasEvent):
+            starts.add((ev.start_mark.line + 1, ev.start_mark.column + 1))
     while todo:
         n = todo.pop()
         starts.add((n.start_mark.line + 1, n.start_mark.column + 1))
@@ -339,6 +344,23 @@ def _has_nested_null(value):
     return False
 
 
+MAX_EXACT_INT = 2**53 - 1  # §9a: numbers are exact or refused
+
+
+def _has_inexact_number(value):
+    """Whether a JSON value holds a number of magnitude beyond 2^53 − 1 (§9a). Python
+    reads integer literals exactly, so 9007199254740993 is not mistaken for …992."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return abs(value) > MAX_EXACT_INT
+    if isinstance(value, list):
+        return any(_has_inexact_number(x) for x in value)
+    if isinstance(value, dict):
+        return any(_has_inexact_number(x) for x in value.values())
+    return False
+
+
 def _name_problem(field, value):
     if not isinstance(value, str):
         return f"{field} is not a string"
@@ -392,6 +414,8 @@ def request_problems(req, text, where):
             raise VectorError(f"{where}: avoid null inside {f}: the spec does not say")
         if _depth(v) > MAX_DEPTH:
             problems.append(f"{f} is nested deeper than {MAX_DEPTH}")
+        if _has_inexact_number(v):
+            problems.append(f"{f} holds a number beyond ±(2^53 − 1)")
     if req.get("time") is not None:
         if not isinstance(req["time"], str):
             problems.append("time is not a string")

@@ -79,6 +79,7 @@ impl FileSink {
         let open_err = |message: String| AuditError::Open { path: shown.clone(), message };
         let mut file =
             OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(|e| open_err(e.to_string()))?;
+        lock_exclusive(&file).map_err(open_err)?;
         let len = file.metadata().map_err(|e| open_err(e.to_string()))?.len();
         let (last_line, cut_at) = tail(&mut file, len).map_err(|e| open_err(e.to_string()))?;
         let resume = match &last_line {
@@ -150,6 +151,7 @@ impl FileSink {
         }
         std::fs::rename(&self.path, &target).map_err(io)?;
         let file = OpenOptions::new().read(true).append(true).create_new(true).open(&self.path).map_err(io)?;
+        lock_exclusive(&file).map_err(|m| io(std::io::Error::other(m)))?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
@@ -171,6 +173,19 @@ impl FileSink {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Holds the audit file for this sink alone (§9a): two engines appending to one file,
+/// in this process or another, would fork its chain. The lock is an OS advisory lock
+/// on the open file (`flock` on Unix), released when the sink is dropped.
+fn lock_exclusive(file: &File) -> Result<(), String> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err("the file is in use by another engine (one audit file per engine)".into())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock the file: {e}")),
     }
 }
 

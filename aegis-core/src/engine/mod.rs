@@ -8,6 +8,7 @@ use crate::audit::{default_kid, AuditError, AuditRecord, AuditSink, Durable, Lim
 use crate::compile::Index;
 use crate::eval::{self, Ctx, FailedTest, Sink, Tri};
 use crate::json::{write_string, write_value};
+use crate::key::{Key, KeyId};
 use crate::policy::{self, Bundle, LoadErrors, Outcome, Rule};
 use crate::request::{check_name, Request, RequestError, RequestLimits};
 use crate::time::{self, Millis};
@@ -50,11 +51,11 @@ impl Compiled {
 /// Engine configuration.
 pub struct EngineOptions {
     /// HMAC key for record signatures.
-    pub signing_key: Option<Vec<u8>>,
+    pub signing_key: Option<Key>,
     /// Key id written as `kid` (default: first 16 hex of SHA-256(key)).
-    pub signing_key_id: Option<String>,
+    pub signing_key_id: Option<KeyId>,
     /// HMAC key for approval grants.
-    pub approval_key: Option<Vec<u8>>,
+    pub approval_key: Option<Key>,
     /// Request bounds.
     pub request_limits: RequestLimits,
     /// Most limit counters kept (beyond it, new counters fail closed).
@@ -299,6 +300,8 @@ struct Chain {
 
 /// The policy engine. `Send + Sync`: share one across threads.
 pub struct Engine {
+    /// Tells this engine's audit callbacks apart from other engines' (re-entry guard).
+    id: u64,
     policy: ArcSwap<Compiled>,
     source: Option<PathBuf>,
     signing_key: Option<Vec<u8>>,
@@ -427,14 +430,17 @@ impl Engine {
         let (seq, prev) =
             options.sinks.iter().find_map(|s| s.resume()).map_or((0, GENESIS.to_string()), |(s, h)| (s + 1, h));
         let durables = options.sinks.iter().filter_map(|s| s.durable()).collect();
-        let kid =
-            options.signing_key.as_ref().map(|k| options.signing_key_id.clone().unwrap_or_else(|| default_kid(k)));
+        let kid = options.signing_key.as_ref().map(|k| {
+            options.signing_key_id.as_ref().map_or_else(|| default_kid(k.as_bytes()), |id| id.as_str().to_owned())
+        });
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Engine {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             policy: ArcSwap::from_pointee(Compiled::new(bundle)),
             source,
-            signing_key: options.signing_key,
+            signing_key: options.signing_key.map(|k| k.as_bytes().to_vec()),
             kid,
-            approval_key: options.approval_key,
+            approval_key: options.approval_key.map(|k| k.as_bytes().to_vec()),
             request_limits: options.request_limits,
             clock: options.clock,
             kills: RwLock::new(Vec::new()),
@@ -468,10 +474,13 @@ impl Engine {
         self.policy.load_full()
     }
 
-    /// The next record's `seq` and `prev`.
-    pub fn chain_head(&self) -> (u64, String) {
+    /// The next record's `seq` and `prev`. Refused from inside this engine's own
+    /// audit callback (the chain lock is held there; the record it was handed says
+    /// where the chain stands).
+    pub fn chain_head(&self) -> Result<(u64, String), ControlError> {
+        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
         let c = lock(&self.chain);
-        (c.seq, c.prev.clone())
+        Ok((c.seq, c.prev.clone()))
     }
 
     /// Parses request JSON and evaluates it; returns the decision line.
@@ -487,6 +496,7 @@ impl Engine {
 
     /// Decides a request with options (explain).
     pub fn evaluate_with(&self, req: &Request, opts: EvalOptions) -> Result<Decision, EvalError> {
+        reentry::refuse(self.id).map_err(|m| EvalError::Audit(AuditError::Callback(m.into())))?;
         let time_ms = req.time.unwrap_or_else(|| self.now());
         let time_str = time::format_utc(time_ms);
         let compiled = self.policy.load();
@@ -813,11 +823,26 @@ impl Engine {
                 rec.seal_from(&seg, head, self.signing_key.as_deref());
                 let mut line = String::with_capacity(seg.len() + 320);
                 seg.write(&mut line, rec, true);
-                for s in chain.sinks.iter_mut() {
-                    s.write(rec, &line)?;
+                // §9a: the record is chained once the first sink accepts it, so a
+                // later sink's failure fails the call but never forks the chain (the
+                // next record must not reuse a `seq` already in the first sink).
+                let mut failed = None;
+                for (i, s) in chain.sinks.iter_mut().enumerate() {
+                    let written = reentry::within(self.id, || s.write(rec, &line));
+                    if let Err(e) = written {
+                        if i == 0 {
+                            scratch::put(&scratch::RECORD, seg.into_buf());
+                            return Err(e);
+                        }
+                        failed.get_or_insert(e);
+                    }
                 }
                 chain.seq += 1;
                 chain.prev.clone_from(&rec.hash);
+                if let Some(e) = failed {
+                    scratch::put(&scratch::RECORD, seg.into_buf());
+                    return Err(e);
+                }
                 (rec.seq, chain.durables.clone())
             }
         };
@@ -861,6 +886,7 @@ impl Engine {
     /// Kills `scope`/`id` (`all` takes id `*`): the next evaluation in every thread is
     /// denied with rule `kill:SCOPE:ID`. Killing again replaces the reason.
     pub fn kill(&self, scope: KillScope, id: &str, reason: &str) -> Result<(), ControlError> {
+        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
         Self::check_kill_id(scope, id)?;
         let mut kills = self.kills.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         kills.retain(|k| !(k.scope == scope && k.id == id));
@@ -871,6 +897,7 @@ impl Engine {
 
     /// Lifts a kill; returns whether one was in force.
     pub fn revive(&self, scope: KillScope, id: &str) -> Result<bool, ControlError> {
+        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
         Self::check_kill_id(scope, id)?;
         let mut kills = self.kills.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = kills.len();
@@ -888,12 +915,14 @@ impl Engine {
 
     /// Issues a grant token for `approval_id`, valid for `ttl_seconds` from now.
     pub fn grant(&self, approval_id: &str, approver: &str, ttl_seconds: u64) -> Result<String, ControlError> {
+        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
         let key = self.approval_key.as_deref().ok_or_else(|| ControlError("this engine has no approval key".into()))?;
         issue_grant(key, approval_id, approver, ttl_seconds, self.now())
     }
 
     /// Reloads the bundle from its path; on failure the old bundle stays.
     pub fn reload(&self) -> Result<(), LoadErrors> {
+        Self::refuse_reentry_load(self.id)?;
         let Some(path) = &self.source else {
             return Err(LoadErrors(vec![policy::LoadError {
                 loc: policy::SourceLoc { file: Arc::from("<yaml>"), line: 1, column: 1 },
@@ -909,10 +938,21 @@ impl Engine {
 
     /// Replaces the bundle with one loaded from YAML text; on failure the old stays.
     pub fn reload_yaml(&self, text: &str) -> Result<(), LoadErrors> {
+        Self::refuse_reentry_load(self.id)?;
         let _g = lock(&self.reload_lock);
         let bundle = policy::load_yaml(text)?;
         self.swap(bundle);
         Ok(())
+    }
+
+    fn refuse_reentry_load(id: u64) -> Result<(), LoadErrors> {
+        reentry::refuse(id).map_err(|m| {
+            LoadErrors(vec![policy::LoadError {
+                loc: policy::SourceLoc { file: Arc::from("<reload>"), line: 1, column: 1 },
+                message: m.into(),
+                help: None,
+            }])
+        })
     }
 
     fn swap(&self, bundle: Bundle) {
@@ -992,6 +1032,50 @@ pub fn parse_ttl(s: &str) -> Option<u64> {
         return Some(n);
     }
     crate::policy::parse_duration(s).map(|ms| (ms / 1000) as u64)
+}
+
+/// Calls into an engine from inside one of its own audit callbacks (§9a): the callback
+/// runs under the chain lock, so such a call would deadlock or act on a half-written
+/// record. It is refused, and the outer `evaluate` fails with `audit_failed`.
+mod reentry {
+    use std::cell::RefCell;
+
+    /// What a refused call says.
+    pub const MESSAGE: &str = "an audit callback called back into its engine; callbacks must not use the engine";
+
+    thread_local! {
+        /// The engines whose sinks are running on this thread, innermost last, and
+        /// whether a callback called back into that engine.
+        static ACTIVE: RefCell<Vec<(u64, bool)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Runs a sink write for engine `id`; fails when the sink called back into it.
+    pub fn within<T>(
+        id: u64,
+        write: impl FnOnce() -> Result<T, crate::audit::AuditError>,
+    ) -> Result<T, crate::audit::AuditError> {
+        ACTIVE.with(|a| a.borrow_mut().push((id, false)));
+        let out = write();
+        let reentered = ACTIVE.with(|a| a.borrow_mut().pop()).is_some_and(|(_, r)| r);
+        if reentered {
+            return Err(crate::audit::AuditError::Callback(MESSAGE.into()));
+        }
+        out
+    }
+
+    /// Refuses a call into engine `id` made from inside its own sink.
+    pub fn refuse(id: u64) -> Result<(), &'static str> {
+        ACTIVE.with(|a| {
+            let mut a = a.borrow_mut();
+            match a.iter_mut().find(|(e, _)| *e == id) {
+                Some(entry) => {
+                    entry.1 = true;
+                    Err(MESSAGE)
+                }
+                None => Ok(()),
+            }
+        })
+    }
 }
 
 #[allow(dead_code)]

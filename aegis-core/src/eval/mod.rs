@@ -405,8 +405,18 @@ fn apply(op: &Op, s: Seen<'_>, ctx: &Ctx<'_>) -> Result<bool, String> {
         Op::ContainsAny(pairs) | Op::ContainsNone(pairs) => {
             let any = if let Some(x) = s.as_str() {
                 contains_any_lowercase(x, pairs)
-            } else if let Some(mut items) = s.list() {
-                items.any(|i| i.as_str().is_some_and(|x| pairs.iter().any(|(orig, _)| orig == x)))
+            } else if let Some(items) = s.list() {
+                // §9a: on a list, every element is a string tested like a string value
+                // (case-insensitive substring), so a list is never weaker than a string:
+                // ["sh", "-c", "sudo rm -rf /"] contains `sudo`.
+                let mut any = false;
+                for i in items {
+                    let Some(x) = i.as_str() else {
+                        return Err(format!("{} expects strings, found {}", op.name(), i.type_name()));
+                    };
+                    any = any || contains_any_lowercase(x, pairs);
+                }
+                any
             } else {
                 return Err(wrong(op.name(), "string or list", &s));
             };
@@ -428,8 +438,8 @@ fn apply(op: &Op, s: Seen<'_>, ctx: &Ctx<'_>) -> Result<bool, String> {
             Ok(prefixes.iter().any(|pre| boundary::path_within(&n, pre)))
         }),
         Op::DomainIn(domains) => each_string("domain_in", s, |v| {
-            let host = boundary::host_of(v).ok_or_else(|| format!("no host in \"{v}\""))?;
-            Ok(domains.iter().any(|d| boundary::host_in(&host, d)))
+            let host = boundary::host_of(v).map_err(|_| format!("no host in \"{v}\""))?;
+            Ok(domains.iter().any(|d| host.is_in(d)))
         }),
         Op::Count(ops) => {
             let n = match s {

@@ -115,7 +115,7 @@ pub enum Op {
     /// `within`: normalised prefixes.
     Within(Vec<String>),
     /// `domain_in`: normalised domains.
-    DomainIn(Vec<String>),
+    DomainIn(Vec<crate::eval::boundary::Host>),
     /// `count`
     Count(Vec<Op>),
     /// `exists`

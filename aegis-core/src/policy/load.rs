@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 /// Largest policy file read.
 const MAX_FILE_BYTES: u64 = 16 << 20;
+/// What a whole bundle may expand to, aliases included (§9a).
+const MAX_BUNDLE_EXPANSION: usize = 64 << 20;
 
 /// Loads a bundle from a file or a directory (every `*.yaml`, `*.yml`, `*.json`
 /// below it in byte order of path, except `*.test.yaml`).
@@ -26,8 +28,12 @@ pub fn load_path(path: &FsPath) -> Result<Bundle, LoadErrors> {
     let meta = std::fs::metadata(path).map_err(|e| here(format!("cannot read: {e}")))?;
     let mut files = Vec::new();
     if meta.is_dir() {
-        collect(path, &mut files).map_err(|e| here(format!("cannot list the folder: {e}")))?;
-        files.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
+        let mut walk = Walk::default();
+        walk.dir(path, &mut Vec::new()).map_err(|e| here(format!("cannot list the folder: {e}")))?;
+        if !walk.errors.is_empty() {
+            return Err(LoadErrors(walk.errors));
+        }
+        files = walk.unique_files();
         if files.is_empty() {
             return Err(LoadErrors(vec![LoadError {
                 loc: SourceLoc { file: Arc::from(path.display().to_string()), line: 1, column: 1 },
@@ -69,19 +75,130 @@ pub fn load_path(path: &FsPath) -> Result<Bundle, LoadErrors> {
     load_files(&texts)
 }
 
-fn collect(dir: &FsPath, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            collect(&p, out)?;
-        } else if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
-            let policy = name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
-            if policy && !name.ends_with(".test.yaml") {
-                out.push(p);
+/// Whether a file name is a policy file of a bundle folder: `*.yaml`, `*.yml` or
+/// `*.json` but not `*.test.yaml`, compared case-insensitively (§9a: `Deny.YAML` is a
+/// policy, `X.Test.Yaml` a test file — a folder hides nothing on a file system that
+/// does not care about case).
+pub fn is_policy_file_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let policy = lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json");
+    policy && !is_test_file_name(name)
+}
+
+/// Whether a file name is a policy test file (`*.test.yaml`, any case).
+pub fn is_test_file_name(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".test.yaml")
+}
+
+/// The walk of a bundle folder (§9a): symlinks are followed, a file reached twice is
+/// loaded once (at the first path in byte order), a symlink loop or an entry whose name
+/// is not UTF-8 is a load error naming it.
+#[derive(Default)]
+struct Walk {
+    /// Policy files found: (path, the file's identity).
+    found: Vec<(PathBuf, FileId)>,
+    errors: Vec<LoadError>,
+}
+
+/// Whether following a path failed because its links go round in a circle (`ELOOP`).
+fn is_symlink_loop(e: &std::io::Error) -> bool {
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd", target_os = "openbsd"))]
+    const ELOOP: i32 = 62;
+    #[cfg(not(any(target_os = "macos", target_os = "ios", target_os = "freebsd", target_os = "openbsd")))]
+    const ELOOP: i32 = 40;
+    e.raw_os_error() == Some(ELOOP)
+}
+
+/// What makes two paths the same file: device and inode where there are such.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum FileId {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    #[cfg_attr(unix, allow(dead_code))]
+    Path(PathBuf),
+}
+
+fn file_id(path: &FsPath, meta: &std::fs::Metadata) -> std::io::Result<FileId> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = path;
+        Ok(FileId::Inode(meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(FileId::Path(std::fs::canonicalize(path)?))
+    }
+}
+
+impl Walk {
+    fn error(&mut self, path: &FsPath, message: String) {
+        self.errors.push(LoadError {
+            loc: SourceLoc { file: Arc::from(path.display().to_string()), line: 1, column: 1 },
+            message,
+            help: None,
+        });
+    }
+
+    /// Walks `dir`; `above` holds the identities of the folders on the way down, so a
+    /// link back to one of them is a loop.
+    fn dir(&mut self, dir: &FsPath, above: &mut Vec<FileId>) -> std::io::Result<()> {
+        let meta = std::fs::metadata(dir)?;
+        let id = file_id(dir, &meta)?;
+        above.push(id);
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_name().to_str().is_none() {
+                self.error(&path, "a folder entry whose name is not UTF-8 cannot be part of a bundle".into());
+                continue;
+            }
+            entries.push(path);
+        }
+        entries.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
+        for path in entries {
+            let is_link = std::fs::symlink_metadata(&path).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if is_symlink_loop(&e) => {
+                    self.error(&path, "symlink loop".into());
+                    continue;
+                }
+                Err(e) => {
+                    // A dangling link that is not a policy file name is nothing of the
+                    // bundle's; one that is, is a file the bundle cannot read.
+                    if !is_link || is_policy_file_name(&name) {
+                        self.error(&path, format!("cannot read: {e}"));
+                    }
+                    continue;
+                }
+            };
+            if meta.is_dir() {
+                let id = file_id(&path, &meta)?;
+                if above.contains(&id) {
+                    self.error(&path, "symlink loop: this link leads back to a folder above it".into());
+                    continue;
+                }
+                self.dir(&path, above)?;
+            } else if is_policy_file_name(&name) {
+                let id = file_id(&path, &meta)?;
+                self.found.push((path, id));
             }
         }
+        above.pop();
+        Ok(())
     }
-    Ok(())
+
+    /// The files in byte order of path, each file once: at the first path reaching it.
+    fn unique_files(self) -> Vec<PathBuf> {
+        let mut found = self.found;
+        found.sort_by(|a, b| a.0.as_os_str().as_encoded_bytes().cmp(b.0.as_os_str().as_encoded_bytes()));
+        let mut seen = HashSet::new();
+        found.into_iter().filter(|(_, id)| seen.insert(id.clone())).map(|(p, _)| p).collect()
+    }
 }
 
 /// Loads a one-file bundle from YAML text (the file is called `<yaml>` in errors).
@@ -99,12 +216,16 @@ pub fn load_files(files: &[(String, String)]) -> Result<Bundle, LoadErrors> {
     let mut hasher = yaml::CanonicalHasher::new();
     hasher.push("[");
     let mut names = Vec::with_capacity(files.len());
+    let mut bundle_left = MAX_BUNDLE_EXPANSION;
     for (name, text) in files {
         v.file = Arc::from(name.as_str());
         names.push(name.clone());
-        let root = match yaml::parse(text) {
-            Ok(Some(n)) => n,
-            Ok(None) => {
+        let root = match yaml::parse_within(text, yaml::expansion_budget(text.len()).min(bundle_left)) {
+            Ok((Some(n), used)) => {
+                bundle_left -= used;
+                n
+            }
+            Ok((None, _)) => {
                 v.err(Loc { line: 1, column: 1 }, "empty policy file".into(), Some("start it with `aegis: 1`".into()));
                 continue;
             }
@@ -769,11 +890,14 @@ impl Validator {
                 let mut out = Vec::with_capacity(list.len());
                 for (d, dloc) in list {
                     match boundary::normalize_domain(&d) {
-                        Some(n) => out.push(n),
-                        None => self.err(
+                        Ok(n) => out.push(n),
+                        Err(why) => self.err(
                             dloc,
-                            format!("\"{d}\" is not a domain"),
-                            Some("write a host name like `example.com` (IDNs in their xn-- form)".into()),
+                            format!("\"{d}\" is not a domain: {why}"),
+                            Some(
+                                "write a host name like `example.com` (IDNs in their xn-- form) or an IP address"
+                                    .into(),
+                            ),
                         ),
                     }
                 }

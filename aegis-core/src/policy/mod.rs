@@ -5,7 +5,7 @@ mod load;
 
 pub use cond::{Cond, During, Op, Path, PathRoot, Segment, Test};
 pub(crate) use load::{hex, hex_into, parse_duration};
-pub use load::{load_files, load_path, load_yaml};
+pub use load::{is_policy_file_name, is_test_file_name, load_files, load_path, load_yaml};
 
 use std::fmt;
 use std::sync::Arc;

@@ -126,6 +126,11 @@ const STRINGS: &[&str] = &[
     "a@b@ex.com",
     "http://ev.net\\@ex.com",
     "x@",
+    "http://127.1/",
+    "http://0x7f000001:80/",
+    "http://[::ffff:127.0.0.1]/",
+    "https://ex.com%40ev.net/",
+    "ev%ev.net@ex.com",
     "DROP table",
     "Hello World",
     "é",
@@ -133,9 +138,9 @@ const STRINGS: &[&str] = &[
     "prod",
     "r",
 ];
-const NUMBERS: &[f64] = &[-1.0, 0.0, 0.5, 1.0, 5.0, 100.0, 5000.0, 1e21];
+const NUMBERS: &[f64] = &[-1.0, 0.0, 0.5, 1.0, 5.0, 100.0, 5000.0, 9007199254740991.0];
 const WITHIN: &[&str] = &["/a", "/a/b", "/", "/ab", "/a/"];
-const DOMAINS: &[&str] = &["ex.com", "b.ex.com", "EX.com.", "ev.net"];
+const DOMAINS: &[&str] = &["ex.com", "b.ex.com", "EX.com.", "ev.net", "127.0.0.1", "[::1]"];
 const REGEXES: &[&str] = &["^a", "b$", "a", "^/a", "ex", "^$"];
 const OPS: &[&str] = &[
     "eq",
@@ -375,6 +380,11 @@ fn gen_request(r: &mut Rng) -> Map {
             "a@b@ex.com",
             "http://ev.net\\@ex.com",
             "x@",
+            "http://127.1/",
+            "http://0x7f000001:80/",
+            "http://[::ffff:127.0.0.1]/",
+            "https://ex.com%40ev.net/",
+            "ev%ev.net@ex.com",
             "b.ex.com",
             "ftp://ex.com:x/",
         ];
@@ -568,30 +578,110 @@ fn host(v: &str) -> Option<String> {
             return None;
         }
         let rest = &v[i + 3..];
-        let auth: String = rest.chars().take_while(|c| !"/?#\\".contains(*c)).collect();
-        let hp = match auth.rfind('@') {
+        let auth: String = rest.chars().take_while(|c| !"/?#".contains(*c)).collect();
+        if auth.chars().any(|c| c == '\\' || c == '%' || c.is_whitespace() || c.is_control()) {
+            return None;
+        }
+        if auth.matches('@').count() > 1 {
+            return None;
+        }
+        let hp = match auth.find('@') {
             Some(k) => auth[k + 1..].to_owned(),
             None => auth,
         };
-        if hp.starts_with('[') {
-            return None; // not generated
+        if let Some(inner) = hp.strip_prefix('[') {
+            let close = inner.find(']')?;
+            let port = &inner[close + 1..];
+            if !(port.is_empty()
+                || (port.len() > 1 && port.starts_with(':') && port[1..].bytes().all(|b| b.is_ascii_digit())))
+            {
+                return None;
+            }
+            hp[..close + 2].to_owned()
+        } else {
+            match hp.rfind(':') {
+                Some(k) if hp[k + 1..].bytes().all(|b| b.is_ascii_digit()) => hp[..k].to_owned(),
+                Some(_) => return None,
+                None => hp,
+            }
         }
-        match hp.rfind(':') {
-            Some(k) if hp[k + 1..].bytes().all(|b| b.is_ascii_digit()) => hp[..k].to_owned(),
-            Some(_) => return None,
-            None => hp,
+    } else if v.contains('@') {
+        if v.matches('@').count() > 1 {
+            return None;
         }
+        let (local, domain) = v.split_once('@')?;
+        if local.is_empty()
+            || local.chars().any(|c| c.is_whitespace() || c.is_control() || ",;<>()[]\\/?#:\"%!".contains(c))
+        {
+            return None;
+        }
+        domain.to_owned()
     } else {
-        match v.rfind('@') {
-            Some(k) => v[k + 1..].to_owned(),
-            None => v.to_owned(),
-        }
+        v.to_owned()
     };
+    canon(&h)
+}
+
+/// A host or `domain_in` entry in comparable form: `ip:` + the address for IPs.
+fn canon(h: &str) -> Option<String> {
     let mut h = h.to_ascii_lowercase();
+    if let Some(inner) = h.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        let ip: std::net::Ipv6Addr = inner.parse().ok()?;
+        let o = ip.octets();
+        if o[..10].iter().all(|&b| b == 0) && o[10] == 0xff && o[11] == 0xff {
+            return Some(format!("ip:{}.{}.{}.{}", o[12], o[13], o[14], o[15]));
+        }
+        return Some(format!("ip:[{ip}]"));
+    }
     if h.ends_with('.') {
         h.pop();
     }
+    let labels: Vec<&str> = h.split('.').collect();
+    let last = *labels.last()?;
+    let num = |p: &str| -> Option<u128> {
+        if p.is_empty() {
+            return None;
+        }
+        if let Some(x) = p.strip_prefix("0x") {
+            return if x.is_empty() {
+                Some(0)
+            } else {
+                u128::from_str_radix(x, 16).ok().or(if x.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Some(u128::MAX)
+                } else {
+                    None
+                })
+            };
+        }
+        if p.len() > 1 && p.starts_with('0') {
+            return u128::from_str_radix(&p[1..], 8).ok().or(if p.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                Some(u128::MAX)
+            } else {
+                None
+            });
+        }
+        if !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(p.parse::<u128>().unwrap_or(u128::MAX))
+    };
+    if last.bytes().all(|b| b.is_ascii_digit()) && !last.is_empty() || num(last).is_some() {
+        if labels.len() > 4 {
+            return None;
+        }
+        let nums: Vec<u128> = labels.iter().map(|p| num(p)).collect::<Option<_>>()?;
+        let n = nums.len();
+        if nums[..n - 1].iter().any(|&x| x > 255) || nums[n - 1] >= 1u128 << (8 * (5 - n)) {
+            return None;
+        }
+        let mut ip = nums[n - 1];
+        for (i, x) in nums[..n - 1].iter().enumerate() {
+            ip += x << (8 * (3 - i));
+        }
+        return Some(format!("ip:{}.{}.{}.{}", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255));
+    }
     let ok = !h.is_empty()
+        && h.len() <= 253
         && h.split('.').all(|l| {
             !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
@@ -665,7 +755,15 @@ fn apply(op: &str, operand: &Value, v: &Value) -> Result<bool, String> {
                     let low = s.to_lowercase();
                     words.iter().any(|w| low.contains(&w.to_lowercase()))
                 }
-                Value::Array(items) => items.iter().any(|x| x.as_str().is_some_and(|x| words.contains(&x))),
+                Value::Array(items) => {
+                    if let Some(x) = items.iter().find(|x| x.as_str().is_none()) {
+                        return Err(format!("{op} expects strings, found {}", type_name(x)));
+                    }
+                    items.iter().any(|x| {
+                        let low = x.as_str().unwrap().to_lowercase();
+                        words.iter().any(|w| low.contains(&w.to_lowercase()))
+                    })
+                }
                 _ => return Err(wrong("string or list")),
             };
             Ok(any == (op == "contains_any"))
@@ -688,19 +786,12 @@ fn apply(op: &str, operand: &Value, v: &Value) -> Result<bool, String> {
         }
         "domain_in" => {
             let Value::Array(list) = operand else { unreachable!() };
-            let doms: Vec<String> = list
-                .iter()
-                .map(|d| {
-                    let mut d = d.as_str().unwrap().to_ascii_lowercase();
-                    if d.ends_with('.') {
-                        d.pop();
-                    }
-                    d
-                })
-                .collect();
+            let doms: Vec<String> = list.iter().map(|d| canon(d.as_str().unwrap()).unwrap()).collect();
             each_str("domain_in", v, &|x| {
                 let h = host(x).ok_or_else(|| format!("no host in \"{x}\""))?;
-                Ok(doms.iter().any(|d| h == *d || h.ends_with(&format!(".{d}"))))
+                Ok(doms.iter().any(|d| {
+                    h == *d || (!h.starts_with("ip:") && !d.starts_with("ip:") && h.ends_with(&format!(".{d}")))
+                }))
             })
         }
         "count" => {
