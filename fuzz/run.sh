@@ -24,7 +24,7 @@ for t in "${TARGETS[@]}"; do
   extra=(); [ -d "regressions/$t" ] && extra=("regressions/$t")
   cargo +nightly fuzz run "$t" "corpus/$t" "${extra[@]}" -- \
       -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
-      -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 | tee "artifacts/$t.log" | \
+      -artifact_prefix="artifacts/$t/" -dict="$PWD/dict/hosts_numbers.dict" -print_final_stats=1 2>&1 | tee "artifacts/$t.log" | \
       grep -E "^(#[0-9]+ *DONE|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|panicked)" || true
   if ls "artifacts/$t"/crash-* "artifacts/$t"/oom-* "artifacts/$t"/timeout-* >/dev/null 2>&1; then
     echo "!! $t: findings in fuzz/artifacts/$t"; status=1
