@@ -39,6 +39,13 @@ export declare class NativeEngine {
   reloadYaml(text: string): void
   /** The hex SHA-256 policy hash of the loaded bundle. */
   policyHash(): string
+  /**
+   * Drops the engine: its sinks are dropped, which closes the audit file and
+   * releases its lock (so another engine may open it). Later calls fail. Idempotent.
+   */
+  close(): void
+  /** Whether `close` was called. */
+  isClosed(): boolean
   /** The collector started by the `collector` option, if any. */
   collector(): NativeCollector | null
 }

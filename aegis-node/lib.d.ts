@@ -1,6 +1,11 @@
 // Type definitions for aegis-policy (the public API; index.d.ts types the native layer).
 
-/** A JSON-like value accepted in `params` and `context`. */
+/**
+ * A JSON-like value accepted in `params` and `context`: plain objects (prototype
+ * `Object.prototype` or `null`), arrays without holes, well-formed strings, finite
+ * numbers of magnitude ≤ 2^53 − 1, booleans and null. Anything else (Buffers and other
+ * bytes, Dates, Maps, class instances, BigInts…) is a `RequestError`.
+ */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue | undefined }
 
 /** A request (spec §1). `undefined` properties are treated as absent. */
@@ -70,18 +75,25 @@ export interface Decision {
 
 export interface EngineOptions {
   /**
-   * A JSONL file sink path, or a callback. The callback receives each record (parsed)
-   * after `evaluate`/`evaluateJson` returns from the native engine, in order, on the
-   * calling thread; if it throws, the call throws an AegisError (the tool does not run).
+   * A JSONL file sink path (one engine per file: a second engine on the same file fails
+   * with `audit_failed`), or a callback. The callback receives each record (parsed)
+   * after the native engine decided, in order, on the calling thread, before
+   * `evaluate`/`evaluateJson` returns. It must be synchronous and must not call this
+   * engine: if it throws, returns a Promise (an `async` function) or calls back into
+   * the engine, the call throws an AegisError with code `audit_failed` (the tool does
+   * not run).
    */
   audit?: string | ((record: AuditRecord) => void)
   /** File sink durability (default `always`). */
   fsync?: 'always' | 'batch' | 'never'
-  /** HMAC key for approval grants (a string is taken as UTF-8 bytes). */
+  /** HMAC key for approval grants (a string is taken as UTF-8 bytes); empty → `config_invalid`. */
   approvalKey?: string | Uint8Array
-  /** HMAC key for record signatures (a string is taken as UTF-8 bytes). */
+  /** HMAC key for record signatures (a string is taken as UTF-8 bytes); empty → `config_invalid`. */
   signingKey?: string | Uint8Array
-  /** `kid` written into signed records (default: first 16 hex of SHA-256(key)). */
+  /**
+   * `kid` written into signed records (default: first 16 hex of SHA-256(key)); 1–256
+   * bytes, no control characters (else `config_invalid`).
+   */
   signingKeyId?: string
   /**
    * Ship the audit file to an OpenTelemetry collector (OTLP/HTTP) from a background
@@ -179,6 +191,10 @@ export declare class Engine {
   static fromPath(path: string, options?: EngineOptions): Engine
   static fromYaml(text: string, options?: EngineOptions): Engine
   evaluate(request: Request): Decision
+  /**
+   * Decides a request given as JSON text. JSON from outside belongs here, not through
+   * `JSON.parse` + `evaluate`: this refuses duplicate keys, `JSON.parse` keeps the last.
+   */
   evaluateJson(requestJson: string): string
   kill(scope: KillScope, id: string, reason?: string): void
   revive(scope: KillScope, id: string): boolean
@@ -189,10 +205,14 @@ export declare class Engine {
   /** The collector started by the `collector` option, or null. */
   readonly collector: Collector | null
   /**
-   * Closes the collector (as `collector.close(timeoutMs)`); resolves at once without one.
-   * `evaluate` keeps working afterwards (records are still written to the audit file).
+   * Closes the collector (as `collector.close(timeoutMs)`; at once without one), then
+   * the engine: its audit file is closed and unlocked (another engine may open it) and
+   * every later call throws an AegisError (`invalid_argument`). Rejects if the
+   * collector's final attempt failed; the engine is closed all the same.
    */
   close(timeoutMs?: number | null): Promise<void>
+  /** Whether `close` was called. */
+  readonly closed: boolean
 }
 
 export interface AgentContext {
@@ -221,11 +241,16 @@ export interface SecureToolOptions {
   approvalHandler?: (decision: Decision) => string | null | undefined | Promise<string | null | undefined>
 }
 
-export declare function secureTool<P extends { [key: string]: any }, A extends unknown[], R>(
+/**
+ * Guards `fn`. The returned function takes exactly one argument, the params object: it
+ * is snapshotted, decided, and only that snapshot reaches `fn`; a call with further
+ * arguments is refused (`AegisError`, code `invalid_argument`).
+ */
+export declare function secureTool<P extends { [key: string]: any }, R>(
   engine: Engine,
   options: SecureToolOptions,
-  fn: (params: P, ...rest: A) => R | Promise<R>,
-): (params: P, ...rest: A) => Promise<Awaited<R>>
+  fn: (params: P) => R | Promise<R>,
+): (params: P) => Promise<Awaited<R>>
 
 export interface LoadErrorInfo {
   file: string
@@ -235,7 +260,24 @@ export interface LoadErrorInfo {
   help: string | null
 }
 
-export declare class AegisError extends Error {}
+/** The stable error codes of spec §17 that this package throws. */
+export type ErrorCode =
+  | 'policy_invalid'
+  | 'request_invalid'
+  | 'config_invalid'
+  | 'invalid_argument'
+  | 'audit_failed'
+  | 'collector_failed'
+  | 'denied'
+  | 'approval_required'
+  | 'approval_rejected'
+
+export declare class AegisError extends Error {
+  /** The stable code (spec §17). */
+  readonly code: ErrorCode
+  /** The option (`config_invalid`, in its camelCase spelling) or request field at fault, when known. */
+  readonly field?: string
+}
 export declare class PolicyError extends AegisError {
   readonly errors: LoadErrorInfo[]
 }
@@ -246,6 +288,7 @@ export declare class RequestError extends AegisError {
 export declare class PolicyDenied extends AegisError {
   readonly decision: Decision
 }
+/** `code` is `approval_rejected` when the approval handler refused (returned null), else `approval_required`. */
 export declare class ApprovalRequired extends AegisError {
   readonly decision: Decision
 }

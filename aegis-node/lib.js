@@ -8,16 +8,24 @@ const { NativeEngine, suggestOption } = require('./index.js')
 const PREFIX = '\u0001AEGIS'
 const CONSTRUCT = Symbol('aegis.construct')
 
-/** Base class of every error this package throws on purpose. */
+/**
+ * Base class of every error this package throws on purpose. `.code` is the stable code
+ * of spec §17 (`config_invalid`, `request_invalid`, `invalid_argument`, `audit_failed`,
+ * `policy_invalid`, `collector_failed`, `denied`, `approval_required`,
+ * `approval_rejected`); `.field`, when present, names the option or request field.
+ */
 class AegisError extends Error {
   constructor(message, options) {
     super(message, options)
     this.name = new.target.name
+    this.code = (options && options.code) || new.target.code || 'invalid_argument'
+    if (options && typeof options.field === 'string') this.field = options.field
   }
 }
 
 /** A policy bundle failed to load; `.errors` lists every error with its location. */
 class PolicyError extends AegisError {
+  static code = 'policy_invalid'
   constructor(message, errors, options) {
     super(message, options)
     this.errors = errors
@@ -26,6 +34,7 @@ class PolicyError extends AegisError {
 
 /** A request breaks §1 of the spec; `.field` names the request field at fault. */
 class RequestError extends AegisError {
+  static code = 'request_invalid'
   constructor(message, field, options) {
     super(message, options)
     this.field = field
@@ -34,20 +43,29 @@ class RequestError extends AegisError {
 
 /** A guarded tool call was denied; `.decision` is the decision. */
 class PolicyDenied extends AegisError {
+  static code = 'denied'
   constructor(decision, options) {
     super(`denied: ${decision.reason} [${decision.rules.join(', ')}]`, options)
     this.decision = decision
   }
 }
 
-/** A guarded tool call needs an approval that was not given; `.decision` is the decision. */
+/**
+ * A guarded tool call needs an approval that was not given; `.decision` is the decision.
+ * `.code` is `approval_rejected` when the approval handler refused (returned null),
+ * else `approval_required`.
+ */
 class ApprovalRequired extends AegisError {
+  static code = 'approval_required'
   constructor(decision, options) {
     const id = decision.approval ? decision.approval.id : '?'
     super(`approval required (${id}): ${decision.reason}`, options)
     this.decision = decision
   }
 }
+
+const configError = (message, field) => new AegisError(message, { code: 'config_invalid', field })
+const argError = (message) => new AegisError(message, { code: 'invalid_argument' })
 
 /** Turns an error thrown by the native layer into the matching AegisError subclass. */
 function translate(err) {
@@ -60,17 +78,60 @@ function translate(err) {
   } catch {
     return new AegisError(err.message.slice(PREFIX.length))
   }
-  switch (info.kind) {
-    case 'policy':
+  switch (info.code) {
+    case 'policy_invalid':
       return new PolicyError(
         info.message,
         info.errors.map((e) => ({ file: e.file, line: e.line, column: e.column, message: e.message, help: e.help ?? null })),
       )
-    case 'request':
+    case 'request_invalid':
       return new RequestError(info.message, info.field)
     default:
-      return new AegisError(info.message)
+      return new AegisError(info.message, { code: info.code, field: info.field })
   }
+}
+
+/** The UTF-16 index of the first lone surrogate in `s`, or -1. */
+function loneSurrogate(s) {
+  if (s.isWellFormed()) return -1
+  return s.search(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/)
+}
+
+function surrogateText(s, i) {
+  return `a lone surrogate (U+${s.charCodeAt(i).toString(16).toUpperCase()} at UTF-16 index ${i}); strings must be well-formed Unicode (they are never replaced by U+FFFD)`
+}
+
+/**
+ * A name, id or path given to a control function or option: a string, well-formed
+ * (a lone surrogate would reach the engine as U+FFFD, naming something else). NULs and
+ * other control characters are refused by the engine itself (never cut off).
+ */
+function textArg(v, what, makeError = argError) {
+  if (typeof v !== 'string') throw makeError(`${what} must be a string, not ${v === null ? 'null' : typeof v}`)
+  const i = loneSurrogate(v)
+  if (i >= 0) throw makeError(`${what} contains ${surrogateText(v, i)}`)
+  return v
+}
+
+/** A path (file system): also no NUL, which the OS would cut it at. */
+function pathArg(v, what, makeError = argError) {
+  textArg(v, what, makeError)
+  if (v.includes('\0')) throw makeError(`${what} contains a NUL character`)
+  return v
+}
+
+/** YAML text: a lone surrogate is a load error at its place. */
+function yamlText(text, what) {
+  if (typeof text !== 'string') throw argError(`${what} expects the bundle as a string`)
+  const i = loneSurrogate(text)
+  if (i >= 0) {
+    const before = text.slice(0, i)
+    const line = before.split('\n').length
+    const column = i - before.lastIndexOf('\n')
+    const message = `the text contains ${surrogateText(text, i)}`
+    throw new PolicyError(`<yaml>:${line}:${column}: ${message}`, [{ file: '<yaml>', line, column, message, help: null }])
+  }
+  return text
 }
 
 function native(fn) {
@@ -116,11 +177,11 @@ function collectorValue(v, where, depth) {
     case 'boolean':
       return v
     case 'number':
-      if (!Number.isFinite(v)) throw new AegisError(`${COLLECTOR_PREFIX}\`${where}\` must be a finite number, not ${v}`)
+      if (!Number.isFinite(v)) throw configError(`${COLLECTOR_PREFIX}\`${where}\` must be a finite number, not ${v}`, 'collector')
       return v
     case 'object': {
       if (v === null) return null
-      if (depth > 2) throw new AegisError(`${COLLECTOR_PREFIX}\`${where}\` is nested too deeply`)
+      if (depth > 2) throw configError(`${COLLECTOR_PREFIX}\`${where}\` is nested too deeply`, 'collector')
       if (Array.isArray(v)) return v.map((x, i) => collectorValue(x === undefined ? null : x, `${where}[${i}]`, depth + 1))
       const out = {}
       // An undefined header (an unset environment variable…) is kept as null so it is
@@ -129,21 +190,21 @@ function collectorValue(v, where, depth) {
       return out
     }
     default:
-      throw new AegisError(`${COLLECTOR_PREFIX}\`${where}\` is a ${typeof v}, which has no JSON form`)
+      throw configError(`${COLLECTOR_PREFIX}\`${where}\` is a ${typeof v}, which has no JSON form`, 'collector')
   }
 }
 
 /** Validates the camelCase `collector` option and returns the snake_case JSON text. */
 function collectorJson(c) {
   if (c === null || typeof c !== 'object' || Array.isArray(c)) {
-    throw new AegisError(`${COLLECTOR_PREFIX}\`collector\` must be an object such as {endpoint: 'http://127.0.0.1:4318'}`)
+    throw configError(`${COLLECTOR_PREFIX}\`collector\` must be an object such as {endpoint: 'http://127.0.0.1:4318'}`, 'collector')
   }
   const known = Object.keys(COLLECTOR_KEYS)
   const out = {}
   for (const k of Object.keys(c)) {
     if (!Object.hasOwn(COLLECTOR_KEYS, k)) {
       const s = suggestOption(k, known)
-      throw new AegisError(`${COLLECTOR_PREFIX}unknown option \`${k}\`${s ? ` (did you mean \`${s}\`?)` : ''}`)
+      throw configError(`${COLLECTOR_PREFIX}unknown option \`${k}\`${s ? ` (did you mean \`${s}\`?)` : ''}`, 'collector')
     }
     if (c[k] !== undefined) out[COLLECTOR_KEYS[k]] = collectorValue(c[k], k, 1)
   }
@@ -152,7 +213,7 @@ function collectorJson(c) {
 
 function checkTimeout(v) {
   if (typeof v !== 'number' || !(v >= 0 && v <= 3_600_000)) {
-    throw new AegisError(`timeoutMs must be a number of milliseconds from 0 to 3600000, not ${typeof v === 'number' ? v : typeof v}`)
+    throw argError(`timeoutMs must be a number of milliseconds from 0 to 3600000, not ${typeof v === 'number' ? v : typeof v}`)
   }
   return v
 }
@@ -180,7 +241,7 @@ class Collector {
   #native
 
   constructor(token, nativeCollector) {
-    if (token !== CONSTRUCT) throw new AegisError('a Collector is made by Engine.fromPath/fromYaml with the collector option')
+    if (token !== CONSTRUCT) throw argError('a Collector is made by Engine.fromPath/fromYaml with the collector option')
     this.#native = nativeCollector
   }
 
@@ -215,35 +276,42 @@ class Collector {
   }
 }
 
+/**
+ * Key bytes: a string (its UTF-8 bytes; a lone surrogate is refused, not encoded as
+ * U+FFFD) or bytes (a Buffer or other Uint8Array, copied). An empty key is refused by
+ * the engine (`config_invalid`): an empty HMAC key lets anyone forge grants.
+ */
 function keyBytes(name, v) {
   if (v === undefined || v === null) return undefined
-  if (typeof v === 'string') return Buffer.from(v, 'utf8')
+  if (typeof v === 'string') return Buffer.from(textArg(v, `option ${name}`, (m) => configError(m, name)), 'utf8')
   if (v instanceof Uint8Array) return Buffer.from(v)
-  throw new AegisError(`option ${name} must be a string or a Buffer`)
+  throw configError(`option ${name} must be a string or a Buffer`, name)
 }
 
 function nativeOptions(options) {
   const o = options ?? {}
-  if (typeof o !== 'object') throw new AegisError('options must be an object')
+  if (typeof o !== 'object') throw configError('options must be an object', '')
   const known = ['audit', 'fsync', 'approvalKey', 'signingKey', 'signingKeyId', 'collector']
   for (const k of Object.keys(o)) {
-    if (!known.includes(k)) throw new AegisError(`unknown option ${JSON.stringify(k)} (known: ${known.join(', ')})`)
+    if (!known.includes(k)) throw configError(`unknown option ${JSON.stringify(k)} (known: ${known.join(', ')})`, k)
   }
   const out = {}
   let callback
-  if (typeof o.audit === 'string') out.auditPath = o.audit
+  if (typeof o.audit === 'string') out.auditPath = pathArg(o.audit, 'option audit', (m) => configError(m, 'audit'))
   else if (typeof o.audit === 'function') {
     out.auditCallback = true
     callback = o.audit
   } else if (o.audit !== undefined && o.audit !== null) {
-    throw new AegisError('option audit must be a file path or a function')
+    throw configError('option audit must be a file path or a function', 'audit')
   }
-  if (o.fsync !== undefined) out.fsync = String(o.fsync)
+  if (o.fsync !== undefined) out.fsync = textArg(o.fsync, 'option fsync', (m) => configError(m, 'fsync'))
   const ak = keyBytes('approvalKey', o.approvalKey)
   if (ak) out.approvalKey = ak
   const sk = keyBytes('signingKey', o.signingKey)
   if (sk) out.signingKey = sk
-  if (o.signingKeyId !== undefined && o.signingKeyId !== null) out.signingKeyId = String(o.signingKeyId)
+  if (o.signingKeyId !== undefined && o.signingKeyId !== null) {
+    out.signingKeyId = textArg(o.signingKeyId, 'option signingKeyId', (m) => configError(m, 'signingKeyId'))
+  }
   if (o.collector !== undefined && o.collector !== null) out.collectorJson = collectorJson(o.collector)
   return { out, callback }
 }
@@ -260,6 +328,28 @@ function toDecision(nd) {
   }
 }
 
+/** A thrown value's message for an error text, whatever was thrown. */
+function describe(e) {
+  try {
+    return e instanceof Error ? String(e.message) : String(e)
+  } catch {
+    return typeof e
+  }
+}
+
+const REENTRY = 'an audit callback called back into its engine; callbacks must not use the engine'
+
+/** Whether `r` (a callback's return value) is a Promise or another thenable. */
+function isThenable(r) {
+  if (r === null || (typeof r !== 'object' && typeof r !== 'function')) return false
+  if (r instanceof Promise) return true
+  try {
+    return typeof r.then === 'function'
+  } catch {
+    return true // a throwing `then` getter: not a plain result either
+  }
+}
+
 /**
  * The policy engine. Build one with `Engine.fromPath` or `Engine.fromYaml`. An engine
  * belongs to the JS thread (main thread or worker) that built it.
@@ -268,13 +358,25 @@ class Engine {
   #native
   #callback
   #collector
+  /** True while the audit callback runs (calls into this engine are refused then). */
+  #inCallback = false
+  /** Set when the callback called back into this engine (even if it caught the error). */
+  #reentered = false
 
   constructor(token, nativeEngine, callback) {
-    if (token !== CONSTRUCT) throw new AegisError('use Engine.fromPath() or Engine.fromYaml()')
+    if (token !== CONSTRUCT) throw argError('use Engine.fromPath() or Engine.fromYaml()')
     this.#native = nativeEngine
     this.#callback = callback
     const nc = nativeEngine.collector()
     this.#collector = nc ? new Collector(CONSTRUCT, nc) : null
+  }
+
+  /** Refuses a call from inside this engine's own audit callback (§9a). */
+  #guard() {
+    if (this.#inCallback) {
+      this.#reentered = true
+      throw new AegisError(REENTRY, { code: 'audit_failed' })
+    }
   }
 
   /** The collector shipping the audit file (the `collector` option), or null. */
@@ -283,94 +385,152 @@ class Engine {
   }
 
   /**
-   * Closes the collector (final delivery attempt bounded by `timeoutMs`, default its
-   * `closeTimeoutMs`); resolves at once without one. `evaluate` keeps working after
-   * close: records are still written to the audit file (the next process ships them).
+   * Closes the engine: closes the collector (final delivery attempt bounded by
+   * `timeoutMs`, default its `closeTimeoutMs`; at once without one), then releases the
+   * engine and its audit file (and the file's lock, so another engine may open it).
+   * Afterwards every call throws an AegisError (`invalid_argument`). Rejects if the
+   * collector's final attempt failed — the engine is closed all the same. Idempotent.
    */
   async close(timeoutMs) {
-    if (this.#collector) await this.#collector.close(timeoutMs)
+    this.#guard()
+    try {
+      if (this.#collector) await this.#collector.close(timeoutMs)
+    } finally {
+      this.#native.close()
+    }
+  }
+
+  /** Whether `close` was called. */
+  get closed() {
+    return this.#native.isClosed()
   }
 
   static fromPath(path, options) {
+    pathArg(path, 'fromPath: the bundle path')
     const { out, callback } = nativeOptions(options)
-    return new Engine(CONSTRUCT, native(() => NativeEngine.fromPath(String(path), out)), callback)
+    return new Engine(CONSTRUCT, native(() => NativeEngine.fromPath(path, out)), callback)
   }
 
   static fromYaml(text, options) {
-    if (typeof text !== 'string') throw new AegisError('fromYaml expects the bundle as a string')
+    yamlText(text, 'fromYaml')
     const { out, callback } = nativeOptions(options)
     return new Engine(CONSTRUCT, native(() => NativeEngine.fromYaml(text, out)), callback)
   }
 
-  /** Hands the records collected during the last call to the audit callback, in order. */
+  /**
+   * Hands the records collected during the last call to the audit callback, in order.
+   * The callback is synchronous (§9a): one that throws, returns a Promise or another
+   * thenable (an `async` function), or calls back into this engine fails the call
+   * with `audit_failed`, so a guarded tool does not run.
+   */
   #flush() {
     if (!this.#callback) return
     const lines = this.#native.drainRecords()
-    let failure
+    let failure // {message, cause?} of the first record whose callback failed
     for (const line of lines) {
+      this.#inCallback = true
+      this.#reentered = false
+      let r
+      let threw = false
+      let cause
       try {
-        this.#callback(JSON.parse(line))
+        r = this.#callback(JSON.parse(line))
       } catch (e) {
-        failure ??= e
+        threw = true
+        cause = e
+      } finally {
+        this.#inCallback = false
+      }
+      if (failure !== undefined) continue
+      if (this.#reentered) {
+        failure = threw ? { message: REENTRY, cause } : { message: REENTRY }
+      } else if (threw) {
+        failure = { message: `the audit callback failed: ${describe(cause)}`, cause }
+      } else if (isThenable(r)) {
+        // The call fails now, whatever the promise does later; its rejection must
+        // not go unhandled (that would end the process).
+        if (r instanceof Promise) r.catch(() => {})
+        failure = {
+          message: 'the audit callback returned a Promise (is it async?); audit callbacks must be synchronous, so the call fails rather than act before the callback has handled its record',
+        }
       }
     }
+    this.#reentered = false
     if (failure !== undefined) {
-      throw new AegisError(`the audit callback failed: ${failure && failure.message}`, { cause: failure })
+      throw new AegisError(failure.message, 'cause' in failure ? { code: 'audit_failed', cause: failure.cause } : { code: 'audit_failed' })
     }
+  }
+
+  /** Runs a native decision, then the audit callback; an error of either is thrown. */
+  #decide(fn) {
+    this.#guard()
+    let out
+    try {
+      out = fn()
+    } catch (e) {
+      this.#flush()
+      throw translate(e)
+    }
+    this.#flush()
+    return out
   }
 
   /** Decides a request (a plain object, §1). */
   evaluate(request) {
-    let nd
-    try {
-      nd = this.#native.evaluate(request)
-    } catch (e) {
-      this.#flush()
-      throw translate(e)
-    }
-    this.#flush()
-    return toDecision(nd)
+    return toDecision(this.#decide(() => this.#native.evaluate(request)))
   }
 
-  /** Decides a request given as JSON text; returns the decision as one line of canonical JSON. */
+  /**
+   * Decides a request given as JSON text; returns the decision as one line of canonical
+   * JSON. Use this for JSON from outside: it refuses duplicate keys, which `JSON.parse`
+   * silently resolves to the last one.
+   */
   evaluateJson(requestJson) {
-    if (typeof requestJson !== 'string') throw new AegisError('evaluateJson expects a JSON string')
-    let line
-    try {
-      line = this.#native.evaluateJson(requestJson)
-    } catch (e) {
-      this.#flush()
-      throw translate(e)
-    }
-    this.#flush()
-    return line
+    if (typeof requestJson !== 'string') throw argError('evaluateJson expects a JSON string')
+    const i = loneSurrogate(requestJson)
+    if (i >= 0) throw new RequestError(`the request text contains ${surrogateText(requestJson, i)}`, '')
+    return this.#decide(() => this.#native.evaluateJson(requestJson))
   }
 
-  kill(scope, id, reason = '') {
-    native(() => this.#native.kill(String(scope), String(id), String(reason)))
+  kill(scope, id, reason) {
+    this.#guard()
+    textArg(scope, 'kill: scope')
+    textArg(id, 'kill: id')
+    const why = reason === undefined || reason === null ? '' : textArg(reason, 'kill: reason')
+    native(() => this.#native.kill(scope, id, why))
   }
 
   revive(scope, id) {
-    return native(() => this.#native.revive(String(scope), String(id)))
+    this.#guard()
+    textArg(scope, 'revive: scope')
+    textArg(id, 'revive: id')
+    return native(() => this.#native.revive(scope, id))
   }
 
   grant(approvalId, approver, ttlSeconds) {
+    this.#guard()
+    textArg(approvalId, 'grant: approvalId')
+    textArg(approver, 'grant: approver')
     if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0) {
-      throw new AegisError('ttlSeconds must be a non-negative integer')
+      throw argError('ttlSeconds must be a non-negative integer')
     }
-    return native(() => this.#native.grant(String(approvalId), String(approver), ttlSeconds))
+    return native(() => this.#native.grant(approvalId, approver, ttlSeconds))
   }
 
   reload() {
+    this.#guard()
     native(() => this.#native.reload())
   }
 
   reloadYaml(text) {
-    native(() => this.#native.reloadYaml(String(text)))
+    this.#guard()
+    yamlText(text, 'reloadYaml')
+    native(() => this.#native.reloadYaml(text))
   }
 
   policyHash() {
-    return this.#native.policyHash()
+    this.#guard()
+    return native(() => this.#native.policyHash())
   }
 }
 
@@ -383,13 +543,13 @@ const agentStore = new AsyncLocalStorage()
  */
 function withAgent(ctx, fn) {
   if (ctx === null || typeof ctx !== 'object' || typeof ctx.agent !== 'string') {
-    throw new AegisError('withAgent needs {agent: string, ...}')
+    throw argError('withAgent needs {agent: string, ...}')
   }
-  if (typeof fn !== 'function') throw new AegisError('withAgent needs a function to run')
+  if (typeof fn !== 'function') throw argError('withAgent needs a function to run')
   const outer = agentStore.getStore()
   const chain = outer ? [...outer.chain, outer.agent] : []
   if (ctx.chain !== undefined && ctx.chain !== null) {
-    if (!Array.isArray(ctx.chain)) throw new AegisError('withAgent: chain must be an array of agent ids')
+    if (!Array.isArray(ctx.chain)) throw argError('withAgent: chain must be an array of agent ids')
     chain.push(...ctx.chain)
   }
   const store = Object.freeze({
@@ -407,53 +567,62 @@ function currentAgent() {
   return agentStore.getStore()
 }
 
-function snapshotParams(params) {
-  if (params === undefined) return {}
+/**
+ * A copy of the params (or context) taken before deciding: getters run once, and what
+ * the caller changes afterwards (during an async approval…) changes neither the
+ * re-decision nor what the tool receives.
+ */
+function snapshot(value, field) {
+  if (value === undefined) return field === 'params' ? {} : undefined
   try {
-    return structuredClone(params)
+    return structuredClone(value)
   } catch (e) {
-    throw new RequestError(`invalid request: \`params\` cannot be copied: ${e && e.message}`, 'params', { cause: e })
+    throw new RequestError(`invalid request: \`${field}\` cannot be copied: ${describe(e)}`, field, { cause: e })
   }
 }
 
 /**
- * Guards `fn`: returns an async function whose first argument (an object) is the tool's
+ * Guards `fn`: returns an async function whose one argument (an object) is the tool's
  * params. The call is decided in the current `withAgent` context; the body runs only
- * when the decision is `allow`, and receives a snapshot of the params that were decided.
+ * when the decision is `allow`, and receives a snapshot of the params that were decided
+ * (and nothing else: a call with further arguments is refused, as they were not decided).
  */
 function secureTool(engine, opts, fn) {
-  if (!(engine instanceof Engine)) throw new AegisError('secureTool needs an Engine')
+  if (!(engine instanceof Engine)) throw argError('secureTool needs an Engine')
   if (opts === null || typeof opts !== 'object' || typeof opts.tool !== 'string') {
-    throw new AegisError('secureTool needs {tool: string, action?, approvalHandler?}')
+    throw argError('secureTool needs {tool: string, action?, approvalHandler?}')
   }
-  if (typeof fn !== 'function') throw new AegisError('secureTool needs the tool function')
+  if (typeof fn !== 'function') throw argError('secureTool needs the tool function')
   const { tool, action, approvalHandler } = opts
   if (approvalHandler !== undefined && approvalHandler !== null && typeof approvalHandler !== 'function') {
-    throw new AegisError('approvalHandler must be a function')
+    throw argError('approvalHandler must be a function')
   }
-  const guarded = async function (params, ...rest) {
+  const guarded = async function (params) {
+    if (arguments.length > 1) {
+      throw argError(`tool "${tool}" was called with ${arguments.length} arguments; a guarded tool takes one params object (only that is decided, so nothing else may reach the tool)`)
+    }
     const ctx = agentStore.getStore()
     if (!ctx) {
-      throw new AegisError(`no agent in context for tool "${tool}": call it inside withAgent({agent, ...}, fn)`)
+      throw argError(`no agent in context for tool "${tool}": call it inside withAgent({agent, ...}, fn)`)
     }
-    const decided = snapshotParams(params)
+    const decided = snapshot(params, 'params')
     const request = { agent: ctx.agent, tool, params: decided }
     if (action !== undefined && action !== null) request.action = action
     if (ctx.chain.length > 0) request.chain = [...ctx.chain]
     if (ctx.session !== undefined && ctx.session !== null) request.session = ctx.session
     if (ctx.environment !== undefined && ctx.environment !== null) request.environment = ctx.environment
-    if (ctx.context !== undefined && ctx.context !== null) request.context = ctx.context
+    if (ctx.context !== undefined && ctx.context !== null) request.context = snapshot(ctx.context, 'context')
     let decision = engine.evaluate(request)
     if (decision.outcome === 'require_approval') {
       if (!approvalHandler) throw new ApprovalRequired(decision)
       const token = await approvalHandler(decision)
-      if (token === null || token === undefined) throw new ApprovalRequired(decision)
-      if (typeof token !== 'string') throw new AegisError('approvalHandler must return a grant token string or null')
+      if (token === null || token === undefined) throw new ApprovalRequired(decision, { code: 'approval_rejected' })
+      if (typeof token !== 'string') throw argError('approvalHandler must return a grant token string or null')
       decision = engine.evaluate({ ...request, approval: token, time: decision.audit.time })
       if (decision.outcome === 'require_approval') throw new ApprovalRequired(decision)
     }
     if (decision.outcome !== 'allow') throw new PolicyDenied(decision)
-    return await fn.call(this, decided, ...rest)
+    return await fn.call(this, decided)
   }
   Object.defineProperty(guarded, 'name', { value: fn.name || tool })
   return guarded

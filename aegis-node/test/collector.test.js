@@ -88,12 +88,16 @@ test('collector option errors are AegisErrors with the aegis-ship messages', () 
   assert.throws(() => new Collector(), AegisError)
 })
 
-test('no collector: engine.collector is null and close() resolves', async () => {
+test('no collector: engine.collector is null and close() resolves, then closes the engine', async () => {
   for (const opts of [undefined, { collector: null }, { collector: undefined, audit: path.join(tmp(), 'a.jsonl') }]) {
     const e = Engine.fromPath(FINANCE, opts)
     assert.equal(e.collector, null)
-    assert.equal(await e.close(), undefined)
     assert.equal(e.evaluate(REQ).audit.seq, 0)
+    assert.equal(e.closed, false)
+    assert.equal(await e.close(), undefined)
+    assert.equal(e.closed, true)
+    assert.throws(() => e.evaluate(REQ), (err) => err instanceof AegisError && err.code === 'invalid_argument' && /closed/.test(err.message))
+    assert.equal(await e.close(), undefined) // idempotent
   }
 })
 
@@ -139,21 +143,30 @@ test('collector lifecycle: unreachable endpoint, flush/close reject without bloc
   assert.match(m1.lastError, /127\.0\.0\.1/)
 
   // close: the final attempt cannot deliver → AegisError, after stopping
-  await assert.rejects(c.close(100), AegisError)
+  await assert.rejects(c.close(100), (err) => err instanceof AegisError && err.code === 'collector_failed')
   assert.equal(c.closed, true)
   // idempotent: the same outcome again, at once (not another 2 s)
   const t1 = Date.now()
   await assert.rejects(c.close(2000), AegisError)
-  await assert.rejects(e.close(), AegisError)
   assert.ok(Date.now() - t1 < 1000)
   // flush after close: shipping has stopped, so it rejects at once (records are pending)
   const t2 = Date.now()
   await assert.rejects(c.flush(2000), AegisError)
   assert.ok(Date.now() - t2 < 1000)
-  // metrics after close still work; evaluate keeps writing to the file
+  // metrics after the collector's close still work; evaluate keeps writing to the file
   assert.equal(c.metrics().pending, 3)
   assert.equal(e.evaluate(REQ).audit.seq, 3)
   assert.equal(fs.readFileSync(audit, 'utf8').trim().split('\n').length, 4)
+  // engine.close(): rejects as the collector's close did, and closes the engine all the
+  // same, releasing the audit file: a new engine resumes its chain
+  const t3 = Date.now()
+  await assert.rejects(e.close(), AegisError)
+  assert.ok(Date.now() - t3 < 1000)
+  assert.equal(e.closed, true)
+  assert.throws(() => e.evaluate(REQ), (err) => err.code === 'invalid_argument')
+  const next = Engine.fromPath(FINANCE, { audit })
+  assert.equal(next.evaluate(REQ).audit.seq, 4)
+  await next.close()
 })
 
 test('collector with nothing to ship: flush resolves, close resolves to the metrics', async () => {

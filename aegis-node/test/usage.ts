@@ -1,7 +1,7 @@
 // Type-checked with `npx tsc --noEmit -p test/tsconfig.json`; not run.
 import {
   Engine, secureTool, withAgent, currentAgent, AegisError, PolicyError, RequestError,
-  PolicyDenied, ApprovalRequired, Collector, type Decision, type AuditRecord,
+  PolicyDenied, ApprovalRequired, Collector, type Decision, type AuditRecord, type ErrorCode,
   type CollectorOptions, type CollectorMetrics, type CollectorCursor,
 } from '..'
 
@@ -43,6 +43,19 @@ async function main(): Promise<string> {
 const who: string | undefined = currentAgent()?.agent
 // @ts-expect-error: the params must match the tool's signature
 pay({ amount: 'ten' })
+// @ts-expect-error: a guarded tool takes one argument, the params (further ones are refused)
+pay({ amount: 1, currency: 'USD' }, 'extra')
+
+// Every error carries a §17 code; config errors name the option.
+function codeOf(e: unknown): ErrorCode | undefined {
+  if (e instanceof AegisError) {
+    const field: string | undefined = e.field
+    void field
+    return e.code
+  }
+  return undefined
+}
+const closed: boolean = engine.closed
 
 // The collector option: ships the audit file to an OpenTelemetry collector.
 const collectorOptions: CollectorOptions = {
@@ -83,4 +96,4 @@ Engine.fromPath('p', { audit: 'a.jsonl', collector: { endpoint: 'http://h', batc
 const notMetrics: CollectorMetrics = collector!.flush()
 // @ts-expect-error: a Collector comes from an engine
 new Collector()
-void [outcome, id, line, revived, token, hash, main, who, ship, notMetrics]
+void [outcome, id, line, revived, token, hash, main, who, ship, notMetrics, codeOf, closed]
