@@ -295,6 +295,15 @@ fn clean_serde_message(e: &serde_json::Error) -> String {
     if s.contains("recursion limit exceeded") {
         return format!("nesting too deep at line {} column {}", e.line(), e.column());
     }
+    // serde_json reports a `\uD800` escape with no low surrogate after it as the end
+    // of an escape; say what it is (text is Unicode scalar values, never halves).
+    if s.starts_with("unexpected end of hex escape") || s.starts_with("lone leading surrogate") {
+        return format!(
+            "a lone surrogate escape (\\uD800–\\uDFFF without its pair) is not text, at line {} column {}",
+            e.line(),
+            e.column()
+        );
+    }
     s
 }
 
@@ -491,6 +500,15 @@ mod tests {
         let v = parse(r#"{"\ufb01":1,"\ud83d\ude00":2}"#, 8).unwrap_or_default();
         // U+FB01 (0xFB01) sorts after the surrogate 0xD83D.
         assert_eq!(v.to_canonical_json(), "{\"😀\":2,\"ﬁ\":1}");
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_named() {
+        for t in [r#"["\ud800"]"#, r#"["\ud800\u0041"]"#, r#"["\udc00"]"#, r#"{"\udbff":1}"#] {
+            let e = parse(t, 4).unwrap_err();
+            assert!(e.message.starts_with("a lone surrogate escape") || e.message.contains("surrogate"), "{t}: {e}");
+        }
+        assert_eq!(parse(r#"["\ud83d\ude00"]"#, 4).unwrap(), Value::Array(vec![Value::String("\u{1f600}".into())]));
     }
 
     #[test]

@@ -30,7 +30,9 @@
 
 pub mod audit;
 pub mod compile;
+pub mod config;
 pub mod engine;
+pub mod error;
 pub mod eval;
 pub mod json;
 pub mod key;
@@ -43,10 +45,12 @@ pub mod value;
 pub mod yaml;
 
 pub use audit::{AuditError, AuditRecord, AuditSink, CallbackSink, FileSink, Fsync, MemorySink};
+pub use config::{EngineConfig, Spelling};
 pub use engine::{
     issue_grant, parse_ttl, Approval, ControlError, Decision, DecisionError, Engine, EngineOptions, EvalError,
     EvalOptions, KillScope,
 };
+pub use error::{ErrorCode, ErrorInfo, ErrorLocation};
 pub use key::{ConfigError, Key, KeyId};
 pub use policy::{LoadError, LoadErrors, Outcome};
 pub use request::{Request, RequestError, RequestLimits};

@@ -1054,9 +1054,19 @@ mod reentry {
         id: u64,
         write: impl FnOnce() -> Result<T, crate::audit::AuditError>,
     ) -> Result<T, crate::audit::AuditError> {
+        /// Pops the entry however the write ends (an unwinding sink included), so a
+        /// thread is never left marked as inside a callback.
+        struct Entry;
+        impl Drop for Entry {
+            fn drop(&mut self) {
+                ACTIVE.with(|a| a.borrow_mut().pop());
+            }
+        }
         ACTIVE.with(|a| a.borrow_mut().push((id, false)));
+        let entry = Entry;
         let out = write();
-        let reentered = ACTIVE.with(|a| a.borrow_mut().pop()).is_some_and(|(_, r)| r);
+        let reentered = ACTIVE.with(|a| a.borrow().last().is_some_and(|(_, r)| *r));
+        drop(entry);
         if reentered {
             return Err(crate::audit::AuditError::Callback(MESSAGE.into()));
         }
