@@ -105,7 +105,7 @@ type CollectorMetrics struct {
 func parseMetrics(s string) (CollectorMetrics, error) {
 	var m CollectorMetrics
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		return CollectorMetrics{}, &Error{Status: StatusPanic, Message: "cannot parse collector metrics: " + err.Error()}
+		return CollectorMetrics{}, newError(StatusPanic, "", "cannot parse collector metrics: "+err.Error())
 	}
 	if m.RejectedFiles == nil {
 		m.RejectedFiles = []string{}
@@ -115,7 +115,7 @@ func parseMetrics(s string) (CollectorMetrics, error) {
 
 // ErrNoCollector is returned by the collector methods of an Engine made without
 // WithCollector.
-var ErrNoCollector = &Error{Status: StatusNoCollector, Message: "the engine has no collector (set one with WithCollector)"}
+var ErrNoCollector = &Error{Code: CodeInvalidArgument, Status: StatusNoCollector, Message: "the engine has no collector (set one with WithCollector)"}
 
 // checkCollector is check, with ErrNoCollector for StatusNoCollector.
 func checkCollector(st C.aegis_status, cerr *C.char) error {

@@ -58,7 +58,7 @@ func ParseDecision(line string) (Decision, error) {
 	if err != nil {
 		d = Decision{}
 		if err := json.Unmarshal([]byte(line), &d); err != nil {
-			return Decision{}, &Error{Status: StatusPanic, Message: "cannot parse decision: " + err.Error()}
+			return Decision{}, newError(StatusPanic, "", "cannot parse decision: "+err.Error())
 		}
 	}
 	d.Allowed = d.Outcome == Allow

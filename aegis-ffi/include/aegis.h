@@ -42,8 +42,9 @@ typedef enum {
   // The policy bundle failed to load (constructors, reload). The message lists every
   // error, one per line: `FILE:LINE:COLUMN: error: MESSAGE[ — HELP]`.
   AEGIS_POLICY_ERROR = 4,
-  // The audit record could not be written (or the audit file opened). The tool call
-  // must not run.
+  // The audit record could not be written (or the audit file opened, or it is in use by
+  // another engine, or an audit callback failed or called back into its engine). The
+  // tool call must not run. Code `audit_failed`.
   AEGIS_IO_ERROR = 5,
   // A bad argument (unknown kill scope, bad id, no approval key, bad fsync mode, bad
   // collector configuration, a collector without an audit file, …).
@@ -59,6 +60,10 @@ typedef enum {
   // the next collector started on it resumes from the cursor. The message says why
   // (e.g. the collector's last error).
   AEGIS_COLLECTOR_ERROR = 9,
+  // An engine option was refused (code `config_invalid`): an empty approval or signing
+  // key, a key id that is empty, longer than 256 bytes or holds a control character.
+  // The builder keeps its previous setting.
+  AEGIS_CONFIG_INVALID = 10,
 } aegis_status;
 
 // A policy engine (opaque). Create with `aegis_engine_from_*`, free with
@@ -73,8 +78,11 @@ typedef struct aegis_engine_options aegis_engine_options;
 // An audit callback: receives every sealed record as one line of canonical JSON
 // (`record_json`, `len` bytes, NUL-terminated; valid only during the call). Return 0 to
 // accept; any other value fails the evaluation closed (`AEGIS_IO_ERROR`, no decision).
-// Called on the evaluating thread, under the engine's record lock: it must not call
-// back into the same engine.
+// Called synchronously on the evaluating thread, under the engine's record lock: it
+// must not call back into the same engine — such a call is refused and the outer
+// evaluation fails with `AEGIS_IO_ERROR` (no deadlock). A record is chained once the
+// first sink (the audit file, when one is set) accepts it: a failing callback fails the
+// call but the next record continues the chain.
 typedef int (*aegis_audit_callback)(void *user, const char *record_json, size_t len);
 
 #ifdef __cplusplus
@@ -96,7 +104,9 @@ aegis_engine_options *aegis_engine_options_new(void);
 // Safety: `o` is NULL or from `aegis_engine_options_new`, not freed before.
 void aegis_engine_options_free(aegis_engine_options *o);
 
-// Sets the HMAC key for record signatures (`key`, `len` bytes, copied).
+// Sets the HMAC key for record signatures (`key`, `len` bytes, copied; any bytes). An
+// empty key (`len` 0) is refused with `AEGIS_CONFIG_INVALID` (an empty HMAC key makes
+// signatures worthless); the builder keeps its previous setting.
 //
 // Safety: `o` is a live builder; `key` points to `len` readable bytes.
 aegis_status aegis_engine_options_set_signing_key(aegis_engine_options *o,
@@ -105,14 +115,17 @@ aegis_status aegis_engine_options_set_signing_key(aegis_engine_options *o,
                                                   char **error_out);
 
 // Sets the key id written as `kid` (NUL-terminated UTF-8, copied). Default: the first
-// 16 hex digits of SHA-256(signing key).
+// 16 hex digits of SHA-256(signing key). An id that is empty, longer than 256 bytes or
+// holds a control character is refused with `AEGIS_CONFIG_INVALID`.
 //
 // Safety: `o` is a live builder; `kid` is a NUL-terminated string.
 aegis_status aegis_engine_options_set_signing_key_id(aegis_engine_options *o,
                                                      const char *kid,
                                                      char **error_out);
 
-// Sets the HMAC key for approval grants (`key`, `len` bytes, copied).
+// Sets the HMAC key for approval grants (`key`, `len` bytes, copied; any bytes). An
+// empty key (`len` 0) is refused with `AEGIS_CONFIG_INVALID` (with an empty key anyone
+// could forge grants); the builder keeps its previous setting.
 //
 // Safety: `o` is a live builder; `key` points to `len` readable bytes.
 aegis_status aegis_engine_options_set_approval_key(aegis_engine_options *o,
@@ -328,6 +341,26 @@ aegis_status aegis_engine_collector_close(const aegis_engine *e,
                                           int64_t timeout_ms,
                                           char **metrics_json_out,
                                           char **error_out);
+
+// This thread's last error as one JSON object (SPEC §17):
+// `{"code","errors":[{"column","file","help","line","message"}],"field","message"}` —
+// `code` is the stable code of the status (the table is in docs/c.md), `field` the
+// option or request field at fault (`""` when none), `errors` every load error of
+// `policy_invalid`. NULL when this thread's last call succeeded (or made none). The
+// string belongs to the library: do not free it; it stays valid until this thread's next
+// call of a function that returns an `aegis_status`.
+const char *aegis_last_error_json(void);
+
+// The head of the engine's audit chain: `*seq_out` is the `seq` the next record will
+// get, `*hash_out` the hash of the last record (64 zeros before the first; free it with
+// `aegis_string_free`). Refused (`AEGIS_INVALID_ARGUMENT`) from inside one of the
+// engine's own audit callbacks.
+//
+// Safety: `e` a live engine; `seq_out` and `hash_out` writable.
+aegis_status aegis_engine_chain_head(const aegis_engine *e,
+                                     uint64_t *seq_out,
+                                     char **hash_out,
+                                     char **error_out);
 
 // The library version (static string; do not free).
 const char *aegis_version(void);

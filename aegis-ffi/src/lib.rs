@@ -14,6 +14,9 @@
 //! * Input given with a length is validated as UTF-8, never trusted; NUL-terminated
 //!   input is validated too.
 //! * No panic crosses the boundary: a panic is reported as `AEGIS_PANIC`.
+//! * Every failing call also leaves this thread's last error as JSON (SPEC §17):
+//!   `aegis_last_error_json()` → `{"code","errors","field","message"}`, valid until the
+//!   thread's next call of a function that returns an `aegis_status`.
 //! * An engine may run a collector (`aegis_engine_options_set_collector`): a background
 //!   thread shipping the audit file to an OpenTelemetry collector, closed by
 //!   `aegis_engine_collector_close` or `aegis_engine_free`. It never touches `evaluate`.
@@ -22,12 +25,16 @@
 #![allow(non_camel_case_types, reason = "C type names follow the C convention (aegis_engine, aegis_status)")]
 #![allow(clippy::missing_safety_doc, reason = "the safety contract is stated once per function in its doc comment")]
 
+use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aegis_core::{AuditRecord, CallbackSink, Engine, EngineOptions, FileSink, Fsync, KillScope, Outcome};
+use aegis_core::{
+    AuditRecord, CallbackSink, ConfigError, Engine, EngineOptions, ErrorCode, ErrorInfo, FileSink, Fsync, Key, KeyId,
+    KillScope, Outcome,
+};
 use aegis_ship::collector::NEEDS_AUDIT_FILE;
 use aegis_ship::{Collector, CollectorConfig};
 
@@ -47,8 +54,9 @@ pub enum aegis_status {
     /// The policy bundle failed to load (constructors, reload). The message lists every
     /// error, one per line: `FILE:LINE:COLUMN: error: MESSAGE[ — HELP]`.
     AEGIS_POLICY_ERROR = 4,
-    /// The audit record could not be written (or the audit file opened). The tool call
-    /// must not run.
+    /// The audit record could not be written (or the audit file opened, or it is in use by
+    /// another engine, or an audit callback failed or called back into its engine). The
+    /// tool call must not run. Code `audit_failed`.
     AEGIS_IO_ERROR = 5,
     /// A bad argument (unknown kill scope, bad id, no approval key, bad fsync mode, bad
     /// collector configuration, a collector without an audit file, …).
@@ -64,6 +72,30 @@ pub enum aegis_status {
     /// the next collector started on it resumes from the cursor. The message says why
     /// (e.g. the collector's last error).
     AEGIS_COLLECTOR_ERROR = 9,
+    /// An engine option was refused (code `config_invalid`): an empty approval or signing
+    /// key, a key id that is empty, longer than 256 bytes or holds a control character.
+    /// The builder keeps its previous setting.
+    AEGIS_CONFIG_INVALID = 10,
+}
+
+impl aegis_status {
+    /// The SPEC §17 code this status stands for (docs/c.md holds the table).
+    fn code(self) -> ErrorCode {
+        match self {
+            aegis_status::AEGIS_INVALID_REQUEST => ErrorCode::RequestInvalid,
+            aegis_status::AEGIS_POLICY_ERROR => ErrorCode::PolicyInvalid,
+            aegis_status::AEGIS_IO_ERROR => ErrorCode::AuditFailed,
+            aegis_status::AEGIS_COLLECTOR_ERROR => ErrorCode::CollectorFailed,
+            aegis_status::AEGIS_CONFIG_INVALID => ErrorCode::ConfigInvalid,
+            // A panic is a bug with no code of its own; the call must be treated as failed.
+            aegis_status::AEGIS_PANIC => ErrorCode::Io,
+            aegis_status::AEGIS_OK
+            | aegis_status::AEGIS_NULL_PARAMETER
+            | aegis_status::AEGIS_INVALID_UTF8
+            | aegis_status::AEGIS_INVALID_ARGUMENT
+            | aegis_status::AEGIS_NO_COLLECTOR => ErrorCode::InvalidArgument,
+        }
+    }
 }
 
 /// A decision's outcome (`aegis_evaluate`).
@@ -88,8 +120,11 @@ pub const AEGIS_FSYNC_NEVER: c_int = 2;
 /// An audit callback: receives every sealed record as one line of canonical JSON
 /// (`record_json`, `len` bytes, NUL-terminated; valid only during the call). Return 0 to
 /// accept; any other value fails the evaluation closed (`AEGIS_IO_ERROR`, no decision).
-/// Called on the evaluating thread, under the engine's record lock: it must not call
-/// back into the same engine.
+/// Called synchronously on the evaluating thread, under the engine's record lock: it
+/// must not call back into the same engine — such a call is refused and the outer
+/// evaluation fails with `AEGIS_IO_ERROR` (no deadlock). A record is chained once the
+/// first sink (the audit file, when one is set) accepts it: a failing callback fails the
+/// call but the next record continues the chain.
 pub type aegis_audit_callback =
     Option<unsafe extern "C" fn(user: *mut c_void, record_json: *const c_char, len: usize) -> c_int>;
 
@@ -125,9 +160,9 @@ unsafe impl Send for Callback {}
 /// make several engines (each opens its own audit file sink).
 #[derive(Default)]
 pub struct aegis_engine_options {
-    signing_key: Option<Vec<u8>>,
-    signing_key_id: Option<String>,
-    approval_key: Option<Vec<u8>>,
+    signing_key: Option<Key>,
+    signing_key_id: Option<KeyId>,
+    approval_key: Option<Key>,
     audit_file: Option<(PathBuf, Fsync)>,
     callbacks: Vec<Callback>,
     /// The collector configuration (JSON, validated when set).
@@ -137,12 +172,55 @@ pub struct aegis_engine_options {
 // ---------------------------------------------------------------------------------------
 // helpers
 
-struct Fail(aegis_status, String);
+/// A failure: the status, the message for `error_out`, and the §17 error for
+/// `aegis_last_error_json`.
+struct Fail(aegis_status, String, ErrorInfo);
+
+impl Fail {
+    /// A failure whose code follows from its status, with no field.
+    fn new(status: aegis_status, msg: impl Into<String>) -> Fail {
+        let msg = msg.into();
+        let info = ErrorInfo::new(status.code(), msg.clone());
+        Fail(status, msg, info)
+    }
+
+    /// A failure about `field` (empty: none).
+    fn field(status: aegis_status, field: &str, msg: impl Into<String>) -> Fail {
+        let mut f = Fail::new(status, msg);
+        f.2.field = field.to_owned();
+        f
+    }
+
+    /// A refused option.
+    fn config(e: &ConfigError) -> Fail {
+        Fail(aegis_status::AEGIS_CONFIG_INVALID, e.message.clone(), ErrorInfo::from(e))
+    }
+
+    /// A bundle that did not load: every error, one per line, in the message; structured
+    /// in the JSON.
+    fn load(e: &aegis_core::LoadErrors) -> Fail {
+        Fail(aegis_status::AEGIS_POLICY_ERROR, e.to_string(), ErrorInfo::from(e))
+    }
+}
 
 type R<T> = Result<T, Fail>;
 
 fn fail<T>(status: aegis_status, msg: impl Into<String>) -> R<T> {
-    Err(Fail(status, msg.into()))
+    Err(Fail::new(status, msg))
+}
+
+thread_local! {
+    /// This thread's last error as JSON (§17), for `aegis_last_error_json`.
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(json: Option<String>) {
+    let c = json.map(|j| CString::new(j.into_bytes()).unwrap_or_default());
+    let _ = LAST_ERROR.try_with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            *l = c;
+        }
+    });
 }
 
 fn to_c_string(s: String) -> *mut c_char {
@@ -159,10 +237,22 @@ fn run(error_out: *mut *mut c_char, f: impl FnOnce() -> R<()>) -> aegis_status {
         // SAFETY: the caller passes either NULL or a valid, writable `char **`.
         unsafe { *error_out = std::ptr::null_mut() };
     }
+    set_last_error(None);
     let (status, msg) = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => return aegis_status::AEGIS_OK,
-        Ok(Err(Fail(status, msg))) => (status, msg),
-        Err(_) => (aegis_status::AEGIS_PANIC, "aegis: internal error (panic)".to_owned()),
+        Ok(Ok(())) => {
+            set_last_error(None);
+            return aegis_status::AEGIS_OK;
+        }
+        Ok(Err(Fail(status, msg, info))) => {
+            let _ = catch_unwind(AssertUnwindSafe(|| set_last_error(Some(info.to_json()))));
+            (status, msg)
+        }
+        Err(_) => {
+            let msg = "aegis: internal error (panic)".to_owned();
+            let info = ErrorInfo::new(aegis_status::AEGIS_PANIC.code(), msg.clone());
+            let _ = catch_unwind(AssertUnwindSafe(|| set_last_error(Some(info.to_json()))));
+            (aegis_status::AEGIS_PANIC, msg)
+        }
     };
     if !error_out.is_null() {
         // A panic here (allocation failure aborts anyway) must not escape either.
@@ -175,7 +265,7 @@ fn run(error_out: *mut *mut c_char, f: impl FnOnce() -> R<()>) -> aegis_status {
 
 fn null_check<T>(p: *const T, name: &str) -> R<()> {
     if p.is_null() {
-        return fail(aegis_status::AEGIS_NULL_PARAMETER, format!("`{name}` is NULL"));
+        return Err(Fail::field(aegis_status::AEGIS_NULL_PARAMETER, name, format!("`{name}` is NULL")));
     }
     Ok(())
 }
@@ -192,7 +282,7 @@ unsafe fn str_from_len<'a>(p: *const c_char, len: usize, name: &str) -> R<&'a st
     // SAFETY: `p` is non-NULL and the caller promises `len` readable bytes; `len` fits isize.
     let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
     std::str::from_utf8(bytes)
-        .or_else(|e| fail(aegis_status::AEGIS_INVALID_UTF8, format!("`{name}` is not valid UTF-8: {e}")))
+        .map_err(|e| Fail::field(aegis_status::AEGIS_INVALID_UTF8, name, format!("`{name}` is not valid UTF-8: {e}")))
 }
 
 /// Borrows the NUL-terminated string at `p` as UTF-8.
@@ -203,7 +293,8 @@ unsafe fn str_from_c<'a>(p: *const c_char, name: &str) -> R<&'a str> {
     null_check(p, name)?;
     // SAFETY: `p` is non-NULL and the caller promises a NUL-terminated string.
     let c = unsafe { CStr::from_ptr(p) };
-    c.to_str().or_else(|e| fail(aegis_status::AEGIS_INVALID_UTF8, format!("`{name}` is not valid UTF-8: {e}")))
+    c.to_str()
+        .map_err(|e| Fail::field(aegis_status::AEGIS_INVALID_UTF8, name, format!("`{name}` is not valid UTF-8: {e}")))
 }
 
 /// Borrows `len` bytes at `p` (any bytes: keys).
@@ -296,7 +387,7 @@ unsafe fn finish_engine(
     o: Option<&aegis_engine_options>,
     out: *mut *mut aegis_engine,
 ) -> R<()> {
-    let engine = r.or_else(|e| fail(aegis_status::AEGIS_POLICY_ERROR, e.to_string()))?;
+    let engine = r.map_err(|e| Fail::load(&e))?;
     let collector = match o.and_then(|o| o.collector.as_deref().map(|json| (json, &o.audit_file))) {
         None => None,
         Some((_, None)) => return fail(aegis_status::AEGIS_INVALID_ARGUMENT, NEEDS_AUDIT_FILE),
@@ -369,7 +460,9 @@ unsafe fn options_mut<'a>(o: *mut aegis_engine_options) -> R<&'a mut aegis_engin
     Ok(unsafe { &mut *o })
 }
 
-/// Sets the HMAC key for record signatures (`key`, `len` bytes, copied).
+/// Sets the HMAC key for record signatures (`key`, `len` bytes, copied; any bytes). An
+/// empty key (`len` 0) is refused with `AEGIS_CONFIG_INVALID` (an empty HMAC key makes
+/// signatures worthless); the builder keeps its previous setting.
 ///
 /// Safety: `o` is a live builder; `key` points to `len` readable bytes.
 #[no_mangle]
@@ -383,13 +476,15 @@ pub unsafe extern "C" fn aegis_engine_options_set_signing_key(
         // SAFETY: forwarded caller contract.
         let o = unsafe { options_mut(o) }?;
         // SAFETY: forwarded caller contract.
-        o.signing_key = Some(unsafe { bytes_from_len(key, len, "key") }?.to_vec());
+        let bytes = unsafe { bytes_from_len(key, len, "key") }?;
+        o.signing_key = Some(Key::new("signing_key", bytes).map_err(|e| Fail::config(&e))?);
         Ok(())
     })
 }
 
 /// Sets the key id written as `kid` (NUL-terminated UTF-8, copied). Default: the first
-/// 16 hex digits of SHA-256(signing key).
+/// 16 hex digits of SHA-256(signing key). An id that is empty, longer than 256 bytes or
+/// holds a control character is refused with `AEGIS_CONFIG_INVALID`.
 ///
 /// Safety: `o` is a live builder; `kid` is a NUL-terminated string.
 #[no_mangle]
@@ -402,12 +497,15 @@ pub unsafe extern "C" fn aegis_engine_options_set_signing_key_id(
         // SAFETY: forwarded caller contract.
         let o = unsafe { options_mut(o) }?;
         // SAFETY: forwarded caller contract.
-        o.signing_key_id = Some(unsafe { str_from_c(kid, "kid") }?.to_owned());
+        let kid = unsafe { str_from_c(kid, "kid") }?;
+        o.signing_key_id = Some(KeyId::new("signing_key_id", kid).map_err(|e| Fail::config(&e))?);
         Ok(())
     })
 }
 
-/// Sets the HMAC key for approval grants (`key`, `len` bytes, copied).
+/// Sets the HMAC key for approval grants (`key`, `len` bytes, copied; any bytes). An
+/// empty key (`len` 0) is refused with `AEGIS_CONFIG_INVALID` (with an empty key anyone
+/// could forge grants); the builder keeps its previous setting.
 ///
 /// Safety: `o` is a live builder; `key` points to `len` readable bytes.
 #[no_mangle]
@@ -421,7 +519,8 @@ pub unsafe extern "C" fn aegis_engine_options_set_approval_key(
         // SAFETY: forwarded caller contract.
         let o = unsafe { options_mut(o) }?;
         // SAFETY: forwarded caller contract.
-        o.approval_key = Some(unsafe { bytes_from_len(key, len, "key") }?.to_vec());
+        let bytes = unsafe { bytes_from_len(key, len, "key") }?;
+        o.approval_key = Some(Key::new("approval_key", bytes).map_err(|e| Fail::config(&e))?);
         Ok(())
     })
 }
@@ -629,10 +728,20 @@ pub unsafe extern "C" fn aegis_engine_free(e: *mut aegis_engine) {
 // evaluation
 
 fn eval_err(e: aegis_core::EvalError) -> Fail {
-    match e {
-        aegis_core::EvalError::Request(r) => Fail(aegis_status::AEGIS_INVALID_REQUEST, r.to_string()),
-        aegis_core::EvalError::Audit(a) => Fail(aegis_status::AEGIS_IO_ERROR, a.to_string()),
-    }
+    let info = ErrorInfo::from(&e);
+    let status = match e {
+        aegis_core::EvalError::Request(_) => aegis_status::AEGIS_INVALID_REQUEST,
+        aegis_core::EvalError::Audit(_) => aegis_status::AEGIS_IO_ERROR,
+    };
+    Fail(status, e.to_string(), info)
+}
+
+fn request_err(r: &aegis_core::RequestError) -> Fail {
+    Fail(aegis_status::AEGIS_INVALID_REQUEST, r.to_string(), ErrorInfo::from(r))
+}
+
+fn control_err(c: aegis_core::ControlError) -> Fail {
+    Fail::new(aegis_status::AEGIS_INVALID_ARGUMENT, c.0)
 }
 
 /// Decides a request (`request_json`, `len` bytes of UTF-8 JSON, SPEC §1) and records
@@ -686,8 +795,7 @@ pub unsafe extern "C" fn aegis_evaluate(
         let engine = unsafe { engine(e) }?;
         // SAFETY: forwarded caller contract.
         let text = unsafe { str_from_len(request_json, len, "request_json") }?;
-        let req = aegis_core::Request::from_json(text, engine.request_limits())
-            .map_err(|r| Fail(aegis_status::AEGIS_INVALID_REQUEST, r.to_string()))?;
+        let req = aegis_core::Request::from_json(text, engine.request_limits()).map_err(|r| request_err(&r))?;
         let d = engine.evaluate(&req).map_err(eval_err)?;
         let o = match d.outcome {
             Outcome::Allow => aegis_outcome::AEGIS_OUTCOME_ALLOW,
@@ -725,7 +833,7 @@ pub unsafe extern "C" fn aegis_engine_kill(
         let id = unsafe { str_from_c(id, "id") }?;
         // SAFETY: forwarded caller contract.
         let reason = if reason.is_null() { "" } else { unsafe { str_from_c(reason, "reason") }? };
-        engine.kill(scope, id, reason).map_err(|c| Fail(aegis_status::AEGIS_INVALID_ARGUMENT, c.0))
+        engine.kill(scope, id, reason).map_err(control_err)
     })
 }
 
@@ -747,7 +855,7 @@ pub unsafe extern "C" fn aegis_engine_revive(
         let scope = parse_scope(unsafe { str_from_c(scope, "scope") }?)?;
         // SAFETY: forwarded caller contract.
         let id = unsafe { str_from_c(id, "id") }?;
-        let was = engine.revive(scope, id).map_err(|c| Fail(aegis_status::AEGIS_INVALID_ARGUMENT, c.0))?;
+        let was = engine.revive(scope, id).map_err(control_err)?;
         if !revived_out.is_null() {
             // SAFETY: non-NULL and writable per the contract.
             unsafe { put(revived_out, was) };
@@ -780,7 +888,7 @@ pub unsafe extern "C" fn aegis_engine_grant(
         let id = unsafe { str_from_c(approval_id, "approval_id") }?;
         // SAFETY: forwarded caller contract.
         let who = unsafe { str_from_c(approver, "approver") }?;
-        let token = engine.grant(id, who, ttl_seconds).map_err(|c| Fail(aegis_status::AEGIS_INVALID_ARGUMENT, c.0))?;
+        let token = engine.grant(id, who, ttl_seconds).map_err(control_err)?;
         // SAFETY: checked above.
         unsafe { put(token_out, to_c_string(token)) };
         Ok(())
@@ -796,7 +904,7 @@ pub unsafe extern "C" fn aegis_engine_reload(e: *const aegis_engine, error_out: 
     run(error_out, || {
         // SAFETY: forwarded caller contract.
         let engine = unsafe { engine(e) }?;
-        engine.reload().map_err(|l| Fail(aegis_status::AEGIS_POLICY_ERROR, l.to_string()))
+        engine.reload().map_err(|l| Fail::load(&l))
     })
 }
 
@@ -816,7 +924,7 @@ pub unsafe extern "C" fn aegis_engine_reload_yaml(
         let engine = unsafe { engine(e) }?;
         // SAFETY: forwarded caller contract.
         let yaml = unsafe { str_from_len(yaml, len, "yaml") }?;
-        engine.reload_yaml(yaml).map_err(|l| Fail(aegis_status::AEGIS_POLICY_ERROR, l.to_string()))
+        engine.reload_yaml(yaml).map_err(|l| Fail::load(&l))
     })
 }
 
@@ -889,7 +997,7 @@ pub unsafe extern "C" fn aegis_engine_collector_flush(
     run(error_out, || {
         // SAFETY: forwarded caller contract.
         let c = unsafe { collector(e) }?;
-        c.flush(Duration::from_millis(timeout_ms)).map_err(|s| Fail(aegis_status::AEGIS_COLLECTOR_ERROR, s.0))
+        c.flush(Duration::from_millis(timeout_ms)).map_err(|s| Fail::new(aegis_status::AEGIS_COLLECTOR_ERROR, s.0))
     })
 }
 
@@ -924,7 +1032,57 @@ pub unsafe extern "C" fn aegis_engine_collector_close(
             // SAFETY: checked above.
             unsafe { put(metrics_json_out, to_c_string(aegis_ship::collector::metrics_json(&m))) };
         }
-        result.map_err(|s| Fail(aegis_status::AEGIS_COLLECTOR_ERROR, s.0))
+        result.map_err(|s| Fail::new(aegis_status::AEGIS_COLLECTOR_ERROR, s.0))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// errors, chain
+
+/// This thread's last error as one JSON object (SPEC §17):
+/// `{"code","errors":[{"column","file","help","line","message"}],"field","message"}` —
+/// `code` is the stable code of the status (the table is in docs/c.md), `field` the
+/// option or request field at fault (`""` when none), `errors` every load error of
+/// `policy_invalid`. NULL when this thread's last call succeeded (or made none). The
+/// string belongs to the library: do not free it; it stays valid until this thread's next
+/// call of a function that returns an `aegis_status`.
+#[no_mangle]
+pub extern "C" fn aegis_last_error_json() -> *const c_char {
+    LAST_ERROR
+        .try_with(|l| match l.try_borrow() {
+            Ok(l) => l.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            Err(_) => std::ptr::null(),
+        })
+        .unwrap_or(std::ptr::null())
+}
+
+/// The head of the engine's audit chain: `*seq_out` is the `seq` the next record will
+/// get, `*hash_out` the hash of the last record (64 zeros before the first; free it with
+/// `aegis_string_free`). Refused (`AEGIS_INVALID_ARGUMENT`) from inside one of the
+/// engine's own audit callbacks.
+///
+/// Safety: `e` a live engine; `seq_out` and `hash_out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn aegis_engine_chain_head(
+    e: *const aegis_engine,
+    seq_out: *mut u64,
+    hash_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> aegis_status {
+    run(error_out, || {
+        null_check(hash_out, "hash_out")?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { put(hash_out, std::ptr::null_mut()) };
+        null_check(seq_out, "seq_out")?;
+        // SAFETY: forwarded caller contract.
+        let engine = unsafe { engine(e) }?;
+        let (seq, hash) = engine.chain_head().map_err(control_err)?;
+        // SAFETY: both checked non-NULL above.
+        unsafe {
+            put(seq_out, seq);
+            put(hash_out, to_c_string(hash));
+        }
+        Ok(())
     })
 }
 

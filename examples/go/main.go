@@ -25,7 +25,13 @@ func guardedPay(e *aegis.Engine, amount float64, currency string) error {
 		Params: map[string]any{"amount": amount, "currency": currency, "payee": "acme"},
 	})
 	if err != nil {
-		return err // no decision (bad request, audit write failed): fail closed
+		// No decision: fail closed. err is an *aegis.Error with a stable Code
+		// (request_invalid, audit_failed, …).
+		var ae *aegis.Error
+		if errors.As(err, &ae) {
+			return fmt.Errorf("no decision (%s): %w", ae.Code, err)
+		}
+		return err
 	}
 	fmt.Printf("%.2f %s: %s (%s)\n", amount, currency, d.Outcome, d.Reason)
 	switch d.Outcome {
@@ -44,7 +50,13 @@ func main() {
 	if len(os.Args) > 1 {
 		path = os.Args[1]
 	}
-	e, err := aegis.NewEngineFromPath(path)
+	var opts []aegis.Option
+	// An approval key from the environment: when AEGIS_APPROVAL_KEY is set but empty the
+	// engine refuses it (config_invalid) rather than accepting grants MACed with "".
+	if k, ok := os.LookupEnv("AEGIS_APPROVAL_KEY"); ok {
+		opts = append(opts, aegis.WithApprovalKey([]byte(k)))
+	}
+	e, err := aegis.NewEngineFromPath(path, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}

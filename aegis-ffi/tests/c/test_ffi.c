@@ -704,6 +704,178 @@ static void test_collector_e2e(const char *policy_dir) {
   free(reqs_text);
 }
 
+/* ---------------------------------------------------------------- issue 16 */
+
+/* The §17 code in aegis_last_error_json (NULL-safe). */
+static int last_error_has(const char *needle) {
+  const char *j = aegis_last_error_json();
+  return j != NULL && strstr(j, needle) != NULL;
+}
+
+typedef struct {
+  aegis_engine *engine; /* set after construction: the callback calls back into it */
+  int calls;
+  int fail;
+  int reenter;
+  aegis_status inner_eval, inner_kill;
+} reentry_state;
+
+static int reentry_cb(void *user, const char *line, size_t len) {
+  reentry_state *s = user;
+  (void)line;
+  (void)len;
+  s->calls++;
+  if (s->reenter && s->engine) {
+    char *out = NULL, *err = NULL;
+    s->inner_eval = aegis_evaluate_json(s->engine, REQ, sizeof REQ - 1, &out, &err);
+    aegis_string_free(out);
+    aegis_string_free(err);
+    s->inner_kill = aegis_engine_kill(s->engine, "agent", "x", NULL, NULL);
+  }
+  return s->fail;
+}
+
+/* Checks that the JSONL file at `path` holds `want` records, seq 0.., each `prev` the
+ * `hash` before it (what `aegis audit verify` checks of the chain). */
+static void check_chain(const char *path, int want) {
+  char *text = slurp(path, NULL);
+  CHECK(text != NULL, "read %s", path);
+  if (!text) return;
+  char prev[65];
+  memset(prev, '0', 64);
+  prev[64] = '\0';
+  int n = 0;
+  for (char *line = text; *line; n++) {
+    char *nl = strchr(line, '\n');
+    CHECK(nl != NULL, "line %d has no newline", n);
+    if (!nl) break;
+    *nl = '\0';
+    char want_seq[32], want_prev[80];
+    snprintf(want_seq, sizeof want_seq, "\"seq\":%d,", n);
+    snprintf(want_prev, sizeof want_prev, "\"prev\":\"%s\"", prev);
+    CHECK(strstr(line, want_seq) != NULL, "line %d: want %s in %s", n, want_seq, line);
+    CHECK(strstr(line, want_prev) != NULL, "line %d: want %s in %s", n, want_prev, line);
+    const char *h = strstr(line, "\"hash\":\"");
+    CHECK(h != NULL, "line %d has a hash", n);
+    if (h) memcpy(prev, h + 8, 64);
+    line = nl + 1;
+  }
+  CHECK(n == want, "%s has %d records, want %d", path, n, want);
+  free(text);
+}
+
+static void test_issue16(void) {
+  aegis_engine_options *o = aegis_engine_options_new();
+  aegis_engine *e = NULL, *e2 = NULL;
+  char *err = NULL, *out = NULL;
+  aegis_outcome oc;
+
+  /* empty keys and bad key ids: AEGIS_CONFIG_INVALID, code config_invalid, the field named */
+  CHECK(aegis_engine_options_set_approval_key(o, (const uint8_t *)"x", 0, &err) == AEGIS_CONFIG_INVALID && err,
+        "empty approval key");
+  CHECK(last_error_has("\"code\":\"config_invalid\"") && last_error_has("\"field\":\"approval_key\""), "json: %s",
+        aegis_last_error_json() ? aegis_last_error_json() : "(null)");
+  aegis_string_free(err);
+  CHECK(aegis_engine_options_set_signing_key(o, (const uint8_t *)"k", 1, NULL) == AEGIS_OK, "sk");
+  CHECK(aegis_last_error_json() == NULL, "no last error after a success");
+  CHECK(aegis_engine_options_set_signing_key(o, (const uint8_t *)"", 0, NULL) == AEGIS_CONFIG_INVALID, "empty signing key");
+  CHECK(last_error_has("\"field\":\"signing_key\""), "signing_key field");
+  CHECK(aegis_engine_options_set_signing_key_id(o, "", NULL) == AEGIS_CONFIG_INVALID, "empty kid");
+  CHECK(aegis_engine_options_set_signing_key_id(o, "ops\x01x", NULL) == AEGIS_CONFIG_INVALID, "control char kid");
+  CHECK(last_error_has("\"field\":\"signing_key_id\""), "kid field");
+  /* the builder kept the signing key "k": records are signed */
+  CHECK(aegis_engine_from_yaml_with(POLICY, sizeof POLICY - 1, o, &e, NULL) == AEGIS_OK, "load");
+  CHECK(aegis_evaluate_json(e, REQ, sizeof REQ - 1, &out, NULL) == AEGIS_OK && out && strstr(out, "\"sig\":\""), "signed");
+  aegis_string_free(out);
+  out = NULL;
+  /* an approval key set empty is not "no key but grants verified with the empty key": no key at all */
+  char *tok = NULL;
+  CHECK(aegis_engine_grant(e, "apr_x", "mallory", 60, &tok, NULL) == AEGIS_INVALID_ARGUMENT && tok == NULL, "no key");
+  /* non-UTF-8 over the C ABI: AEGIS_INVALID_UTF8, code invalid_argument */
+  CHECK(aegis_evaluate_json(e, "{\"agent\":\"\xff\"}", 12, &out, NULL) == AEGIS_INVALID_UTF8 && out == NULL, "utf8 req");
+  CHECK(last_error_has("\"code\":\"invalid_argument\""), "utf8 code");
+  CHECK(aegis_engine_kill(e, "agent", "bo\xfft", NULL, NULL) == AEGIS_INVALID_UTF8, "utf8 kill");
+  /* a request error names its field */
+  static const char UNKNOWN[] = "{\"agent\":\"a\",\"tool\":\"pay\",\"AGENT\":\"admin\"}";
+  CHECK(aegis_evaluate_json(e, UNKNOWN, sizeof UNKNOWN - 1, &out, NULL) == AEGIS_INVALID_REQUEST, "AGENT");
+  CHECK(last_error_has("\"code\":\"request_invalid\"") && last_error_has("\"field\":\"AGENT\""), "AGENT json");
+  static const char DUP[] = "{\"agent\":\"a\",\"tool\":\"pay\",\"params\":{\"amount\":900},\"params\":{\"amount\":5}}";
+  CHECK(aegis_evaluate_json(e, DUP, sizeof DUP - 1, &out, NULL) == AEGIS_INVALID_REQUEST, "duplicate params");
+  static const char BIG[] = "{\"agent\":\"a\",\"tool\":\"pay\",\"params\":{\"amount\":9007199254740993}}";
+  CHECK(aegis_evaluate_json(e, BIG, sizeof BIG - 1, &out, NULL) == AEGIS_INVALID_REQUEST, "2^53+1");
+  CHECK(last_error_has("params.amount"), "2^53+1 path");
+  aegis_engine_free(e);
+  e = NULL;
+  aegis_engine_options_free(o);
+
+  /* load errors stay structured in the JSON */
+  CHECK(aegis_engine_from_yaml("aegis: 1\nrules:\n  - id: a\n    outcome: alow\n", 41, &e, NULL) == AEGIS_POLICY_ERROR,
+        "bad policy");
+  CHECK(last_error_has("\"code\":\"policy_invalid\"") && last_error_has("\"line\":4"), "policy json: %s",
+        aegis_last_error_json() ? aegis_last_error_json() : "(null)");
+
+  /* a callback failing after the file sink wrote: the call fails, the chain stays whole */
+  char dir[] = "/tmp/aegis-c16-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+  char audit[128];
+  snprintf(audit, sizeof audit, "%s/audit.jsonl", dir);
+  reentry_state s = {0};
+  o = aegis_engine_options_new();
+  CHECK(aegis_engine_options_set_audit_file(o, audit, AEGIS_FSYNC_NEVER, NULL) == AEGIS_OK, "af");
+  CHECK(aegis_engine_options_add_audit_callback(o, reentry_cb, &s, NULL) == AEGIS_OK, "cb");
+  CHECK(aegis_engine_from_yaml_with(POLICY, sizeof POLICY - 1, o, &e, &err) == AEGIS_OK, "load: %s", err ? err : "");
+  s.engine = e;
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK, "record 0");
+  s.fail = 1;
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, &err) == AEGIS_IO_ERROR && err, "failing callback");
+  CHECK(last_error_has("\"code\":\"audit_failed\""), "audit_failed");
+  aegis_string_free(err);
+  err = NULL;
+  s.fail = 0;
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK, "record 2");
+  uint64_t seq = 0;
+  char *head = NULL;
+  CHECK(aegis_engine_chain_head(e, &seq, &head, NULL) == AEGIS_OK && seq == 3 && head && strlen(head) == 64,
+        "chain head %llu", (unsigned long long)seq);
+  aegis_string_free(head);
+  head = NULL;
+
+  /* a callback calling back into its engine: refused inside, the outer call fails, no deadlock */
+  s.reenter = 1;
+  CHECK(aegis_evaluate_json(e, REQ, sizeof REQ - 1, &out, &err) == AEGIS_IO_ERROR && out == NULL, "re-entrant callback");
+  CHECK(err && strstr(err, "called back into its engine"), "re-entry message: %s", err ? err : "(null)");
+  aegis_string_free(err);
+  err = NULL;
+  CHECK(s.inner_eval == AEGIS_IO_ERROR, "inner evaluate refused: %d", (int)s.inner_eval);
+  CHECK(s.inner_kill == AEGIS_INVALID_ARGUMENT, "inner kill refused: %d", (int)s.inner_kill);
+  s.reenter = 0;
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK, "after re-entry");
+  CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK && oc == AEGIS_OUTCOME_ALLOW,
+        "the inner kill did not take effect");
+
+  /* one audit file per engine: a second engine on it fails (audit_failed) */
+  CHECK(aegis_engine_from_yaml_with(POLICY, sizeof POLICY - 1, o, &e2, &err) == AEGIS_IO_ERROR && e2 == NULL,
+        "second engine on the file");
+  CHECK(err && strstr(err, "in use by another engine"), "lock message: %s", err ? err : "(null)");
+  CHECK(last_error_has("\"code\":\"audit_failed\""), "lock code");
+  aegis_string_free(err);
+  err = NULL;
+  aegis_engine_free(e);
+  e = NULL;
+  /* records 0, 1 (the failed callback's: in the file, chained), 2, 3 (the re-entrant call's), 4, 5 */
+  check_chain(audit, 6);
+  /* once the first is freed the file is free; the chain resumes at the next seq */
+  s.engine = NULL;
+  CHECK(aegis_engine_from_yaml_with(POLICY, sizeof POLICY - 1, o, &e2, &err) == AEGIS_OK, "reopen: %s", err ? err : "");
+  CHECK(aegis_engine_chain_head(e2, &seq, &head, NULL) == AEGIS_OK && seq == 6, "resumed at %llu", (unsigned long long)seq);
+  aegis_string_free(head);
+  CHECK(aegis_engine_chain_head(e2, NULL, &head, NULL) == AEGIS_NULL_PARAMETER && head == NULL, "chain_head NULL");
+  aegis_engine_free(e2);
+  aegis_engine_options_free(o);
+  remove(audit);
+  rmdir(dir);
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: %s VECTORS.txt POLICY_DIR\n", argv[0]);
@@ -715,6 +887,7 @@ int main(int argc, char **argv) {
   test_bad_input();
   test_options(argv[2]);
   test_threads();
+  test_issue16();
   test_collector_options();
   test_collector_e2e(argv[2]);
   printf("aegis C tests: %d vectors, %d vector steps (%d failed); %d checks, %d failed\n", vectors, steps,
