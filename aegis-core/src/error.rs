@@ -8,8 +8,8 @@ use crate::key::ConfigError;
 use crate::policy::LoadErrors;
 use crate::request::RequestError;
 
-/// Every error's stable code. The strings never change; the C status numbers of
-/// [`ErrorCode::c_status`] never change either (docs/errors.md holds the table).
+/// Every error's stable code. The strings never change; docs/errors.md maps each to
+/// its C status number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// The bundle did not load (`errors` lists every problem with its location).
