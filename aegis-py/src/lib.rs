@@ -8,25 +8,16 @@
 //! The public, typed API (`Engine`, `Decision`, `Outcome`, `secure_tool`…) lives in
 //! the pure-Python package around this module.
 
-use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use aegis_core::{
-    CallbackSink, EngineOptions, EvalError, FileSink, Fsync, KillScope, LoadErrors, Map, Request, RequestError, Value,
+    CallbackSink, ConfigError, ControlError, EngineOptions, ErrorCode, ErrorInfo, EvalError, FileSink, Fsync, Key,
+    KeyId, KillScope, LoadErrors, Map, Request, RequestError, RequestLimits, Value,
 };
 use aegis_ship::collector::{Collector, CollectorConfig, NEEDS_AUDIT_FILE};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-
-thread_local! {
-    /// Set while this thread runs a Python audit callback (under the engine's chain
-    /// lock): evaluating on the same engine from there would deadlock.
-    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Nesting allowed inside `params` / `context` (`params` itself is depth 1).
-const MAX_DEPTH: usize = 64;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple};
 
 /// Instantiates `aegis._errors.NAME(*args)` as a `PyErr`.
 fn py_error<'py, A>(py: Python<'py>, name: &str, args: A) -> PyErr
@@ -43,12 +34,32 @@ where
     }
 }
 
-fn aegis_error(py: Python<'_>, message: String) -> PyErr {
-    py_error(py, "AegisError", (message,))
+/// The Python exception for an error of the core's shape (§17): the class that matches
+/// its code, with `.code` and `.field`.
+fn raise(py: Python<'_>, info: ErrorInfo) -> PyErr {
+    let ErrorInfo { code, message, field, .. } = info;
+    match code {
+        ErrorCode::RequestInvalid => py_error(py, "RequestError", (message, field)),
+        ErrorCode::ConfigInvalid => py_error(py, "ConfigError", (message, field)),
+        ErrorCode::InvalidArgument => py_error(py, "ArgumentError", (message, field)),
+        other => py_error(py, "AegisError", (message, other.as_str(), field)),
+    }
+}
+
+fn aegis_error(py: Python<'_>, code: ErrorCode, message: impl Into<String>) -> PyErr {
+    raise(py, ErrorInfo::new(code, message))
+}
+
+fn config_error(py: Python<'_>, field: &str, message: impl Into<String>) -> PyErr {
+    raise(py, ErrorInfo::from(&ConfigError::new(field, message)))
+}
+
+fn arg_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    aegis_error(py, ErrorCode::InvalidArgument, message)
 }
 
 fn request_error(py: Python<'_>, e: &RequestError) -> PyErr {
-    py_error(py, "RequestError", (e.to_string(), e.field.clone()))
+    raise(py, ErrorInfo::from(e))
 }
 
 fn policy_error(py: Python<'_>, e: &LoadErrors) -> PyErr {
@@ -60,10 +71,16 @@ fn policy_error(py: Python<'_>, e: &LoadErrors) -> PyErr {
 }
 
 fn eval_error(py: Python<'_>, e: &EvalError) -> PyErr {
-    match e {
-        EvalError::Request(r) => request_error(py, r),
-        EvalError::Audit(a) => aegis_error(py, a.to_string()),
+    raise(py, ErrorInfo::from(e))
+}
+
+/// A refused control call. One made from inside this engine's own audit callback is
+/// `audit_failed` (the outer `evaluate` fails with it too), any other `invalid_argument`.
+fn control_error(py: Python<'_>, e: &ControlError) -> PyErr {
+    if e.0.contains("called back into its engine") {
+        return aegis_error(py, ErrorCode::AuditFailed, e.0.clone());
     }
+    raise(py, ErrorInfo::from(e))
 }
 
 /// A conversion failure: (top-level field, message).
@@ -71,110 +88,273 @@ type ConvError = (String, String);
 
 use aegis_core::ValuePath as Path;
 
-fn conv_err(path: &Path<'_>, what: impl std::fmt::Display) -> ConvError {
+fn shown(path: &Path<'_>) -> String {
     let mut p = String::new();
     path.render(&mut p);
-    (path.field().to_owned(), format!("invalid request: `{p}`: {what}"))
+    if p.is_empty() {
+        "the request".to_owned()
+    } else {
+        format!("`{p}`")
+    }
 }
 
-/// Converts a Python object into a [`Value`]. `depth` is the nesting of `obj` (a
-/// top-level request field is depth 1); containers deeper than `MAX_DEPTH + 1` are
-/// rejected, which also catches cyclic structures.
-fn to_value(obj: &Bound<'_, PyAny>, path: &Path<'_>, depth: usize) -> Result<Value, ConvError> {
-    if obj.is_none() {
-        return Ok(Value::Null);
+fn conv_err(path: &Path<'_>, what: impl std::fmt::Display) -> ConvError {
+    (path.field().to_owned(), format!("{} {what}", shown(path)))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// A `str` (or subclass) as UTF-8; `None` when it holds a lone surrogate (which is
+/// never replaced by U+FFFD: two different strings must never become one).
+fn utf8(s: &Bound<'_, PyString>) -> Option<String> {
+    // The failed encoding's UnicodeEncodeError is fetched and dropped here.
+    s.to_cow().ok().map(std::borrow::Cow::into_owned)
+}
+
+const SURROGATE: &str =
+    "contains a lone surrogate; strings must be well-formed Unicode (they are never replaced by U+FFFD)";
+const BYTES: &str =
+    "a byte string; requests carry text, never bytes (as base64 or otherwise): decode it to a str first";
+
+/// Converts Python values into a [`Value`] tree, refusing what JSON (and so the CLI)
+/// cannot carry and bounded as it goes (§9a):
+///
+/// * **size**: every value inside a container is charged as the core measures it
+///   (strings by their length before they are copied, containers per element and
+///   key) against the request size limit, so shared sub-objects
+///   (`o = {"a": o, "b": o}` repeated) are refused by their expanded size as soon as
+///   it passes the limit, long before memory runs out. Only scalar top-level fields
+///   (`agent`, `time`…, bounded by the core) are not charged, so whatever the walk
+///   refuses the core would refuse too;
+/// * **depth**: containers deeper than the core's limit + 1 (the core then names the
+///   depth) are refused, which also stops cyclic structures; the walk is in Rust, so
+///   no Python recursion limit or stack is involved;
+/// * **no Python code runs**: lists, tuples and dicts (subclasses included) are read
+///   by their stored items through the C API (an overridden `__len__`, `__iter__` or
+///   `items` never runs), so nothing can change a container while it is walked;
+/// * **types**: byte strings, strings with lone surrogates (values and keys), non-`str`
+///   keys, NaN/±inf, integers beyond ±(2^53 − 1) (refused by the core, or here when they
+///   do not fit 64 bits) and every other type are request errors.
+struct Walker {
+    used: usize,
+    max_bytes: usize,
+    max_depth: usize,
+}
+
+impl Walker {
+    fn new(limits: &RequestLimits) -> Walker {
+        Walker { used: 0, max_bytes: limits.max_bytes, max_depth: limits.max_depth }
     }
-    // Exact str first (the commonest leaf), then bool before int: Python's bool is an int
-    // subclass, but not a number here.
-    if let Ok(s) = obj.cast_exact::<PyString>() {
-        let s = s.to_cow().map_err(|_| conv_err(path, "string is not valid UTF-8 (lone surrogate)"))?;
-        return Ok(Value::String(s.into_owned()));
-    }
-    if obj.is_instance_of::<PyBool>() {
-        return Ok(Value::Bool(obj.is_truthy().map_err(|e| conv_err(path, e))?));
-    }
-    if obj.is_instance_of::<PyInt>() {
-        if let Ok(i) = obj.extract::<i64>() {
-            return Ok(Value::Number(i as f64));
+
+    /// Charges `n` bytes; beyond the limit, the core's "larger than" error.
+    fn charge(&mut self, n: usize) -> Result<(), ConvError> {
+        self.used = self.used.saturating_add(n);
+        if self.used > self.max_bytes {
+            return Err((String::new(), format!("request is larger than {} bytes", self.max_bytes)));
         }
-        if let Ok(u) = obj.extract::<u64>() {
-            return Ok(Value::Number(u as f64));
+        Ok(())
+    }
+
+    /// A string, charged (when `charged`) by its UTF-8 length + 2 (at least its
+    /// length in code points before anything is copied).
+    fn string(&mut self, s: &Bound<'_, PyString>, path: &Path<'_>, charged: bool) -> Result<Value, ConvError> {
+        if charged {
+            // SAFETY: `s` is a live str object; PyUnicode_GetLength runs no Python code.
+            let chars = unsafe { pyo3::ffi::PyUnicode_GetLength(s.as_ptr()) };
+            let remaining = self.max_bytes.saturating_sub(self.used);
+            if chars > 0 && (chars as usize).saturating_add(2) > remaining {
+                return Err((String::new(), format!("request is larger than {} bytes", self.max_bytes)));
+            }
         }
-        return Err(conv_err(path, "integer out of the 64-bit range"));
-    }
-    if let Ok(f) = obj.cast::<PyFloat>() {
-        let v = f.value();
-        if !v.is_finite() {
-            return Err(conv_err(path, format!("number {v} is not finite")));
+        let Some(text) = utf8(s) else { return Err(conv_err(path, SURROGATE)) };
+        if charged {
+            self.charge(text.len() + 2)?;
         }
-        return Ok(Value::Number(v));
+        Ok(Value::String(text))
     }
-    if let Ok(s) = obj.cast::<PyString>() {
-        let s = s.to_cow().map_err(|_| conv_err(path, "string is not valid UTF-8 (lone surrogate)"))?;
-        return Ok(Value::String(s.into_owned()));
-    }
-    let container = obj.is_instance_of::<PyDict>() || obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
-    if container && depth > MAX_DEPTH + 1 {
-        return Err(conv_err(path, format!("nesting deeper than {MAX_DEPTH} levels (or a cyclic structure)")));
-    }
-    if let Ok(d) = obj.cast::<PyDict>() {
-        let mut map = Map::new();
-        for (k, v) in d.iter() {
-            let Ok(ks) = k.cast::<PyString>() else {
-                let tn = k.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-                return Err(conv_err(path, format!("object keys must be str, found {tn}")));
+
+    /// Converts `obj` at `path`; `depth` is its nesting (a top-level request field is
+    /// depth 1, `params`' values depth 2).
+    fn value(&mut self, obj: &Bound<'_, PyAny>, path: &Path<'_>, depth: usize) -> Result<Value, ConvError> {
+        let charged = depth >= 2;
+        if obj.is_none() {
+            if charged {
+                self.charge(4)?;
+            }
+            return Ok(Value::Null);
+        }
+        // str first (the commonest leaf), then bool before int: Python's bool is an int
+        // subclass, but not a number here.
+        if let Ok(s) = obj.cast::<PyString>() {
+            return self.string(s, path, charged);
+        }
+        if obj.is_instance_of::<PyBool>() {
+            if charged {
+                self.charge(5)?;
+            }
+            // `bool` cannot be subclassed: this is True or False (no `__bool__` runs).
+            return Ok(Value::Bool(obj.cast::<PyBool>().is_ok_and(|b| b.is_true())));
+        }
+        if obj.is_instance_of::<PyInt>() {
+            if charged {
+                self.charge(24)?;
+            }
+            // An int subclass is read by its stored value (no `__index__`). Beyond 64 bits
+            // it cannot be exact; within, the core refuses magnitudes beyond 2^53 − 1 with
+            // its own message (the same as for JSON text).
+            return match obj.extract::<i64>() {
+                Ok(i) => Ok(Value::Number(i as f64)),
+                Err(_) => Err(conv_err(
+                    path,
+                    "is a number beyond ±9007199254740991 (2^53 − 1), where numbers stop being exact; \
+                     send large ids as strings",
+                )),
             };
-            let key = ks.to_cow().map_err(|_| conv_err(path, "key is not valid UTF-8 (lone surrogate)"))?;
-            let val = to_value(&v, &Path::Key(path, &key), depth + 1)?;
-            map.insert(key.into_owned(), val);
         }
-        return Ok(Value::Object(map));
-    }
-    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        if let Ok(f) = obj.cast::<PyFloat>() {
+            if charged {
+                self.charge(24)?;
+            }
+            let v = f.value();
+            if !v.is_finite() {
+                return Err(conv_err(path, format!("is {v}; numbers must be finite")));
+            }
+            return Ok(Value::Number(v));
+        }
+        if obj.is_instance_of::<PyBytes>()
+            || obj.is_instance_of::<PyByteArray>()
+            || obj.is_instance_of::<PyMemoryView>()
+        {
+            return Err(conv_err(path, format!("is {BYTES} ({})", type_name(obj))));
+        }
+        let is_dict = obj.is_instance_of::<PyDict>();
+        let is_list = obj.is_instance_of::<PyList>();
+        let is_tuple = obj.is_instance_of::<PyTuple>();
+        if !(is_dict || is_list || is_tuple) {
+            return Err(conv_err(
+                path,
+                format!(
+                    "is of type {}, which is not allowed (use dict, list, tuple, str, int, float, bool or None)",
+                    type_name(obj)
+                ),
+            ));
+        }
+        if depth > self.max_depth + 1 {
+            return Err(conv_err(
+                path,
+                format!("is nested deeper than {} levels (or is a cyclic structure)", self.max_depth),
+            ));
+        }
+        if depth == 1 && is_dict {
+            // The core charges `params` / `context` their key and quotes.
+            if let Path::Key(_, k) = path {
+                self.charge(k.len() + 4)?;
+            }
+        }
+        self.charge(2)?;
+        if let Ok(d) = obj.cast::<PyDict>() {
+            let mut map = Map::new();
+            // PyDict_Next over the stored items: nothing in the walk runs Python code,
+            // so the dict cannot change while it is iterated.
+            for (k, v) in d.iter() {
+                let Ok(ks) = k.cast::<PyString>() else {
+                    let what = if k.is_instance_of::<PyBytes>() || k.is_instance_of::<PyByteArray>() {
+                        format!("{BYTES} ({})", type_name(&k))
+                    } else {
+                        type_name(&k)
+                    };
+                    return Err(conv_err(path, format!("has a key that is not a str: {what}")));
+                };
+                let Some(key) = utf8(ks) else {
+                    return Err(conv_err(path, format!("has a key that {SURROGATE}")));
+                };
+                self.charge(key.len() + 4)?;
+                let val = self.value(&v, &Path::Key(path, &key), depth + 1)?;
+                map.insert(key, val);
+            }
+            return Ok(Value::Object(map));
+        }
         let mut out = Vec::new();
-        let len = obj.len().map_err(|e| conv_err(path, e))?;
-        out.reserve(len.min(1 << 16));
-        for (i, item) in obj.try_iter().map_err(|e| conv_err(path, e))?.enumerate() {
-            let item = item.map_err(|e| conv_err(path, e))?;
-            out.push(to_value(&item, &Path::Index(path, i), depth + 1)?);
+        if let Ok(l) = obj.cast::<PyList>() {
+            // By index with the stored length (PyList_Size, never `__len__`).
+            let mut i = 0;
+            while i < l.len() {
+                let item = l.get_item(i).map_err(|e| conv_err(path, e))?;
+                self.charge(1)?;
+                out.push(self.value(&item, &Path::Index(path, i), depth + 1)?);
+                i += 1;
+            }
+        } else if let Ok(t) = obj.cast::<PyTuple>() {
+            for i in 0..t.len() {
+                let item = t.get_item(i).map_err(|e| conv_err(path, e))?;
+                self.charge(1)?;
+                out.push(self.value(&item, &Path::Index(path, i), depth + 1)?);
+            }
         }
-        return Ok(Value::Array(out));
+        Ok(Value::Array(out))
     }
-    let tn = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-    Err(conv_err(
-        path,
-        format!("values of type {tn} are not allowed (use dict, list, tuple, str, int, float, bool or None)"),
-    ))
 }
 
 /// Builds a validated [`Request`] from a Python dict.
 fn request_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>, engine: &aegis_core::Engine) -> PyResult<Request> {
     if !obj.is_instance_of::<PyDict>() {
-        let tn = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-        return Err(request_error(py, &RequestError::new("", format!("a request is a dict, found {tn}"))));
+        return Err(request_error(
+            py,
+            &RequestError::new("", format!("a request is a dict, found {}", type_name(obj))),
+        ));
     }
-    let v = to_value(obj, &Path::Root, 0).map_err(|(f, m)| py_error(py, "RequestError", (m, f)))?;
+    let v = Walker::new(engine.request_limits())
+        .value(obj, &Path::Root, 0)
+        .map_err(|(f, m)| request_error(py, &RequestError::new(&f, m)))?;
     Request::from_value(v, engine.request_limits()).map_err(|e| request_error(py, &e))
 }
 
-fn key_bytes(obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Vec<u8>>> {
-    let Some(obj) = obj else { return Ok(None) };
-    if obj.is_none() {
-        return Ok(None);
-    }
-    if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Some(s.to_cow()?.as_bytes().to_vec()));
-    }
-    match obj.extract::<Vec<u8>>() {
-        Ok(b) if !obj.is_instance_of::<PyList>() => Ok(Some(b)),
-        _ => Err(PyValueError::new_err(format!("`{name}` must be bytes or str"))),
-    }
+/// Key bytes for option `name`: `bytes`, `bytearray` or `str` (its UTF-8 bytes); an
+/// empty key, a lone surrogate or another type is `config_invalid`.
+fn key_option(py: Python<'_>, obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Key>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(None) };
+    let bytes = if let Ok(s) = obj.cast::<PyString>() {
+        match utf8(s) {
+            Some(t) => t.into_bytes(),
+            None => return Err(config_error(py, name, format!("`{name}` {SURROGATE}"))),
+        }
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        b.as_bytes().to_vec()
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        b.to_vec()
+    } else {
+        return Err(config_error(py, name, format!("`{name}` must be bytes or str, not {}", type_name(obj))));
+    };
+    Key::new(name, bytes).map(Some).map_err(|e| raise(py, ErrorInfo::from(&e)))
+}
+
+/// The `signing_key_id` option: a name (1–256 bytes, no NUL or other control character).
+fn key_id_option(py: Python<'_>, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<KeyId>> {
+    const NAME: &str = "signing_key_id";
+    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(None) };
+    let Ok(s) = obj.cast::<PyString>() else {
+        return Err(config_error(py, NAME, format!("`{NAME}` must be a str, not {}", type_name(obj))));
+    };
+    let Some(id) = utf8(s) else { return Err(config_error(py, NAME, format!("`{NAME}` {SURROGATE}"))) };
+    KeyId::new(NAME, id).map(Some).map_err(|e| raise(py, ErrorInfo::from(&e)))
+}
+
+/// A text argument of a control function: a `str` without lone surrogates (NULs and
+/// other control characters are refused by the core itself, never cut off).
+fn text_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    let Ok(s) = obj.cast::<PyString>() else {
+        return Err(arg_error(py, format!("{what} must be a str, not {}", type_name(obj))));
+    };
+    utf8(s).ok_or_else(|| arg_error(py, format!("{what} {SURROGATE}")))
 }
 
 /// The native engine (`aegis._aegis.NativeEngine`); wrapped by `aegis.Engine`.
 #[pyclass(frozen, module = "aegis._aegis")]
 struct NativeEngine {
-    inner: Arc<aegis_core::Engine>,
+    /// `None` once closed (the engine, its audit file and its lock are released).
+    inner: RwLock<Option<Arc<aegis_core::Engine>>>,
     /// The shipper started by the `collector` option (on the audit file).
     collector: Option<Arc<Collector>>,
 }
@@ -196,88 +376,115 @@ impl Drop for NativeEngine {
 /// The validated collector configuration for `collector` (JSON text) and the engine's
 /// audit file, checked before anything is opened.
 fn collector_config(
+    py: Python<'_>,
     collector: Option<&str>,
     audit_file: Option<&std::path::Path>,
 ) -> PyResult<Option<CollectorConfig>> {
     let Some(json) = collector else { return Ok(None) };
-    let Some(file) = audit_file else { return Err(PyValueError::new_err(NEEDS_AUDIT_FILE)) };
-    CollectorConfig::from_json(file, json).map(Some).map_err(PyValueError::new_err)
+    let Some(file) = audit_file else { return Err(config_error(py, "collector", NEEDS_AUDIT_FILE)) };
+    CollectorConfig::from_json(file, json).map(Some).map_err(|m| config_error(py, "collector", m))
 }
 
 /// The audit file path of the `audit` option, if it is a path (not a callable).
 fn audit_path(py: Python<'_>, audit: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::path::PathBuf>> {
     match audit {
         Some(a) if !a.is_none() && (!a.is_callable() || a.is_instance_of::<PyString>()) => {
-            Ok(Some(py.import("os")?.call_method1("fspath", (a,))?.extract()?))
+            let fspath = py.import("os")?.call_method1("fspath", (a,)).map_err(|_| {
+                config_error(py, "audit", format!("`audit` must be a path or a callable, not {}", type_name(a)))
+            })?;
+            let path: std::path::PathBuf = fspath
+                .extract()
+                .map_err(|_| config_error(py, "audit", "`audit` is not a valid path (a lone surrogate?)"))?;
+            if path.as_os_str().as_encoded_bytes().contains(&0) {
+                return Err(config_error(py, "audit", "`audit` contains a NUL character"));
+            }
+            Ok(Some(path))
         }
         _ => Ok(None),
     }
 }
 
 fn collector_error(py: Python<'_>, e: &aegis_ship::ShipError) -> PyErr {
-    aegis_error(py, e.to_string())
+    aegis_error(py, ErrorCode::CollectorFailed, e.to_string())
 }
 
-fn timeout(t: f64) -> PyResult<std::time::Duration> {
+fn timeout(py: Python<'_>, t: f64) -> PyResult<std::time::Duration> {
     if !(0.0..=3600.0).contains(&t) {
-        return Err(PyValueError::new_err(format!("timeout must be from 0 to 3600 seconds, not {t}")));
+        return Err(arg_error(py, format!("timeout must be from 0 to 3600 seconds, not {t}")));
     }
-    std::time::Duration::try_from_secs_f64(t).map_err(|e| PyValueError::new_err(format!("timeout: {e}")))
+    std::time::Duration::try_from_secs_f64(t).map_err(|e| arg_error(py, format!("timeout: {e}")))
+}
+
+/// Whether an audit callback's result is awaitable (an `async def` callback, a
+/// coroutine, a Future); coroutines are closed, so no "never awaited" warning leaks.
+fn refuse_awaitable(py: Python<'_>, result: &Bound<'_, PyAny>) -> Result<(), String> {
+    static IS_AWAITABLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static IS_COROUTINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    if result.is_none() {
+        return Ok(());
+    }
+    let check = |cell: &'static PyOnceLock<Py<PyAny>>, name: &str| -> PyResult<bool> {
+        cell.import(py, "inspect", name)?.call1((result,))?.is_truthy()
+    };
+    if check(&IS_AWAITABLE, "isawaitable").map_err(|e| e.to_string())? {
+        if check(&IS_COROUTINE, "iscoroutine").unwrap_or(false) {
+            let _ = result.call_method0("close");
+        }
+        return Err(format!(
+            "the callback returned an awaitable ({}); audit callbacks must be synchronous functions \
+             (the record must be handled before `evaluate` returns)",
+            type_name(result)
+        ));
+    }
+    Ok(())
 }
 
 fn build_options(
     py: Python<'_>,
     audit: Option<&Bound<'_, PyAny>>,
-    fsync: &str,
+    fsync: &Bound<'_, PyAny>,
     approval_key: Option<&Bound<'_, PyAny>>,
     signing_key: Option<&Bound<'_, PyAny>>,
-    signing_key_id: Option<String>,
+    signing_key_id: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<EngineOptions> {
     let mut opts = EngineOptions {
-        approval_key: key_bytes(approval_key, "approval_key")?,
-        signing_key: key_bytes(signing_key, "signing_key")?,
-        signing_key_id,
+        approval_key: key_option(py, approval_key, "approval_key")?,
+        signing_key: key_option(py, signing_key, "signing_key")?,
+        signing_key_id: key_id_option(py, signing_key_id)?,
         ..EngineOptions::default()
     };
-    let fs = Fsync::parse(fsync).ok_or_else(|| {
-        PyValueError::new_err(format!("fsync must be \"always\", \"batch\" or \"never\", not {fsync:?}"))
+    let fs = fsync.extract::<String>().ok().and_then(|f| Fsync::parse(&f)).ok_or_else(|| {
+        let shown = fsync.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+        config_error(py, "fsync", format!("fsync must be \"always\", \"batch\" or \"never\", not {shown}"))
     })?;
     if let Some(a) = audit {
         if a.is_none() {
         } else if a.is_callable() && !a.is_instance_of::<PyString>() {
             let cb: Py<PyAny> = a.clone().unbind();
+            // Runs in the evaluating thread, under the engine's chain lock, which that
+            // thread took with the GIL released: re-attaching here cannot deadlock.
+            // A call back into this engine from here is refused by the core (and fails
+            // the outer `evaluate`).
             let sink = CallbackSink(move |rec: &aegis_core::AuditRecord, _line: &str| -> Result<(), String> {
                 Python::attach(|py| {
-                    IN_CALLBACK.with(|c| c.set(true));
-                    let r = (|| -> PyResult<()> {
-                        let d = audit_dict(py, rec)?;
-                        cb.bind(py).call1((d,))?;
-                        Ok(())
-                    })();
-                    IN_CALLBACK.with(|c| c.set(false));
-                    r.map_err(|e| e.to_string())
+                    let d = audit_dict(py, rec).map_err(|e| e.to_string())?;
+                    let result = cb.bind(py).call1((d,)).map_err(|e| format!("the callback raised {e}"))?;
+                    refuse_awaitable(py, &result)
                 })
             });
             opts.sinks.push(Box::new(sink));
-        } else {
-            let path: std::path::PathBuf = py.import("os")?.call_method1("fspath", (a,))?.extract()?;
-            let sink = py.detach(|| FileSink::open(&path, fs)).map_err(|e| aegis_error(py, e.to_string()))?;
+        } else if let Some(path) = audit_path(py, Some(a))? {
+            let sink = py.detach(|| FileSink::open(&path, fs)).map_err(|e| raise(py, ErrorInfo::from(&e)))?;
             opts.sinks.push(Box::new(sink));
         }
     }
     Ok(opts)
 }
 
-fn scope(s: &str) -> PyResult<KillScope> {
-    KillScope::parse(s)
-        .ok_or_else(|| PyValueError::new_err(format!("scope must be agent, tool, session or all, not {s:?}")))
-}
-
-fn check_not_in_callback(py: Python<'_>) -> PyResult<()> {
-    if IN_CALLBACK.with(|c| c.get()) {
-        return Err(aegis_error(py, "cannot evaluate from inside an audit callback (it would deadlock)".into()));
-    }
-    Ok(())
+fn scope(py: Python<'_>, s: &Bound<'_, PyAny>) -> PyResult<KillScope> {
+    let text = text_arg(py, s, "scope")?;
+    KillScope::parse(&text)
+        .ok_or_else(|| arg_error(py, format!("scope must be agent, tool, session or all, not {text:?}")))
 }
 
 /// Outcome, rules, reason, approval (id, approvers), errors, audit record (a dict).
@@ -363,45 +570,93 @@ fn audit_dict<'py>(py: Python<'py>, r: &aegis_core::AuditRecord) -> PyResult<Bou
     Ok(d)
 }
 
+impl NativeEngine {
+    fn open(e: aegis_core::Engine, cfg: Option<CollectorConfig>) -> NativeEngine {
+        NativeEngine {
+            inner: RwLock::new(Some(Arc::new(e))),
+            collector: cfg.map(|c| Arc::new(Collector::from_config(c))),
+        }
+    }
+
+    /// The engine, or `invalid_argument` once it is closed.
+    fn engine(&self, py: Python<'_>) -> PyResult<Arc<aegis_core::Engine>> {
+        let g = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.as_ref().map(Arc::clone).ok_or_else(|| arg_error(py, "this engine is closed"))
+    }
+}
+
+/// Bundle text (YAML) as UTF-8: a lone surrogate is a load error, never U+FFFD.
+fn yaml_text(py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<String> {
+    let Ok(s) = text.cast::<PyString>() else {
+        return Err(arg_error(py, format!("the bundle text must be a str, not {}", type_name(text))));
+    };
+    utf8(s).ok_or_else(|| {
+        let items = vec![("<yaml>".to_owned(), 1usize, 1usize, format!("the bundle text {SURROGATE}"), None::<String>)];
+        py_error(py, "PolicyError", (format!("<yaml>:1:1: error: the bundle text {SURROGATE}"), items))
+    })
+}
+
 #[pymethods]
 impl NativeEngine {
     #[staticmethod]
-    #[pyo3(signature = (path, audit=None, fsync="always", approval_key=None, signing_key=None, signing_key_id=None, collector=None))]
+    #[pyo3(signature = (path, audit=None, fsync=None, approval_key=None, signing_key=None, signing_key_id=None, collector=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_path(
         py: Python<'_>,
-        path: std::path::PathBuf,
+        path: &Bound<'_, PyAny>,
         audit: Option<&Bound<'_, PyAny>>,
-        fsync: &str,
+        fsync: Option<&Bound<'_, PyAny>>,
         approval_key: Option<&Bound<'_, PyAny>>,
         signing_key: Option<&Bound<'_, PyAny>>,
-        signing_key_id: Option<String>,
+        signing_key_id: Option<&Bound<'_, PyAny>>,
         collector: Option<&str>,
     ) -> PyResult<Self> {
-        let cfg = collector_config(collector, audit_path(py, audit)?.as_deref())?;
-        let opts = build_options(py, audit, fsync, approval_key, signing_key, signing_key_id)?;
+        let path: std::path::PathBuf = path
+            .extract()
+            .map_err(|_| arg_error(py, format!("the bundle path must be a str path, not {}", type_name(path))))?;
+        if path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(arg_error(py, "the bundle path contains a NUL character"));
+        }
+        let cfg = collector_config(py, collector, audit_path(py, audit)?.as_deref())?;
+        let always = PyString::new(py, "always").into_any();
+        let opts = build_options(py, audit, fsync.unwrap_or(&always), approval_key, signing_key, signing_key_id)?;
         let e = py.detach(|| aegis_core::Engine::from_path(path, opts)).map_err(|e| policy_error(py, &e))?;
-        Ok(NativeEngine { inner: Arc::new(e), collector: cfg.map(|c| Arc::new(Collector::from_config(c))) })
+        Ok(NativeEngine::open(e, cfg))
     }
 
     #[staticmethod]
-    #[pyo3(signature = (text, audit=None, fsync="always", approval_key=None, signing_key=None, signing_key_id=None, collector=None))]
+    #[pyo3(signature = (text, audit=None, fsync=None, approval_key=None, signing_key=None, signing_key_id=None, collector=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_yaml(
         py: Python<'_>,
-        text: &str,
+        text: &Bound<'_, PyAny>,
         audit: Option<&Bound<'_, PyAny>>,
-        fsync: &str,
+        fsync: Option<&Bound<'_, PyAny>>,
         approval_key: Option<&Bound<'_, PyAny>>,
         signing_key: Option<&Bound<'_, PyAny>>,
-        signing_key_id: Option<String>,
+        signing_key_id: Option<&Bound<'_, PyAny>>,
         collector: Option<&str>,
     ) -> PyResult<Self> {
-        let cfg = collector_config(collector, audit_path(py, audit)?.as_deref())?;
-        let opts = build_options(py, audit, fsync, approval_key, signing_key, signing_key_id)?;
-        let text = text.to_owned();
+        let text = yaml_text(py, text)?;
+        let cfg = collector_config(py, collector, audit_path(py, audit)?.as_deref())?;
+        let always = PyString::new(py, "always").into_any();
+        let opts = build_options(py, audit, fsync.unwrap_or(&always), approval_key, signing_key, signing_key_id)?;
         let e = py.detach(move || aegis_core::Engine::from_yaml(&text, opts)).map_err(|e| policy_error(py, &e))?;
-        Ok(NativeEngine { inner: Arc::new(e), collector: cfg.map(|c| Arc::new(Collector::from_config(c))) })
+        Ok(NativeEngine::open(e, cfg))
+    }
+
+    /// Releases the engine: its audit file (and the file's lock) is closed once calls
+    /// in flight finish; later calls raise `ArgumentError` ("this engine is closed").
+    /// The collector is closed separately (`collector_close`). Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let taken = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        // Dropping the last reference flushes and closes the file: without the GIL.
+        py.detach(move || drop(taken));
+    }
+
+    /// Whether `close()` was called.
+    fn is_closed(&self) -> bool {
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).is_none()
     }
 
     /// Whether a collector was configured.
@@ -417,7 +672,7 @@ impl NativeEngine {
     /// Waits (without the GIL) until every record in the files now is delivered.
     fn collector_flush(&self, py: Python<'_>, timeout_seconds: f64) -> PyResult<()> {
         let Some(c) = self.collector.clone() else { return Ok(()) };
-        let t = timeout(timeout_seconds)?;
+        let t = timeout(py, timeout_seconds)?;
         py.detach(move || c.flush(t)).map_err(|e| collector_error(py, &e))
     }
 
@@ -426,17 +681,17 @@ impl NativeEngine {
     #[pyo3(signature = (timeout_seconds=None))]
     fn collector_close(&self, py: Python<'_>, timeout_seconds: Option<f64>) -> PyResult<Option<String>> {
         let Some(c) = self.collector.clone() else { return Ok(None) };
-        let t = timeout_seconds.map(timeout).transpose()?;
+        let t = timeout_seconds.map(|t| timeout(py, t)).transpose()?;
         let (m, r) = py.detach(move || c.close(t));
         r.map_err(|e| collector_error(py, &e))?;
         Ok(Some(aegis_ship::collector::metrics_json(&m)))
     }
 
-    /// Evaluates a request dict; returns the raw decision tuple.
+    /// Evaluates a request dict; returns the raw decision tuple. The GIL is released
+    /// while the core decides and records (an audit callback re-attaches it).
     fn evaluate<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<RawDecision<'py>> {
-        check_not_in_callback(py)?;
-        let req = request_from_py(py, request, &self.inner)?;
-        let engine = Arc::clone(&self.inner);
+        let engine = self.engine(py)?;
+        let req = request_from_py(py, request, &engine)?;
         let d = py.detach(move || engine.evaluate(&req)).map_err(|e| eval_error(py, &e))?;
         let audit = audit_dict(py, &d.audit)?;
         Ok((
@@ -450,41 +705,76 @@ impl NativeEngine {
     }
 
     /// Evaluates request JSON text; returns the decision line (canonical JSON).
-    fn evaluate_json(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
-        check_not_in_callback(py)?;
-        let text = request_json.to_owned();
-        let engine = Arc::clone(&self.inner);
+    fn evaluate_json(&self, py: Python<'_>, request_json: &Bound<'_, PyAny>) -> PyResult<String> {
+        let engine = self.engine(py)?;
+        let Ok(s) = request_json.cast::<PyString>() else {
+            let msg = format!("evaluate_json takes JSON text (a str), not {}", type_name(request_json));
+            return Err(request_error(py, &RequestError::new("", msg)));
+        };
+        let Some(text) = utf8(s) else {
+            return Err(request_error(py, &RequestError::new("", format!("the request text {SURROGATE}"))));
+        };
         py.detach(move || engine.evaluate_json(&text)).map_err(|e| eval_error(py, &e))
     }
 
-    #[pyo3(signature = (scope_name, id, reason=""))]
-    fn kill(&self, py: Python<'_>, scope_name: &str, id: &str, reason: &str) -> PyResult<()> {
-        let s = scope(scope_name)?;
-        self.inner.kill(s, id, reason).map_err(|e| aegis_error(py, e.to_string()))
+    #[pyo3(signature = (scope_name, id, reason=None))]
+    fn kill(
+        &self,
+        py: Python<'_>,
+        scope_name: &Bound<'_, PyAny>,
+        id: &Bound<'_, PyAny>,
+        reason: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        let s = scope(py, scope_name)?;
+        let id = text_arg(py, id, "id")?;
+        let reason = match reason {
+            Some(r) => text_arg(py, r, "reason")?,
+            None => String::new(),
+        };
+        py.detach(move || engine.kill(s, &id, &reason)).map_err(|e| control_error(py, &e))
     }
 
-    fn revive(&self, py: Python<'_>, scope_name: &str, id: &str) -> PyResult<bool> {
-        let s = scope(scope_name)?;
-        self.inner.revive(s, id).map_err(|e| aegis_error(py, e.to_string()))
+    fn revive(&self, py: Python<'_>, scope_name: &Bound<'_, PyAny>, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let engine = self.engine(py)?;
+        let s = scope(py, scope_name)?;
+        let id = text_arg(py, id, "id")?;
+        py.detach(move || engine.revive(s, &id)).map_err(|e| control_error(py, &e))
     }
 
-    fn grant(&self, py: Python<'_>, approval_id: &str, approver: &str, ttl_seconds: u64) -> PyResult<String> {
-        self.inner.grant(approval_id, approver, ttl_seconds).map_err(|e| aegis_error(py, e.to_string()))
+    fn grant(
+        &self,
+        py: Python<'_>,
+        approval_id: &Bound<'_, PyAny>,
+        approver: &Bound<'_, PyAny>,
+        ttl_seconds: &Bound<'_, PyAny>,
+    ) -> PyResult<String> {
+        let engine = self.engine(py)?;
+        let approval_id = text_arg(py, approval_id, "approval_id")?;
+        let approver = text_arg(py, approver, "approver")?;
+        let ttl = match ttl_seconds.extract::<u64>() {
+            Ok(t) if !ttl_seconds.is_instance_of::<PyBool>() && ttl_seconds.is_instance_of::<PyInt>() => t,
+            _ => {
+                let shown = ttl_seconds.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+                return Err(arg_error(py, format!("ttl_seconds must be a whole number of seconds, not {shown}")));
+            }
+        };
+        py.detach(move || engine.grant(&approval_id, &approver, ttl)).map_err(|e| control_error(py, &e))
     }
 
     fn reload(&self, py: Python<'_>) -> PyResult<()> {
-        let engine = Arc::clone(&self.inner);
+        let engine = self.engine(py)?;
         py.detach(move || engine.reload()).map_err(|e| policy_error(py, &e))
     }
 
-    fn reload_yaml(&self, py: Python<'_>, text: &str) -> PyResult<()> {
-        let engine = Arc::clone(&self.inner);
-        let text = text.to_owned();
+    fn reload_yaml(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<()> {
+        let engine = self.engine(py)?;
+        let text = yaml_text(py, text)?;
         py.detach(move || engine.reload_yaml(&text)).map_err(|e| policy_error(py, &e))
     }
 
-    fn policy_hash(&self) -> String {
-        self.inner.policy_hash()
+    fn policy_hash(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.engine(py)?.policy_hash())
     }
 }
 

@@ -258,15 +258,24 @@ def test_ships_every_record_to_rotel(tmp_path: pathlib.Path, rotel: Tuple[str, p
             assert time.monotonic() < end, f"rotel got {len(want & hashes)} of {len(want)} hashes"
             time.sleep(0.2)
         assert "python-test" in "\n".join(text)
-    # The context manager closed it: a second close is a no-op with the same metrics.
-    assert engine.collector.close()["shipped"] == len(lines)
-    assert engine.collector.metrics()["shipped"] == len(lines)
-    # After close: flush returns at once when everything written was delivered...
-    engine.collector.flush(timeout=1)
-    # ...and raises once the engine has written records nobody will ship now (they
-    # stay in the file for the next engine on it); metrics stay the final ones.
-    engine.evaluate_json(reqs[0])
-    with pytest.raises(aegis.AegisError, match="shipping has stopped"):
+        # Closing only the collector: the engine keeps evaluating; a second close is a
+        # no-op with the same metrics.
+        assert engine.collector.close()["shipped"] == len(lines)
+        assert engine.collector.close()["shipped"] == len(lines)
+        assert engine.collector.metrics()["shipped"] == len(lines)
+        # After close: flush returns at once when everything written was delivered...
         engine.collector.flush(timeout=1)
-    assert engine.collector.metrics()["shipped"] == len(lines)
-    assert len(audit.read_text().splitlines()) == len(lines) + 1
+        # ...and raises once the engine has written records nobody will ship now (they
+        # stay in the file for the next engine on it); metrics stay the final ones.
+        engine.evaluate_json(reqs[0])
+        with pytest.raises(aegis.AegisError, match="shipping has stopped") as ei:
+            engine.collector.flush(timeout=1)
+        assert ei.value.code == "collector_failed"
+        assert engine.collector.metrics()["shipped"] == len(lines)
+        assert len(audit.read_text().splitlines()) == len(lines) + 1
+    # The context manager closed the engine too (its audit file is released).
+    assert engine.closed
+    with pytest.raises(aegis.ArgumentError, match="closed"):
+        engine.evaluate_json(reqs[0])
+    with aegis.Engine.from_path(POLICIES / "finance", audit=str(audit)) as again:
+        assert json.loads(again.evaluate_json(reqs[0]))["audit"]["seq"] == len(lines) + 1

@@ -86,7 +86,7 @@ def test_params_are_bound_arguments() -> None:
     with agent_context(agent="fin"):
         pay(5, note="x")
         assert Svc().pay(7) == 7
-    assert seen[0]["params"] == {"amount": 5, "currency": "USD", "extra": {"note": "x"}}
+    assert seen[0]["params"] == {"amount": 5, "currency": "USD", "note": "x"}  # §9a: **kwargs flattened
     assert seen[1]["params"] == {"amount": 7}
 
 

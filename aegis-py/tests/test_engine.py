@@ -58,7 +58,7 @@ def test_evaluate_dict_and_kwargs_agree() -> None:
 
 def test_native_matches_json_bytes() -> None:
     a, b = engine(), engine()
-    for amt in [1, 5000, 5000.0, 7000, 2**53]:
+    for amt in [1, 5000, 5000.0, 7000, 2**53 - 1]:
         req = pay(amt, chain=["sup"], session="s", environment="prod", context={"t": [1, True, None, "x", 1.5]})
         line = json.loads(a.evaluate_json(json.dumps(req)))
         d = b.evaluate(req)
@@ -154,6 +154,7 @@ def test_audit_file_sink(tmp_path: pathlib.Path) -> None:
         e.evaluate(pay(i))
     lines = f.read_text().splitlines()
     assert [json.loads(l)["seq"] for l in lines] == [0, 1, 2]
+    e.close()  # releases the file (one audit file per engine)
     e2 = engine(audit=str(f))  # resumes the chain
     assert e2.evaluate(pay(1)).audit["seq"] == 3
     with pytest.raises(ValueError):
@@ -200,9 +201,10 @@ def test_audit_callback_reentrant_evaluate_is_refused() -> None:
             raise
 
     holder["e"] = engine(audit=cb)
-    with pytest.raises(aegis.AegisError):
+    with pytest.raises(aegis.AegisError) as ei:
         holder["e"].evaluate(pay(1))
-    assert errors and "deadlock" in str(errors[0])
+    assert ei.value.code == "audit_failed"
+    assert errors and "callbacks must not use the engine" in str(errors[0])
 
 
 def test_audit_callback_threads_no_deadlock() -> None:

@@ -136,3 +136,48 @@ def test_request_errors_name_the_place_in_policy_path_syntax() -> None:
         e.evaluate(agent="a", tool="t", params={"items": [1, {1, 2}]})
     assert info.value.field == "params"
     assert "`params.items.1`" in str(info.value)
+
+
+def test_lists_are_read_by_their_stored_elements() -> None:
+    # Overridden __len__/__iter__ never run (and so cannot lie about the length, raise,
+    # or mutate a container half-way through the walk): the engine decides on what
+    # the list really holds, exactly as for a plain list.
+    e = aegis.Engine.from_yaml(POLICY)
+    plain = e.evaluate(agent="a", tool="t", params={"x": [1, 2]}).audit["params_sha256"]
+    for cls in (ExplodingLenList, ExplodingIterList):
+        d = e.evaluate(agent="a", tool="t", params={"x": cls([1, 2])})
+        assert d.audit["params_sha256"] == plain
+
+
+class HugeLen(list):
+    def __len__(self) -> int:
+        return 2**62  # a declared length is never trusted
+
+
+class MutatingKey(str):
+    def __len__(self) -> int:
+        raise Boom("__len__")
+
+
+def test_declared_lengths_are_never_trusted() -> None:
+    e = aegis.Engine.from_yaml(POLICY)
+    assert e.evaluate(agent="a", tool="t", params={"x": HugeLen([1])}).allowed
+    assert e.evaluate(agent="a", tool="t", params={MutatingKey("k"): MutatingKey("v")}).allowed
+
+
+def test_shared_and_deep_values_through_subclasses_stay_bounded() -> None:
+    class D(dict):
+        pass
+
+    e = aegis.Engine.from_yaml(POLICY)
+    o: object = D()
+    for _ in range(40):
+        o = D(a=o, b=o)
+    with pytest.raises(aegis.RequestError, match="larger than"):
+        e.evaluate(agent="a", tool="t", params={"o": o})
+    t: object = ()
+    for _ in range(50_000):
+        t = (t,)
+    with pytest.raises(aegis.RequestError):
+        e.evaluate(agent="a", tool="t", params={"t": t})
+    assert e.evaluate(agent="a", tool="t").allowed

@@ -26,7 +26,14 @@ def test_collector_usage_runs(tmp_path: pathlib.Path) -> None:
 def test_exports() -> None:
     for name in aegis.__all__:
         assert hasattr(aegis, name), name
-    for exc in (aegis.PolicyError, aegis.RequestError, aegis.PolicyDenied, aegis.ApprovalRequired):
+    for exc in (
+        aegis.PolicyError,
+        aegis.RequestError,
+        aegis.PolicyDenied,
+        aegis.ApprovalRequired,
+        aegis.ConfigError,
+        aegis.ArgumentError,
+    ):
         assert issubclass(exc, aegis.AegisError) and issubclass(exc, Exception)
     assert issubclass(aegis.Outcome, str)
     assert aegis.Outcome("require_approval") is aegis.Outcome.REQUIRE_APPROVAL

@@ -38,7 +38,19 @@ def run() -> str:
         engine.evaluate({"agent": "a", "tool": "t", "params": {"b": b"x"}})
     except aegis.RequestError as e:
         field: str = e.field
-        out += field
+        code: str = e.code
+        out += field if code == "request_invalid" else code
+    try:
+        aegis.Engine.from_yaml("aegis: 1\n", approval_key=b"")
+    except aegis.ConfigError as c:
+        assert c.code == "config_invalid" and c.field == "approval_key"
+    with aegis.Engine.from_yaml("aegis: 1\n") as closing:
+        pass
+    closed: bool = closing.closed
+    try:
+        closing.evaluate(agent="a", tool="t")
+    except aegis.ArgumentError as a:
+        assert closed and a.code == "invalid_argument"
     return out + line + str(ok)
 
 

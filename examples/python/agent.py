@@ -69,7 +69,11 @@ def main() -> None:
                 except aegis.PolicyDenied as e:
                     print(f"    deny {e.decision.rules}: {e.decision.reason}")
                 except aegis.ApprovalRequired as e:
-                    print(f"    approval required {e.decision.rules}: {e.decision.reason}")
+                    print(f"    approval required {e.decision.rules}: {e.decision.reason} ({e.code})")
+                except aegis.AegisError as e:  # e.g. a request error: nothing ran
+                    print(f"    refused ({e.code}): {e}")
+    for engine in (finance, hr, analytics):
+        engine.close()  # releases each audit file (one audit file per engine)
     print(f"audit records in {AUDIT} (and {AUDIT}.hr)")
 
 

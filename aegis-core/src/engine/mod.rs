@@ -485,6 +485,7 @@ impl Engine {
 
     /// Parses request JSON and evaluates it; returns the decision line.
     pub fn evaluate_json(&self, text: &str) -> Result<String, EvalError> {
+        reentry::refuse(self.id).map_err(|m| EvalError::Audit(AuditError::Callback(m.into())))?;
         let req = Request::from_json(text, &self.request_limits)?;
         Ok(self.evaluate(&req)?.to_json())
     }

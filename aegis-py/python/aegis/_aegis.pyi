@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
 
 __all__ = ["CORE_VERSION", "NativeEngine"]
 
-_Key = Union[bytes, str, None]
+_Key = Union[bytes, bytearray, str, None]
 _Audit = Union[str, os.PathLike[str], Callable[[Dict[str, Any]], Any], None]
 _RawDecision = Tuple[
     str,
@@ -24,7 +24,7 @@ class NativeEngine:
     def from_path(
         path: Union[str, os.PathLike[str]],
         audit: _Audit = None,
-        fsync: str = "always",
+        fsync: Optional[str] = None,
         approval_key: _Key = None,
         signing_key: _Key = None,
         signing_key_id: Optional[str] = None,
@@ -34,15 +34,17 @@ class NativeEngine:
     def from_yaml(
         text: str,
         audit: _Audit = None,
-        fsync: str = "always",
+        fsync: Optional[str] = None,
         approval_key: _Key = None,
         signing_key: _Key = None,
         signing_key_id: Optional[str] = None,
         collector: Optional[str] = None,
     ) -> NativeEngine: ...
+    def close(self) -> None: ...
+    def is_closed(self) -> bool: ...
     def evaluate(self, request: Any) -> _RawDecision: ...
     def evaluate_json(self, request_json: str) -> str: ...
-    def kill(self, scope_name: str, id: str, reason: str = "") -> None: ...
+    def kill(self, scope_name: str, id: str, reason: Optional[str] = None) -> None: ...
     def revive(self, scope_name: str, id: str) -> bool: ...
     def grant(self, approval_id: str, approver: str, ttl_seconds: int) -> str: ...
     def reload(self) -> None: ...

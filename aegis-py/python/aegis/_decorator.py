@@ -25,7 +25,7 @@ from typing import (
 )
 
 from ._engine import Decision, Engine, Outcome
-from ._errors import AegisError, ApprovalRequired, PolicyDenied
+from ._errors import AegisError, ApprovalRequired, ArgumentError, PolicyDenied
 
 __all__ = ["AgentContext", "agent_context", "current_agent_context", "secure_tool", "ApprovalHandler"]
 
@@ -93,18 +93,46 @@ def agent_context(
         _CURRENT.reset(token)
 
 
+def _params(sig: inspect.Signature, args: Any, kwargs: Any) -> Dict[str, Any]:
+    """The call's arguments by name (SPEC §9, §9a): defaults applied, a first
+    ``self``/``cls`` left out, ``*args`` a list under its own name, and the arguments
+    gathered by ``**kwargs`` at the top level beside the named ones (a ``bcc=`` passed
+    through ``**extra`` is ``params.bcc``, where a rule on ``params.bcc`` sees it)."""
+    bound = sig.bind(*args, **kwargs)
+    bound.apply_defaults()
+    names = list(sig.parameters)
+    skip = names[0] if names and names[0] in ("self", "cls") else None
+    params: Dict[str, Any] = {}
+    extra: Dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if name == skip:
+            continue
+        if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            extra = dict(value)
+        else:
+            params[name] = value
+    for key, value in extra.items():
+        # Only a positional-only parameter (``def f(a, /, **kw)`` called as
+        # ``f(1, a=2)``), the ``*args`` name or a left-out ``self``/``cls`` can share a
+        # name with a keyword argument: two values for one param would leave the
+        # policy deciding on one of them, so the call is refused.
+        if key in params or key == skip:
+            raise ArgumentError(
+                f"argument {key!r} is given twice (as a named parameter and through **kwargs); "
+                "a guarded call's params must be unambiguous",
+                "params",
+            )
+        params[key] = value
+    return params
+
+
 def _request(tool: str, action: Optional[str], sig: inspect.Signature, args: Any, kwargs: Any) -> Dict[str, Any]:
     ctx = _CURRENT.get()
     if ctx.agent is None:
-        raise AegisError(
+        raise ArgumentError(
             f"tool {tool!r} called with no agent in context; wrap the call in `with aegis.agent_context(agent=...)`"
         )
-    bound = sig.bind(*args, **kwargs)
-    bound.apply_defaults()
-    params = dict(bound.arguments)
-    names = list(sig.parameters)
-    if names and names[0] in ("self", "cls"):
-        params.pop(names[0], None)
+    params = _params(sig, args, kwargs)
     req: Dict[str, Any] = {"agent": ctx.agent, "tool": tool, "params": params}
     if action is not None:
         req["action"] = action
@@ -127,7 +155,7 @@ def _check_token(token: Any) -> Optional[str]:
 
 def _regrant(engine: Engine, request: Dict[str, Any], first: Decision, token: Optional[str]) -> Decision:
     if token is None:
-        raise ApprovalRequired(first)
+        raise ApprovalRequired(first, code="approval_rejected")
     again = dict(request)
     again["approval"] = token
     again["time"] = first.audit["time"]  # the same resolved time (SPEC §6.2)
@@ -192,8 +220,9 @@ def secure_tool(
     ``engine`` first, and the body runs only if the decision is ``allow``.
 
     The request's ``params`` are the call's arguments by name (defaults applied,
-    ``self``/``cls`` left out); agent, chain, session, environment and context come
-    from :func:`agent_context`. ``tool`` defaults to the function's name.
+    ``self``/``cls`` left out, ``*args`` a list under its name, ``**kwargs`` merged at
+    the top level); agent, chain, session, environment and context come from
+    :func:`agent_context`. ``tool`` defaults to the function's name.
 
     Raises :class:`AegisError` (no agent in context, audit failure),
     :class:`RequestError` (arguments that are not JSON-like), :class:`PolicyDenied`

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
 
 from . import _aegis
-from ._errors import AegisError
+from ._errors import AegisError, ConfigError
 
 __all__ = ["Engine", "Decision", "Approval", "Outcome", "AuditSink", "Collector", "CollectorConfig"]
 
@@ -32,9 +32,10 @@ def _check_keys(value: Any, where: str, depth: int = 0) -> None:
     if isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise ValueError(
+                raise ConfigError(
                     f"invalid collector configuration: keys must be str, found {type(k).__name__} "
-                    f"{k!r} in `{where}`"
+                    f"{k!r} in `{where}`",
+                    "collector",
                 )
             _check_keys(v, f"{where}.{k}", depth + 1)
     elif isinstance(value, (list, tuple)):
@@ -44,20 +45,22 @@ def _check_keys(value: Any, where: str, depth: int = 0) -> None:
 
 def _collector_json(collector: Optional[CollectorConfig]) -> Optional[str]:
     """The ``collector`` option as JSON text for the native layer; everything that is
-    not a JSON object of JSON values is a ``ValueError`` (like aegis-ship's own
-    rejections, which the native layer raises with the shipper's message)."""
+    not a JSON object of JSON values is a :class:`ConfigError` (a ``ValueError``, like
+    aegis-ship's own rejections, which the native layer raises with the shipper's
+    message)."""
     if collector is None:
         return None
     if not isinstance(collector, Mapping):
-        raise ValueError(
+        raise ConfigError(
             "invalid collector configuration: not a JSON object "
-            f"(`collector` must be a dict, not {type(collector).__name__})"
+            f"(`collector` must be a dict, not {type(collector).__name__})",
+            "collector",
         )
     _check_keys(collector, "collector")
     try:
         return json.dumps(dict(collector), allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"invalid collector configuration: {e}") from None
+    except (TypeError, ValueError, RecursionError) as e:
+        raise ConfigError(f"invalid collector configuration: {e}", "collector") from None
 
 
 class Collector:
@@ -170,10 +173,22 @@ class Engine:
         return self._collector
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """Closes the collector, if any (see :meth:`Collector.close`). The engine
-        still evaluates afterwards; its records stay in the audit file."""
-        if self._collector is not None:
-            self._collector.close(timeout)
+        """Closes the collector, if any (see :meth:`Collector.close`), then the
+        engine: its audit file and the file's lock are released (once calls in flight
+        finish), so another engine may open that file. Later calls raise
+        :class:`ArgumentError` (``code == "invalid_argument"``). Idempotent. To stop
+        shipping but keep evaluating, close only ``engine.collector``."""
+        try:
+            if self._collector is not None:
+                self._collector.close(timeout)
+        finally:
+            self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        result: bool = self._native.is_closed()
+        return result
 
     def __enter__(self) -> "Engine":
         return self
@@ -248,7 +263,9 @@ class Engine:
     def evaluate(self, request: Optional[Mapping[str, Any]] = None, /, **fields: Any) -> Decision:
         """Decides a request given as a dict or as keyword arguments (not both).
         Raises :class:`RequestError` for a request that breaks SPEC §1 and
-        :class:`AegisError` when the audit record cannot be written."""
+        :class:`AegisError` (``code == "audit_failed"``) when the audit record cannot
+        be written — also when an audit callback raises, returns an awaitable or calls
+        back into this engine."""
         if request is None:
             request = fields
         elif fields:
@@ -257,13 +274,15 @@ class Engine:
 
     def evaluate_json(self, request_json: str) -> str:
         """Decides request JSON text; returns the decision as one line of canonical
-        JSON, byte-identical to ``aegis eval``."""
+        JSON, byte-identical to ``aegis eval``. Use it for JSON text from outside:
+        it refuses duplicate keys, which ``json.loads`` silently drops."""
         result: str = self._native.evaluate_json(request_json)
         return result
 
     def kill(self, scope: str, id: str, reason: str = "") -> None:
         """Kill switch (SPEC §6.1): scope is ``agent``, ``tool``, ``session`` or
-        ``all`` (id ``*``)."""
+        ``all`` (id ``*``). A bad scope, or an id with a NUL or other control
+        character, raises :class:`ArgumentError` (never cut off)."""
         self._native.kill(scope, id, reason)
 
     def revive(self, scope: str, id: str) -> bool:

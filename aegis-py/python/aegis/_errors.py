@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AegisError",
+    "ArgumentError",
+    "ConfigError",
     "PolicyError",
     "PolicyLoadError",
     "RequestError",
@@ -20,8 +22,48 @@ __all__ = [
 
 class AegisError(Exception):
     """Base class of every Aegis error. Raised directly when the audit record could
-    not be written (the call fails closed), when a guarded tool is called without an
-    agent in context, and for misuse of the runtime controls."""
+    not be written (``code == "audit_failed"``: the call fails closed) and when a
+    collector could not deliver in time (``"collector_failed"``).
+
+    ``code`` is the stable error code of SPEC §17 (``policy_invalid``,
+    ``request_invalid``, ``config_invalid``, ``invalid_argument``, ``audit_failed``,
+    ``collector_failed``, ``io``, ``denied``, ``approval_required``,
+    ``approval_rejected``); ``field`` names the request field or option at fault
+    (``""`` when none is)."""
+
+    #: The code of instances that are not given one.
+    _default_code = "invalid_argument"
+    code: str
+    field: str
+
+    def __init__(self, message: str = "", code: Optional[str] = None, field: str = "") -> None:
+        super().__init__(message)
+        self.code = code if code is not None else type(self)._default_code
+        self.field = field
+
+
+class ConfigError(AegisError, ValueError):
+    """An engine option was refused (``code == "config_invalid"``): an empty
+    ``approval_key``/``signing_key``, a ``signing_key_id`` with a NUL or other control
+    character, a bad ``fsync``, ``audit`` or ``collector``. ``field`` names the option.
+    Also a :class:`ValueError`."""
+
+    _default_code = "config_invalid"
+
+    def __init__(self, message: str = "", field: str = "") -> None:
+        super().__init__(message, None, field)
+
+
+class ArgumentError(AegisError, ValueError):
+    """A bad argument (``code == "invalid_argument"``): a kill scope, an id, approver
+    or approval id with a NUL or other control character, a ttl or timeout out of
+    range, a guarded tool called without an agent in context, a closed engine. Also a
+    :class:`ValueError`."""
+
+    _default_code = "invalid_argument"
+
+    def __init__(self, message: str = "", field: str = "") -> None:
+        super().__init__(message, None, field)
 
 
 @dataclass(frozen=True)
@@ -42,6 +84,7 @@ class PolicyLoadError:
 class PolicyError(AegisError):
     """The bundle did not load (or reload). ``errors`` lists every problem."""
 
+    _default_code = "policy_invalid"
     errors: List[PolicyLoadError]
 
     def __init__(self, message: str, errors: Iterable[Any] = ()) -> None:
@@ -61,16 +104,17 @@ class RequestError(AegisError):
     decided or recorded. ``field`` names the top-level request field at fault
     (``""`` when the request as a whole is)."""
 
-    field: str
+    _default_code = "request_invalid"
 
     def __init__(self, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, None, field)
 
 
 class PolicyDenied(AegisError):
-    """A guarded tool call was denied. ``decision`` is the decision."""
+    """A guarded tool call was denied (``code == "denied"``). ``decision`` is the
+    decision."""
 
+    _default_code = "denied"
     decision: "Decision"
 
     def __init__(self, decision: "Decision", message: Optional[str] = None) -> None:
@@ -80,11 +124,14 @@ class PolicyDenied(AegisError):
 
 class ApprovalRequired(AegisError):
     """A guarded tool call needs an approval that was not given. ``decision`` is the
-    decision (``decision.approval.id`` names the approval)."""
+    decision (``decision.approval.id`` names the approval). ``code`` is
+    ``"approval_rejected"`` when the approval handler refused (returned ``None``),
+    else ``"approval_required"``."""
 
+    _default_code = "approval_required"
     decision: "Decision"
 
-    def __init__(self, decision: "Decision", message: Optional[str] = None) -> None:
+    def __init__(self, decision: "Decision", message: Optional[str] = None, code: Optional[str] = None) -> None:
         aid = decision.approval.id if decision.approval is not None else "?"
-        super().__init__(message or f"approval {aid} required: {decision.reason}")
+        super().__init__(message or f"approval {aid} required: {decision.reason}", code)
         self.decision = decision
