@@ -12,7 +12,7 @@ AEGIS := target/release/aegis
 DEMO_OUT := out/demo
 BUNDLES := finance support analytics marketing hr-files chains ssrf
 
-.PHONY: all build demo test test-rust lint vectors-check policy-test audit-doc-test bench clean venv fuzz fuzz-smoke
+.PHONY: all build demo test check test-rust lint vectors-check policy-test audit-doc-test cross-test bench clean venv fuzz fuzz-smoke
 
 include aegis-py/py.mk
 include aegis-ffi/ffi.mk
@@ -50,8 +50,25 @@ demo: build py-build ffi-build node-build
 	@echo "== Node agent (examples/node/agent.mjs) with secureTool"
 	node examples/node/agent.mjs
 
-test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test ship-test fuzz-smoke
+test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test ship-test cross-test fuzz-smoke
 	@echo "make test: all suites passed"
+
+# The fast inner loop: the core's and the CLI's tests (the shared vectors included, run
+# by aegis-core/tests/vectors.rs), clippy and rustfmt — no bindings, no collector.
+check:
+	$(CARGO) test -q -p aegis-core -p aegis-cli 2>&1 | grep -E '^(test result|error|failures:)|FAILED|panicked' || true
+	$(CARGO) test -q -p aegis-core -p aegis-cli >/dev/null 2>&1
+	$(CARGO) clippy -p aegis-core -p aegis-cli --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check || { echo "run: cargo fmt --all"; exit 1; }
+	@echo "make check: passed"
+
+# The same odd inputs through the CLI, Python, Node, C and Go (tests/cross/): the same
+# decision bytes or the same refusal code from each.
+cross-test: build py-build node-build ffi-build
+	@mkdir -p target/ffi-test
+	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -I aegis-ffi/include tests/cross/c_runner.c \
+	  target/release/libaegis.a -lpthread -ldl -lm -o target/ffi-test/cross_c
+	$(PY_PYTHON) tests/cross/run.py $(AEGIS)
 
 test-rust:
 	$(CARGO) test --workspace --exclude aegis-bench 2>&1 | tee out.test-rust.log | grep -E '^(test result|running|error|failures:)|FAILED|panicked' || true

@@ -154,6 +154,8 @@ def main() -> None:
             want = {"error": "request_invalid"}
         for binding, results in runs.items():
             got = next((r for r in results if r["name"] == name), None)
+            if got is None and "json" not in c:
+                continue  # the CLI and C take JSON text only: no native form to run
             if got is None:
                 failures.append(f"{binding}: no answer for {name!r}")
                 continue
