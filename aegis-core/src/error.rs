@@ -169,7 +169,8 @@ impl From<&ConfigError> for ErrorInfo {
 
 impl From<&ControlError> for ErrorInfo {
     fn from(e: &ControlError) -> ErrorInfo {
-        ErrorInfo::new(ErrorCode::InvalidArgument, e.to_string())
+        let code = if e.is_reentry() { ErrorCode::AuditFailed } else { ErrorCode::InvalidArgument };
+        ErrorInfo::new(code, e.to_string())
     }
 }
 

@@ -77,9 +77,6 @@ fn eval_error(py: Python<'_>, e: &EvalError) -> PyErr {
 /// A refused control call. One made from inside this engine's own audit callback is
 /// `audit_failed` (the outer `evaluate` fails with it too), any other `invalid_argument`.
 fn control_error(py: Python<'_>, e: &ControlError) -> PyErr {
-    if e.0.contains("called back into its engine") {
-        return aegis_error(py, ErrorCode::AuditFailed, e.0.clone());
-    }
     raise(py, ErrorInfo::from(e))
 }
 

@@ -291,6 +291,14 @@ pub enum EvalError {
 #[error("{0}")]
 pub struct ControlError(pub String);
 
+impl ControlError {
+    /// Whether the call was refused because it came from inside one of the engine's own
+    /// audit callbacks (reported as `audit_failed`, like the `evaluate` it fails).
+    pub fn is_reentry(&self) -> bool {
+        self.0 == reentry::MESSAGE
+    }
+}
+
 struct Chain {
     seq: u64,
     prev: String,
