@@ -17,16 +17,25 @@ export declare class NativeCollector {
 
 /** The engine handle. One per JS environment (main thread or worker). */
 export declare class NativeEngine {
-  /** Loads a bundle (file or directory). */
-  static fromPath(path: string, options?: NativeOptions | undefined | null): NativeEngine
-  /** Loads a one-file bundle from YAML text (file name `<yaml>`). */
-  static fromYaml(text: string, options?: NativeOptions | undefined | null): NativeEngine
-  /** Decides a request given as a JS object (converted directly, no JSON text). */
-  evaluate(request: unknown): NativeDecision
-  /** Decides a request given as JSON text; returns the decision line (canonical JSON). */
-  evaluateJson(requestJson: string): string
-  /** Records collected for the JS audit callback since the last call, in order. */
-  drainRecords(): Array<string>
+  /**
+   * Loads a bundle (file or directory) with the options document (camelCase keys;
+   * `auditCallback`: `lib.js` took `audit` as the callback and it is left out).
+   */
+  static fromPath(path: string, options: unknown, auditCallback: boolean): NativeEngine
+  /** Loads a one-file bundle from YAML text (file name `<yaml>`), as `fromPath`. */
+  static fromYaml(text: string, options: unknown, auditCallback: boolean): NativeEngine
+  /**
+   * Decides a request given as a JS object (converted directly, no JSON text).
+   * `audit` is the trampoline the callback sink calls (engines with a callback);
+   * with `snapshot`, the params and context as decided are set on it (`params`,
+   * `context`): what a guarded tool receives.
+   */
+  evaluate(request: unknown, audit?: ((line: string) => string | undefined) | undefined | null, snapshot?: object | undefined | null): NativeDecision
+  /**
+   * Decides a request given as JSON text; returns the decision line (canonical
+   * JSON). `audit` as for `evaluate`.
+   */
+  evaluateJson(requestJson: string, audit?: ((line: string) => string | undefined) | undefined | null): string
   /** Engages a kill switch. */
   kill(scopeName: string, id: string, reason?: string | undefined | null): void
   /** Lifts a kill switch; `true` if one was engaged. */
@@ -62,15 +71,15 @@ export interface NativeApproval {
 export interface NativeDecision {
   /** `allow` | `deny` | `require_approval`. */
   outcome: string
-  /** Whether the call may run. */
+  /** Whether the call may run (`outcome` is `allow`). */
   allowed: boolean
-  /** Determining rules. */
+  /** The determining rules, then exceeded limits (`limit:ID`). */
   rules: Array<string>
-  /** Why. */
+  /** Why, for people. */
   reason: string
   /** Present only for `require_approval`. */
   approval?: NativeApproval
-  /** Condition errors. */
+  /** Condition errors (the decision failed closed where they occurred). */
   errors: Array<NativeDecisionError>
   /** The audit record as canonical JSON. */
   audit: string
@@ -78,35 +87,10 @@ export interface NativeDecision {
 
 /** A condition error listed in a decision. */
 export interface NativeDecisionError {
-  /** The rule (or `limit:ID`). */
+  /** The rule (or `limit:ID`) whose test failed. */
   rule: string
-  /** The path. */
+  /** The path of the value tested (`params.amount`). */
   path: string
-  /** What went wrong. */
+  /** What went wrong (the message catalogue of the vectors README). */
   message: string
 }
-
-/** Engine options as normalised by `lib.js`. */
-export interface NativeOptions {
-  /** File sink path. */
-  auditPath?: string
-  /** Collect records for a JS callback (drained with `drainRecords`). */
-  auditCallback?: boolean
-  /** `always` | `batch` | `never` (file sink only). */
-  fsync?: string
-  /** HMAC key for approval grants. */
-  approvalKey?: Buffer
-  /** HMAC key for record signatures. */
-  signingKey?: Buffer
-  /** Key id written as `kid`. */
-  signingKeyId?: string
-  /** The collector configuration as snake_case JSON (mapped from camelCase by `lib.js`). */
-  collectorJson?: string
-}
-
-/**
- * The option of `candidates` closest to `key` ("did you mean …?" for an unknown
- * camelCase collector option), comparing case-insensitively and ignoring `_`/`-`, so
- * `service_name` suggests `serviceName`.
- */
-export declare function suggestOption(key: string, candidates: Array<string>): string | null

@@ -578,4 +578,3 @@ if (!nativeBinding) {
 module.exports = nativeBinding
 module.exports.NativeCollector = nativeBinding.NativeCollector
 module.exports.NativeEngine = nativeBinding.NativeEngine
-module.exports.suggestOption = nativeBinding.suggestOption

@@ -73,39 +73,88 @@ export interface Decision {
   audit: AuditRecord
 }
 
+/**
+ * Key bytes: a string (its UTF-8 bytes), a `Buffer`/`Uint8Array` (copied), or
+ * `{base64: '…'}`. Empty → `config_invalid` (an empty HMAC key lets anyone forge).
+ */
+export type KeyBytes = string | Uint8Array | { base64: string }
+
+/**
+ * The engine options (spec §17): one document, validated by the core, so every language
+ * accepts and refuses the same settings with the same message. Keys are camelCase (also
+ * inside `collector`). An unknown key is a `ConfigError` with a suggestion (`fsnyc` →
+ * "did you mean `fsync`?", `request_max_bytes` → `requestMaxBytes`); `undefined` and
+ * `null` mean "not given". Values are converted strictly: NaN, Infinity, BigInt,
+ * functions (except `audit`), symbols, Dates, Maps, class instances, lone surrogates…
+ * are a `ConfigError` naming the option, never dropped or converted lossily.
+ */
 export interface EngineOptions {
   /**
    * A JSONL file sink path (one engine per file: a second engine on the same file fails
    * with `audit_failed`), or a callback. The callback receives each record (parsed)
-   * after the native engine decided, in order, on the calling thread, before
-   * `evaluate`/`evaluateJson` returns. It must be synchronous and must not call this
-   * engine: if it throws, returns a Promise (an `async` function) or calls back into
-   * the engine, the call throws an AegisError with code `audit_failed` (the tool does
-   * not run).
+   * while the engine records the decision — on the calling thread, before
+   * `evaluate`/`evaluateJson` returns — so no decision exists without its record. It
+   * must be synchronous and must not call this engine: if it throws, returns a Promise
+   * (an `async` function) or calls back into the engine, the call throws an AegisError
+   * with code `audit_failed` (the tool does not run) and the record is not chained (the
+   * next record continues `seq`/`prev` from the last one delivered).
    */
-  audit?: string | ((record: AuditRecord) => void)
-  /** File sink durability (default `always`). */
-  fsync?: 'always' | 'batch' | 'never'
-  /** HMAC key for approval grants (a string is taken as UTF-8 bytes); empty → `config_invalid`. */
-  approvalKey?: string | Uint8Array
-  /** HMAC key for record signatures (a string is taken as UTF-8 bytes); empty → `config_invalid`. */
-  signingKey?: string | Uint8Array
+  audit?: string | ((record: AuditRecord) => void) | null
+  /** How the audit file is written (default `always`); needs `audit` as a file path. */
+  fsync?: 'always' | 'batch' | 'never' | null
+  /** Rotate the audit file once it reaches this many bytes; needs `audit` as a file path. */
+  rotateBytes?: number | null
+  /** HMAC key for record signatures (`kid`, `sig`). */
+  signingKey?: KeyBytes | null
   /**
    * `kid` written into signed records (default: first 16 hex of SHA-256(key)); 1–256
-   * bytes, no control characters (else `config_invalid`).
+   * bytes, no control characters; needs `signingKey`.
    */
-  signingKeyId?: string
+  signingKeyId?: string | null
+  /** HMAC key for approval grants. */
+  approvalKey?: KeyBytes | null
+  /** The largest request, in bytes (default 1048576, at most 67108864). */
+  requestMaxBytes?: number | null
+  /** The deepest `params`/`context` (default 64, at most 100). */
+  requestMaxDepth?: number | null
+  /** The most limit counters kept (default 100000, at most 10000000). */
+  maxLimitCounters?: number | null
   /**
    * Ship the audit file to an OpenTelemetry collector (OTLP/HTTP) from a background
    * thread, off the `evaluate` path. Needs `audit` to be a file path. See `Collector`.
    */
   collector?: CollectorOptions | null
+  /** Not supported yet (session marks, §10): refused. */
+  maxSessions?: null
+  /** Not supported yet (session marks, §10): refused. */
+  marksTtl?: null
+  /** Not supported yet (fleet state, §11): refused. */
+  state?: null
+  /** Not supported yet (fleet state, §11): refused. */
+  statePrefix?: null
+  /** Not supported yet (fleet state, §11): refused. */
+  stateTimeoutMs?: null
+  /** Not supported yet (fleet state, §11): refused. */
+  stateStaleMs?: null
+  /** Not supported yet (fleet state, §11): refused. */
+  stateMaxSkewMs?: null
+  /** Not supported yet (the approvals inbox, §12): refused. */
+  inbox?: null
+  /** Not supported yet (the approvals inbox, §12): refused. */
+  inboxTtl?: null
+  /** Not supported yet (the approvals inbox, §12): refused. */
+  inboxKeep?: null
+  /** Not supported yet (the approvals inbox, §12): refused. */
+  notify?: null
+  /** Not supported yet (metrics, §15): refused. */
+  metricsAgentLabel?: null
 }
 
 /**
  * The `collector` option (docs/collector.md). Only `endpoint` is required. Unknown keys,
- * wrong types and out-of-range values make `fromPath`/`fromYaml` throw an AegisError
- * (`invalid collector configuration: …`).
+ * wrong types and out-of-range values make `fromPath`/`fromYaml` throw a `ConfigError`
+ * with `field: 'collector'` (`invalid collector configuration: …`, keys named in
+ * camelCase).
  */
 export interface CollectorOptions {
   /** Collector base URL, `http://` or `https://`; records go to `<endpoint>/v1/logs`. */
@@ -215,8 +264,13 @@ export declare class Engine {
   readonly closed: boolean
 }
 
+/**
+ * An agent context (`withAgent`). Nested, a chain only grows: the inner chain is the
+ * outer chain, then the outer agent (when this context names an `agent`), then `chain`.
+ * Without `agent`, the outer agent is kept; other fields are inherited unless given.
+ */
 export interface AgentContext {
-  agent: string
+  agent?: string
   chain?: string[]
   session?: string
   environment?: string
@@ -224,7 +278,7 @@ export interface AgentContext {
 }
 
 export interface CurrentAgent {
-  readonly agent: string
+  readonly agent: string | undefined
   readonly chain: readonly string[]
   readonly session?: string
   readonly environment?: string
@@ -242,9 +296,12 @@ export interface SecureToolOptions {
 }
 
 /**
- * Guards `fn`. The returned function takes exactly one argument, the params object: it
- * is snapshotted, decided, and only that snapshot reaches `fn`; a call with further
- * arguments is refused (`AegisError`, code `invalid_argument`).
+ * Guards `fn`. The returned function takes exactly one argument, the params object: the
+ * engine reads it once to decide, and `fn` receives a fresh deep copy of the params as
+ * decided (plain objects and arrays; keys in canonical order), so no change of the
+ * caller's objects made meanwhile — in the audit callback, during an async approval —
+ * reaches the decision or the tool. A call with further arguments, or with no agent in
+ * context, is refused (`AegisError`, code `invalid_argument`).
  */
 export declare function secureTool<P extends { [key: string]: any }, R>(
   engine: Engine,
@@ -260,14 +317,17 @@ export interface LoadErrorInfo {
   help: string | null
 }
 
-/** The stable error codes of spec §17 that this package throws. */
+/** The stable error codes of spec §17 (docs/errors.md). */
 export type ErrorCode =
   | 'policy_invalid'
   | 'request_invalid'
   | 'config_invalid'
   | 'invalid_argument'
   | 'audit_failed'
+  | 'state_unavailable'
+  | 'approval_invalid'
   | 'collector_failed'
+  | 'io'
   | 'denied'
   | 'approval_required'
   | 'approval_rejected'
@@ -275,16 +335,28 @@ export type ErrorCode =
 export declare class AegisError extends Error {
   /** The stable code (spec §17). */
   readonly code: ErrorCode
-  /** The option (`config_invalid`, in its camelCase spelling) or request field at fault, when known. */
-  readonly field?: string
+  /**
+   * The option (`config_invalid`, as written: camelCase) or request field
+   * (`request_invalid`) at fault; `''` when none.
+   */
+  readonly field: string
 }
+/** A bundle did not load (`policy_invalid`): every load error with its location. */
 export declare class PolicyError extends AegisError {
+  readonly code: 'policy_invalid'
   readonly errors: LoadErrorInfo[]
 }
+/** A request breaks §1 (`request_invalid`): nothing was decided or recorded. */
 export declare class RequestError extends AegisError {
+  readonly code: 'request_invalid'
   /** The request field at fault (`params`, `agent`…; empty for the request as a whole). */
   readonly field: string
 }
+/** An engine option was refused (`config_invalid`); `field` names it as written. */
+export declare class ConfigError extends AegisError {
+  readonly code: 'config_invalid'
+}
+/** A guarded tool call was denied (`denied`). */
 export declare class PolicyDenied extends AegisError {
   readonly decision: Decision
 }

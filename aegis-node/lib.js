@@ -3,23 +3,25 @@
 // napi-rs). See docs/node.md.
 
 const { AsyncLocalStorage } = require('node:async_hooks')
-const { NativeEngine, suggestOption } = require('./index.js')
+const { NativeEngine } = require('./index.js')
 
-const PREFIX = '\u0001AEGIS'
 const CONSTRUCT = Symbol('aegis.construct')
+/** Engine's method deciding with a snapshot of the params (for secureTool). */
+const DECIDE = Symbol('aegis.decide')
 
 /**
  * Base class of every error this package throws on purpose. `.code` is the stable code
- * of spec §17 (`config_invalid`, `request_invalid`, `invalid_argument`, `audit_failed`,
- * `policy_invalid`, `collector_failed`, `denied`, `approval_required`,
- * `approval_rejected`); `.field`, when present, names the option or request field.
+ * of spec §17 (`policy_invalid`, `request_invalid`, `config_invalid`,
+ * `invalid_argument`, `audit_failed`, `collector_failed`, `io`, `denied`,
+ * `approval_required`, `approval_rejected`…); `.field` names the option or request
+ * field at fault (`''` when none).
  */
 class AegisError extends Error {
   constructor(message, options) {
-    super(message, options)
+    super(message, options && 'cause' in options ? { cause: options.cause } : undefined)
     this.name = new.target.name
     this.code = (options && options.code) || new.target.code || 'invalid_argument'
-    if (options && typeof options.field === 'string') this.field = options.field
+    this.field = options && typeof options.field === 'string' ? options.field : ''
   }
 }
 
@@ -36,8 +38,15 @@ class PolicyError extends AegisError {
 class RequestError extends AegisError {
   static code = 'request_invalid'
   constructor(message, field, options) {
-    super(message, options)
-    this.field = field
+    super(message, { ...options, field })
+  }
+}
+
+/** An engine option was refused; `.field` names it as it was written (camelCase). */
+class ConfigError extends AegisError {
+  static code = 'config_invalid'
+  constructor(message, field, options) {
+    super(message, { ...options, field })
   }
 }
 
@@ -64,30 +73,31 @@ class ApprovalRequired extends AegisError {
   }
 }
 
-const configError = (message, field) => new AegisError(message, { code: 'config_invalid', field })
 const argError = (message) => new AegisError(message, { code: 'invalid_argument' })
 
-/** Turns an error thrown by the native layer into the matching AegisError subclass. */
-function translate(err) {
-  if (!(err instanceof Error) || typeof err.message !== 'string' || !err.message.startsWith(PREFIX)) {
-    return err
-  }
-  let info
-  try {
-    info = JSON.parse(err.message.slice(PREFIX.length))
-  } catch {
-    return new AegisError(err.message.slice(PREFIX.length))
-  }
-  switch (info.code) {
+/**
+ * Turns an error thrown by the native layer (a JS Error with `code`, `field` and
+ * `errors` properties and the non-enumerable marker `aegisError`) into the matching
+ * AegisError subclass; anything else (an exception a getter or Proxy trap threw) is
+ * returned as it is. `cause`, when given, is what the audit callback threw.
+ */
+function translate(err, cause) {
+  if (err === null || typeof err !== 'object' || !Object.hasOwn(err, 'aegisError')) return err
+  const { code, message, field } = err
+  const options = cause === undefined ? { field } : { field, cause }
+  switch (code) {
     case 'policy_invalid':
       return new PolicyError(
-        info.message,
-        info.errors.map((e) => ({ file: e.file, line: e.line, column: e.column, message: e.message, help: e.help ?? null })),
+        message,
+        err.errors.map((e) => ({ file: e.file, line: e.line, column: e.column, message: e.message, help: e.help })),
+        options,
       )
     case 'request_invalid':
-      return new RequestError(info.message, info.field)
+      return new RequestError(message, field, options)
+    case 'config_invalid':
+      return new ConfigError(message, field, options)
     default:
-      return new AegisError(info.message, { code: info.code, field: info.field })
+      return new AegisError(message, { ...options, code })
   }
 }
 
@@ -102,7 +112,7 @@ function surrogateText(s, i) {
 }
 
 /**
- * A name, id or path given to a control function or option: a string, well-formed
+ * A name, id or path given to a control function: a string, well-formed
  * (a lone surrogate would reach the engine as U+FFFD, naming something else). NULs and
  * other control characters are refused by the engine itself (never cut off).
  */
@@ -148,67 +158,6 @@ async function nativeAsync(fn) {
   } catch (e) {
     throw translate(e)
   }
-}
-
-const COLLECTOR_PREFIX = 'invalid collector configuration: '
-
-/** The camelCase collector options and their snake_case JSON keys (aegis-ship). */
-const COLLECTOR_KEYS = Object.freeze({
-  endpoint: 'endpoint',
-  headers: 'headers',
-  serviceName: 'service_name',
-  batch: 'batch',
-  batchAgeMs: 'batch_age_ms',
-  gzip: 'gzip',
-  cursor: 'cursor',
-  requestTimeoutMs: 'request_timeout_ms',
-  maxBackoffMs: 'max_backoff_ms',
-  closeTimeoutMs: 'close_timeout_ms',
-})
-
-/**
- * A collector option value as JSON, without JSON.stringify's silent losses (NaN → null,
- * functions and undefined dropped): those are errors naming the JS option. Type and
- * range checks are aegis-ship's (the same messages in every binding).
- */
-function collectorValue(v, where, depth) {
-  switch (typeof v) {
-    case 'string':
-    case 'boolean':
-      return v
-    case 'number':
-      if (!Number.isFinite(v)) throw configError(`${COLLECTOR_PREFIX}\`${where}\` must be a finite number, not ${v}`, 'collector')
-      return v
-    case 'object': {
-      if (v === null) return null
-      if (depth > 2) throw configError(`${COLLECTOR_PREFIX}\`${where}\` is nested too deeply`, 'collector')
-      if (Array.isArray(v)) return v.map((x, i) => collectorValue(x === undefined ? null : x, `${where}[${i}]`, depth + 1))
-      const out = {}
-      // An undefined header (an unset environment variable…) is kept as null so it is
-      // reported, not silently dropped.
-      for (const k of Object.keys(v)) out[k] = collectorValue(v[k] === undefined ? null : v[k], `${where}.${k}`, depth + 1)
-      return out
-    }
-    default:
-      throw configError(`${COLLECTOR_PREFIX}\`${where}\` is a ${typeof v}, which has no JSON form`, 'collector')
-  }
-}
-
-/** Validates the camelCase `collector` option and returns the snake_case JSON text. */
-function collectorJson(c) {
-  if (c === null || typeof c !== 'object' || Array.isArray(c)) {
-    throw configError(`${COLLECTOR_PREFIX}\`collector\` must be an object such as {endpoint: 'http://127.0.0.1:4318'}`, 'collector')
-  }
-  const known = Object.keys(COLLECTOR_KEYS)
-  const out = {}
-  for (const k of Object.keys(c)) {
-    if (!Object.hasOwn(COLLECTOR_KEYS, k)) {
-      const s = suggestOption(k, known)
-      throw configError(`${COLLECTOR_PREFIX}unknown option \`${k}\`${s ? ` (did you mean \`${s}\`?)` : ''}`, 'collector')
-    }
-    if (c[k] !== undefined) out[COLLECTOR_KEYS[k]] = collectorValue(c[k], k, 1)
-  }
-  return JSON.stringify(out)
 }
 
 function checkTimeout(v) {
@@ -276,46 +225,6 @@ class Collector {
   }
 }
 
-/**
- * Key bytes: a string (its UTF-8 bytes; a lone surrogate is refused, not encoded as
- * U+FFFD) or bytes (a Buffer or other Uint8Array, copied). An empty key is refused by
- * the engine (`config_invalid`): an empty HMAC key lets anyone forge grants.
- */
-function keyBytes(name, v) {
-  if (v === undefined || v === null) return undefined
-  if (typeof v === 'string') return Buffer.from(textArg(v, `option ${name}`, (m) => configError(m, name)), 'utf8')
-  if (v instanceof Uint8Array) return Buffer.from(v)
-  throw configError(`option ${name} must be a string or a Buffer`, name)
-}
-
-function nativeOptions(options) {
-  const o = options ?? {}
-  if (typeof o !== 'object') throw configError('options must be an object', '')
-  const known = ['audit', 'fsync', 'approvalKey', 'signingKey', 'signingKeyId', 'collector']
-  for (const k of Object.keys(o)) {
-    if (!known.includes(k)) throw configError(`unknown option ${JSON.stringify(k)} (known: ${known.join(', ')})`, k)
-  }
-  const out = {}
-  let callback
-  if (typeof o.audit === 'string') out.auditPath = pathArg(o.audit, 'option audit', (m) => configError(m, 'audit'))
-  else if (typeof o.audit === 'function') {
-    out.auditCallback = true
-    callback = o.audit
-  } else if (o.audit !== undefined && o.audit !== null) {
-    throw configError('option audit must be a file path or a function', 'audit')
-  }
-  if (o.fsync !== undefined) out.fsync = textArg(o.fsync, 'option fsync', (m) => configError(m, 'fsync'))
-  const ak = keyBytes('approvalKey', o.approvalKey)
-  if (ak) out.approvalKey = ak
-  const sk = keyBytes('signingKey', o.signingKey)
-  if (sk) out.signingKey = sk
-  if (o.signingKeyId !== undefined && o.signingKeyId !== null) {
-    out.signingKeyId = textArg(o.signingKeyId, 'option signingKeyId', (m) => configError(m, 'signingKeyId'))
-  }
-  if (o.collector !== undefined && o.collector !== null) out.collectorJson = collectorJson(o.collector)
-  return { out, callback }
-}
-
 function toDecision(nd) {
   return {
     outcome: nd.outcome,
@@ -338,6 +247,8 @@ function describe(e) {
 }
 
 const REENTRY = 'an audit callback called back into its engine; callbacks must not use the engine'
+const ASYNC_CALLBACK =
+  'the audit callback returned a Promise (is it async?); audit callbacks must be synchronous, so the call fails rather than act before the callback has handled its record'
 
 /** Whether `r` (a callback's return value) is a Promise or another thenable. */
 function isThenable(r) {
@@ -351,22 +262,38 @@ function isThenable(r) {
 }
 
 /**
+ * The options as the native layer takes them: the object itself (converted and
+ * validated there as one document, §17) and the audit callback when `audit` is a
+ * function (read once here; the native side then leaves `audit` out).
+ */
+function splitOptions(options) {
+  if (options === undefined || options === null) return { doc: undefined, callback: undefined }
+  const audit = typeof options === 'object' ? options.audit : undefined // read once
+  return { doc: options, callback: typeof audit === 'function' ? audit : undefined }
+}
+
+/**
  * The policy engine. Build one with `Engine.fromPath` or `Engine.fromYaml`. An engine
  * belongs to the JS thread (main thread or worker) that built it.
  */
 class Engine {
   #native
   #callback
+  /** What the native callback sink calls with each record's line (engines with `audit: fn`). */
+  #sink
   #collector
   /** True while the audit callback runs (calls into this engine are refused then). */
   #inCallback = false
   /** Set when the callback called back into this engine (even if it caught the error). */
   #reentered = false
+  /** `{cause}` of the current call's failed callback (what it threw). */
+  #failure
 
   constructor(token, nativeEngine, callback) {
     if (token !== CONSTRUCT) throw argError('use Engine.fromPath() or Engine.fromYaml()')
     this.#native = nativeEngine
     this.#callback = callback
+    this.#sink = callback ? (line) => this.#deliver(line) : undefined
     const nc = nativeEngine.collector()
     this.#collector = nc ? new Collector(CONSTRUCT, nc) : null
   }
@@ -376,6 +303,54 @@ class Engine {
     if (this.#inCallback) {
       this.#reentered = true
       throw new AegisError(REENTRY, { code: 'audit_failed' })
+    }
+  }
+
+  /**
+   * Runs the audit callback on one record; called by the native sink while the engine
+   * records the decision, so before `evaluate` returns. Returns `undefined` when the
+   * callback accepted the record, else why it failed — it threw, returned a Promise or
+   * another thenable (an `async` function), or called back into this engine — and the
+   * native call then fails with `audit_failed` (§9a).
+   */
+  #deliver(line) {
+    this.#inCallback = true
+    this.#reentered = false
+    let r
+    let threw = false
+    let cause
+    try {
+      r = this.#callback(JSON.parse(line))
+    } catch (e) {
+      threw = true
+      cause = e
+    } finally {
+      this.#inCallback = false
+    }
+    const reentered = this.#reentered
+    this.#reentered = false
+    if (threw) this.#failure = { cause }
+    if (reentered) return REENTRY
+    if (threw) return describe(cause)
+    if (isThenable(r)) {
+      // The call fails now, whatever the promise does later; its rejection must not
+      // go unhandled (that would end the process).
+      if (r instanceof Promise) r.catch(() => {})
+      return ASYNC_CALLBACK
+    }
+    return undefined
+  }
+
+  /** Runs a native decision; its error (with what the callback threw) is thrown. */
+  #decide(fn) {
+    this.#guard()
+    this.#failure = undefined
+    try {
+      return fn()
+    } catch (e) {
+      const failure = this.#failure
+      this.#failure = undefined
+      throw translate(e, e && e.code === 'audit_failed' && failure ? failure.cause : undefined)
     }
   }
 
@@ -405,79 +380,34 @@ class Engine {
     return this.#native.isClosed()
   }
 
+  /**
+   * Loads a bundle (a file or a folder). `options` is one document (spec §17, keys in
+   * camelCase) validated by the core: see EngineOptions in lib.d.ts.
+   */
   static fromPath(path, options) {
     pathArg(path, 'fromPath: the bundle path')
-    const { out, callback } = nativeOptions(options)
-    return new Engine(CONSTRUCT, native(() => NativeEngine.fromPath(path, out)), callback)
+    const { doc, callback } = splitOptions(options)
+    return new Engine(CONSTRUCT, native(() => NativeEngine.fromPath(path, doc, callback !== undefined)), callback)
   }
 
+  /** Loads a one-file bundle from YAML text (named `<yaml>` in load errors). */
   static fromYaml(text, options) {
     yamlText(text, 'fromYaml')
-    const { out, callback } = nativeOptions(options)
-    return new Engine(CONSTRUCT, native(() => NativeEngine.fromYaml(text, out)), callback)
-  }
-
-  /**
-   * Hands the records collected during the last call to the audit callback, in order.
-   * The callback is synchronous (§9a): one that throws, returns a Promise or another
-   * thenable (an `async` function), or calls back into this engine fails the call
-   * with `audit_failed`, so a guarded tool does not run.
-   */
-  #flush() {
-    if (!this.#callback) return
-    const lines = this.#native.drainRecords()
-    let failure // {message, cause?} of the first record whose callback failed
-    for (const line of lines) {
-      this.#inCallback = true
-      this.#reentered = false
-      let r
-      let threw = false
-      let cause
-      try {
-        r = this.#callback(JSON.parse(line))
-      } catch (e) {
-        threw = true
-        cause = e
-      } finally {
-        this.#inCallback = false
-      }
-      if (failure !== undefined) continue
-      if (this.#reentered) {
-        failure = threw ? { message: REENTRY, cause } : { message: REENTRY }
-      } else if (threw) {
-        failure = { message: `the audit callback failed: ${describe(cause)}`, cause }
-      } else if (isThenable(r)) {
-        // The call fails now, whatever the promise does later; its rejection must
-        // not go unhandled (that would end the process).
-        if (r instanceof Promise) r.catch(() => {})
-        failure = {
-          message: 'the audit callback returned a Promise (is it async?); audit callbacks must be synchronous, so the call fails rather than act before the callback has handled its record',
-        }
-      }
-    }
-    this.#reentered = false
-    if (failure !== undefined) {
-      throw new AegisError(failure.message, 'cause' in failure ? { code: 'audit_failed', cause: failure.cause } : { code: 'audit_failed' })
-    }
-  }
-
-  /** Runs a native decision, then the audit callback; an error of either is thrown. */
-  #decide(fn) {
-    this.#guard()
-    let out
-    try {
-      out = fn()
-    } catch (e) {
-      this.#flush()
-      throw translate(e)
-    }
-    this.#flush()
-    return out
+    const { doc, callback } = splitOptions(options)
+    return new Engine(CONSTRUCT, native(() => NativeEngine.fromYaml(text, doc, callback !== undefined)), callback)
   }
 
   /** Decides a request (a plain object, §1). */
   evaluate(request) {
-    return toDecision(this.#decide(() => this.#native.evaluate(request)))
+    return toDecision(this.#decide(() => this.#native.evaluate(request, this.#sink)))
+  }
+
+  /**
+   * Decides a request and sets on `snapshot` the `params` (and `context`) as decided:
+   * fresh plain objects, which no later change of the caller's objects reaches.
+   */
+  [DECIDE](request, snapshot) {
+    return toDecision(this.#decide(() => this.#native.evaluate(request, this.#sink, snapshot)))
   }
 
   /**
@@ -489,7 +419,7 @@ class Engine {
     if (typeof requestJson !== 'string') throw argError('evaluateJson expects a JSON string')
     const i = loneSurrogate(requestJson)
     if (i >= 0) throw new RequestError(`the request text contains ${surrogateText(requestJson, i)}`, '')
-    return this.#decide(() => this.#native.evaluateJson(requestJson))
+    return this.#decide(() => this.#native.evaluateJson(requestJson, this.#sink))
   }
 
   kill(scope, id, reason) {
@@ -535,29 +465,49 @@ class Engine {
 }
 
 const agentStore = new AsyncLocalStorage()
+const CONTEXT_KEYS = ['agent', 'chain', 'session', 'environment', 'context']
+
+/** An optional string field of an agent context. */
+function optionalName(v, key) {
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'string') throw argError(`withAgent: ${key} must be a string, not ${typeof v}`)
+  return v
+}
 
 /**
- * Runs `fn` with an agent context. Nested calls extend the chain: the inner chain is the
- * outer chain, then the outer agent, then the inner `chain` option if any. `session`,
- * `environment` and `context` are inherited unless given.
+ * Runs `fn` with an agent context (spec §17). Nested, a chain only grows: the inner
+ * chain is the outer chain, then the outer agent (when the inner context names an agent
+ * and the outer has one), then the inner `chain` if given, so an inner block can never
+ * hide its callers. An inner context without `agent` keeps the outer agent; `session`,
+ * `environment` and `context` are inherited unless given. Other keys are refused.
  */
 function withAgent(ctx, fn) {
-  if (ctx === null || typeof ctx !== 'object' || typeof ctx.agent !== 'string') {
-    throw argError('withAgent needs {agent: string, ...}')
+  if (ctx === null || typeof ctx !== 'object' || Array.isArray(ctx)) {
+    throw argError('withAgent needs {agent, chain?, session?, environment?, context?}')
   }
   if (typeof fn !== 'function') throw argError('withAgent needs a function to run')
-  const outer = agentStore.getStore()
-  const chain = outer ? [...outer.chain, outer.agent] : []
-  if (ctx.chain !== undefined && ctx.chain !== null) {
-    if (!Array.isArray(ctx.chain)) throw argError('withAgent: chain must be an array of agent ids')
-    chain.push(...ctx.chain)
+  for (const k of Object.keys(ctx)) {
+    if (!CONTEXT_KEYS.includes(k)) throw argError(`withAgent: unknown key ${JSON.stringify(k)} (the keys are ${CONTEXT_KEYS.join(', ')})`)
   }
+  const { agent: a, chain: c, session: s, environment: env, context: cx } = ctx // each read once
+  const agent = optionalName(a, 'agent')
+  const outer = agentStore.getStore()
+  const chain = outer ? [...outer.chain] : []
+  if (agent !== undefined && outer && outer.agent !== undefined) chain.push(outer.agent)
+  if (c !== undefined && c !== null) {
+    if (!Array.isArray(c)) throw argError('withAgent: chain must be an array of agent ids')
+    for (const id of c) {
+      if (typeof id !== 'string') throw argError('withAgent: chain must be an array of agent ids (strings)')
+      chain.push(id)
+    }
+  }
+  if (cx !== undefined && cx !== null && typeof cx !== 'object') throw argError('withAgent: context must be an object')
   const store = Object.freeze({
-    agent: ctx.agent,
+    agent: agent ?? outer?.agent,
     chain: Object.freeze(chain),
-    session: ctx.session ?? outer?.session,
-    environment: ctx.environment ?? outer?.environment,
-    context: ctx.context ?? outer?.context,
+    session: optionalName(s, 'session') ?? outer?.session,
+    environment: optionalName(env, 'environment') ?? outer?.environment,
+    context: cx ?? outer?.context,
   })
   return agentStore.run(store, fn)
 }
@@ -568,24 +518,13 @@ function currentAgent() {
 }
 
 /**
- * A copy of the params (or context) taken before deciding: getters run once, and what
- * the caller changes afterwards (during an async approval…) changes neither the
- * re-decision nor what the tool receives.
- */
-function snapshot(value, field) {
-  if (value === undefined) return field === 'params' ? {} : undefined
-  try {
-    return structuredClone(value)
-  } catch (e) {
-    throw new RequestError(`invalid request: \`${field}\` cannot be copied: ${describe(e)}`, field, { cause: e })
-  }
-}
-
-/**
  * Guards `fn`: returns an async function whose one argument (an object) is the tool's
  * params. The call is decided in the current `withAgent` context; the body runs only
- * when the decision is `allow`, and receives a snapshot of the params that were decided
- * (and nothing else: a call with further arguments is refused, as they were not decided).
+ * when the decision is `allow`, and receives the params as they were decided — a fresh
+ * deep copy made by the engine from what it read before deciding — and nothing else (a
+ * call with further arguments is refused, as they were not decided). Changes the caller
+ * makes to its objects meanwhile (in the audit callback, during an async approval)
+ * reach neither the decision, nor the re-decision, nor the tool.
  */
 function secureTool(engine, opts, fn) {
   if (!(engine instanceof Engine)) throw argError('secureTool needs an Engine')
@@ -602,27 +541,31 @@ function secureTool(engine, opts, fn) {
       throw argError(`tool "${tool}" was called with ${arguments.length} arguments; a guarded tool takes one params object (only that is decided, so nothing else may reach the tool)`)
     }
     const ctx = agentStore.getStore()
-    if (!ctx) {
+    if (!ctx || ctx.agent === undefined) {
       throw argError(`no agent in context for tool "${tool}": call it inside withAgent({agent, ...}, fn)`)
     }
-    const decided = snapshot(params, 'params')
-    const request = { agent: ctx.agent, tool, params: decided }
+    const request = { agent: ctx.agent, tool, params: params === undefined ? {} : params }
     if (action !== undefined && action !== null) request.action = action
     if (ctx.chain.length > 0) request.chain = [...ctx.chain]
-    if (ctx.session !== undefined && ctx.session !== null) request.session = ctx.session
-    if (ctx.environment !== undefined && ctx.environment !== null) request.environment = ctx.environment
-    if (ctx.context !== undefined && ctx.context !== null) request.context = snapshot(ctx.context, 'context')
-    let decision = engine.evaluate(request)
+    if (ctx.session !== undefined) request.session = ctx.session
+    if (ctx.environment !== undefined) request.environment = ctx.environment
+    if (ctx.context !== undefined && ctx.context !== null) request.context = ctx.context
+    let decided = {}
+    let decision = engine[DECIDE](request, decided)
     if (decision.outcome === 'require_approval') {
       if (!approvalHandler) throw new ApprovalRequired(decision)
       const token = await approvalHandler(decision)
       if (token === null || token === undefined) throw new ApprovalRequired(decision, { code: 'approval_rejected' })
       if (typeof token !== 'string') throw argError('approvalHandler must return a grant token string or null')
-      decision = engine.evaluate({ ...request, approval: token, time: decision.audit.time })
+      // Re-decided on the snapshot: what the caller changed meanwhile is not seen.
+      const again = { ...request, params: decided.params, approval: token, time: decision.audit.time }
+      if (decided.context !== undefined) again.context = decided.context
+      decided = {}
+      decision = engine[DECIDE](again, decided)
       if (decision.outcome === 'require_approval') throw new ApprovalRequired(decision)
     }
     if (decision.outcome !== 'allow') throw new PolicyDenied(decision)
-    return await fn.call(this, decided)
+    return await fn.call(this, decided.params)
   }
   Object.defineProperty(guarded, 'name', { value: fn.name || tool })
   return guarded
@@ -637,6 +580,7 @@ module.exports = {
   AegisError,
   PolicyError,
   RequestError,
+  ConfigError,
   PolicyDenied,
   ApprovalRequired,
 }

@@ -27,9 +27,10 @@ py-build: $(PY_STAMP)
 py-test: py-build ship-rotel
 	$(PY_PYTHON) -m pytest -q aegis-py/tests
 
-# mypy --strict over a usage file, and stubtest of the native module's stub.
+# mypy --strict over the package, a usage file and the example, and stubtest of the
+# native module's stub.
 py-typecheck: py-build
-	$(PY_BIN)/mypy --strict aegis-py/tests/typing_usage.py examples/python/agent.py
+	$(PY_BIN)/mypy --strict aegis-py/python/aegis aegis-py/tests/typing_usage.py examples/python/agent.py
 	$(PY_PYTHON) -m mypy.stubtest aegis._aegis
 
 py-example: py-build

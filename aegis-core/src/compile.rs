@@ -67,13 +67,15 @@ pub struct Index {
     /// Every (agent, tool, action) path of the tree that uses an exact name at all
     /// three levels, flattened into one table: the common case costs one probe.
     flat: Flat,
+    /// How many rules the bundle it was built over has.
+    rule_count: usize,
 }
 
-/// The selector fields a candidate list is known to match (bit `1 << Field as u8`).
+/// The selector fields a candidate list is known to match ([`Field::selector_bit`]).
 pub type Proven = u8;
 
-const PROVEN_AGENT_TOOL: Proven = (1 << Field::Agent as u8) | (1 << Field::Tool as u8);
-const PROVEN_AGENT_TOOL_ACTION: Proven = PROVEN_AGENT_TOOL | (1 << Field::Action as u8);
+const PROVEN_AGENT_TOOL: Proven = Field::Agent.selector_bit() | Field::Tool.selector_bit();
+const PROVEN_AGENT_TOOL_ACTION: Proven = PROVEN_AGENT_TOOL | Field::Action.selector_bit();
 
 /// Separators of the flat key `agent 0xFF tool 0xFF action` / `agent 0xFF tool 0xFE`
 /// (no action): bytes that never occur in UTF-8, so the encoding is unambiguous.
@@ -222,11 +224,16 @@ impl Flat {
 }
 
 impl Index {
-    /// Builds the index.
+    /// Builds the index over a bundle's rules (the flat table included).
     pub fn build(bundle: &Bundle) -> Index {
         let all: Vec<u32> = (0..bundle.rules.len() as u32).collect();
         let (exact, fallback) = split(bundle, &all, Field::Agent);
-        let mut idx = Index { exact: FxMap::default(), fallback: tool_level(bundle, &fallback), flat: Flat::default() };
+        let mut idx = Index {
+            exact: FxMap::default(),
+            fallback: tool_level(bundle, &fallback),
+            flat: Flat::default(),
+            rule_count: bundle.rules.len(),
+        };
         for (name, rules) in exact {
             idx.exact.insert(name, tool_level(bundle, &rules));
         }
@@ -243,6 +250,19 @@ impl Index {
         let flat = Flat::build(&entries);
         idx.flat = flat;
         idx
+    }
+
+    /// How many rules the bundle the index was built over has: the candidates it
+    /// yields are indices below it, and a bundle with another number of rules is not
+    /// the one it indexes (evaluation checks both).
+    pub fn rule_count(&self) -> usize {
+        self.rule_count
+    }
+
+    /// Sets the rule count the index claims (tests of evaluation's invariant checks).
+    #[cfg(test)]
+    pub(crate) fn forge_rule_count(&mut self, n: usize) {
+        self.rule_count = n;
     }
 
     /// The candidate rules for a request, in bundle order, with the selector fields
@@ -362,7 +382,7 @@ rules:
                         let sel = &c.bundle.rules[i as usize].selectors;
                         for (f, v) in [(Field::Agent, Some(agent)), (Field::Tool, Some(tool)), (Field::Action, action)]
                         {
-                            if proven & (1 << f as u8) == 0 {
+                            if proven & f.selector_bit() == 0 {
                                 continue;
                             }
                             let v = v.expect("a proven field has a value");
@@ -389,7 +409,7 @@ rules:
         let c = e.policy();
         assert_eq!(c.lookup("ab", "c", Some("d")).0, &[0]);
         for (a, t, x) in [("a", "bc", Some("d")), ("ab", "cd", None), ("ab", "c", None), ("abc", "", Some("d"))] {
-            assert_eq!(c.lookup(a, t, x).1 & (1 << Field::Action as u8), 0, "{a:?} {t:?} {x:?}");
+            assert_eq!(c.lookup(a, t, x).1 & Field::Action.selector_bit(), 0, "{a:?} {t:?} {x:?}");
         }
         assert_eq!(c.lookup("ab", "c", None), (&[0u32][..], 0b11));
     }
@@ -409,7 +429,7 @@ rules:
         let mut near = x.clone();
         near.pop();
         near.push('y');
-        assert_eq!(c.lookup(&a, &t, Some(&near)).1 & (1 << Field::Action as u8), 0);
+        assert_eq!(c.lookup(&a, &t, Some(&near)).1 & Field::Action.selector_bit(), 0);
         // Every key length around a word boundary finds exactly its own entry.
         for n in 1..=12 {
             let name = "k".repeat(n);
@@ -418,7 +438,7 @@ rules:
             let c = e.policy();
             assert_eq!(c.lookup(&name, &name, Some(&name)), (&[0u32][..], 0b111), "{n}");
             let shorter = "k".repeat(n - 1);
-            assert_eq!(c.lookup(&name, &name, Some(&shorter)).1 & (1 << Field::Action as u8), 0, "{n}");
+            assert_eq!(c.lookup(&name, &name, Some(&shorter)).1 & Field::Action.selector_bit(), 0, "{n}");
         }
     }
 }

@@ -13,13 +13,14 @@ use crate::audit::{FileSink, FileSinkOptions, Fsync};
 use crate::engine::EngineOptions;
 use crate::key::{ConfigError, Key, KeyId};
 use crate::request::RequestLimits;
-use crate::value::{Map, Value};
+use crate::value::Value;
 use std::path::PathBuf;
 
 /// How the caller spells keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Spelling {
     /// `request_max_bytes` (the document's own spelling: C, Go, Python).
+    #[default]
     Snake,
     /// `requestMaxBytes` (JavaScript).
     Camel,
@@ -139,9 +140,14 @@ pub struct EngineConfig {
     pub request_limits: RequestLimits,
     /// `max_limit_counters`.
     pub max_limit_counters: usize,
-    /// `collector`, with snake_case keys: validated by `aegis-ship`, which ships from
-    /// the audit file (so it requires `audit`).
+    /// `collector` as the caller gave it (keys in the caller's spelling): validated by
+    /// `aegis-ship`, which ships from the audit file (so it requires `audit` as a path).
     pub collector: Option<Value>,
+    /// How the caller spelt the keys (for the collector's messages).
+    pub spelling: Spelling,
+    /// Whether the binding adds an audit callback sink of its own (`audit` given as a
+    /// function): records then go to it, after the audit file if there is one too.
+    pub audit_callback: bool,
 }
 
 impl EngineConfig {
@@ -161,10 +167,20 @@ impl EngineConfig {
     /// Validates a document given as a value (what a binding builds from its native
     /// options). The first mistake, in key order, is the error.
     pub fn from_value(v: &Value, spelling: Spelling) -> Result<EngineConfig, ConfigError> {
+        EngineConfig::from_value_with(v, spelling, false)
+    }
+
+    /// [`EngineConfig::from_value`] for a binding whose caller gave `audit` as a
+    /// function (`audit_callback`): the binding leaves that `audit` out of the document
+    /// and adds the callback sink itself; the file options (`fsync`, `rotate_bytes`)
+    /// and `collector` are then refused, as they would change nothing.
+    ///
+    /// A `null` value is an option not given (Python `None`, JS `null`/`undefined`).
+    pub fn from_value_with(v: &Value, spelling: Spelling, audit_callback: bool) -> Result<EngineConfig, ConfigError> {
         let Value::Object(doc) = v else {
             return Err(ConfigError::new("", format!("the options are a JSON object, not a {}", v.type_name())));
         };
-        let mut c = EngineConfig::new();
+        let mut c = EngineConfig { spelling, audit_callback, ..EngineConfig::new() };
         let mut keys = Vec::with_capacity(doc.len());
         for (given, value) in doc.iter() {
             let snake = spelling.snake(given).filter(|k| KEYS.contains(&k.as_str()));
@@ -185,10 +201,12 @@ impl EngineConfig {
             if let Some((_, part)) = NOT_YET.iter().find(|(k, _)| *k == key) {
                 return Err(ConfigError::new(given, format!("`{given}` is not supported yet ({part}); leave it out")));
             }
-            keys.push((key, given.as_str(), value));
+            if !matches!(value, Value::Null) {
+                keys.push((key, given.as_str(), value));
+            }
         }
         for (key, given, value) in &keys {
-            let f = Field { given, value, spelling };
+            let f = Field { given, value };
             match key.as_str() {
                 "audit" => c.audit = Some(f.path()?),
                 "fsync" => c.file.fsync = f.fsync()?,
@@ -206,17 +224,25 @@ impl EngineConfig {
                     c.request_limits.max_depth = f.integer(1, MAX_REQUEST_DEPTH, "levels")? as usize;
                 }
                 "max_limit_counters" => c.max_limit_counters = f.integer(1, MAX_LIMIT_COUNTERS, "counters")? as usize,
-                "collector" => c.collector = Some(f.nested_object()?),
+                "collector" => c.collector = Some(f.object()?.clone()),
                 _ => return Err(ConfigError::new(given, format!("`{given}` is not supported yet; leave it out"))),
             }
         }
         // An option that changes nothing is refused, never accepted and ignored.
         if c.audit.is_none() {
-            if let Some(given) = doc_has(&keys, "fsync").or_else(|| doc_has(&keys, "rotate_bytes")) {
-                return Err(ConfigError::new(
-                    given,
-                    format!("`{given}` sets how the audit file is written; give `{}` too", spelling.spell("audit")),
-                ));
+            let audit = spelling.spell("audit");
+            let file_option = ["fsync", "rotate_bytes", "collector"]
+                .into_iter()
+                .find_map(|name| doc_has(&keys, name).map(|g| (g, name)));
+            if let Some((given, name)) = file_option {
+                let what =
+                    if name == "collector" { "ships the audit file" } else { "sets how the audit file is written" };
+                let fix = if audit_callback {
+                    format!("`{audit}` is a callback here; give `{audit}` as a file path")
+                } else {
+                    format!("give `{audit}` too (a file path)")
+                };
+                return Err(ConfigError::new(given, format!("`{given}` {what}; {fix}")));
             }
         }
         if c.signing_key_id.is_some() && c.signing_key.is_none() {
@@ -252,11 +278,13 @@ fn doc_has<'a>(keys: &[(String, &'a str, &Value)], key: &str) -> Option<&'a str>
     keys.iter().find(|(k, _, _)| k == key).map(|(_, g, _)| *g)
 }
 
+/// What a key may be, in every language's message.
+const KEY_FORMS: &str = "a key (a string, bytes or {\"base64\": \"…\"})";
+
 /// One option's value, with the key as the caller spelt it (for messages).
 struct Field<'a> {
     given: &'a str,
     value: &'a Value,
-    spelling: Spelling,
 }
 
 impl Field<'_> {
@@ -297,28 +325,19 @@ impl Field<'_> {
                         .decode(b)
                         .map_err(|e| ConfigError::new(self.given, format!("`{}`: not valid base64: {e}", self.given)))?
                 }
-                _ => return Err(self.err("a string or {\"base64\": \"…\"}")),
+                _ => return Err(self.err(KEY_FORMS)),
             },
-            _ => return Err(self.err("a string or {\"base64\": \"…\"}")),
+            _ => return Err(self.err(KEY_FORMS)),
         };
         Key::new(self.given, bytes)
     }
 
-    /// A nested object (`collector`), its keys turned to snake_case for its own
-    /// validator.
-    fn nested_object(&self) -> Result<Value, ConfigError> {
-        let Value::Object(m) = self.value else {
-            return Err(self.err("an object"));
-        };
-        let mut out = Map::new();
-        for (k, v) in m.iter() {
-            let snake = self
-                .spelling
-                .snake(k)
-                .ok_or_else(|| ConfigError::new(self.given, format!("`{}`: unknown option `{k}`", self.given)))?;
-            out.insert(snake, v.clone());
+    /// A nested object (`collector`), validated by its own reader.
+    fn object(&self) -> Result<&Value, ConfigError> {
+        match self.value {
+            Value::Object(_) => Ok(self.value),
+            _ => Err(self.err("an object")),
         }
-        Ok(Value::Object(out))
     }
 }
 
@@ -407,6 +426,30 @@ mod tests {
         assert!(err(r#"{"stateTimeoutMs": 5}"#, Spelling::Camel)
             .1
             .starts_with("`stateTimeoutMs` is not supported yet"));
+    }
+
+    #[test]
+    fn null_is_not_given_and_callbacks_take_no_file_options() {
+        let c = EngineConfig::from_json(r#"{"approval_key": null, "audit": null, "fsync": null}"#, Spelling::Snake)
+            .unwrap();
+        assert_eq!(c, EngineConfig::new());
+        let doc = crate::json::parse(r#"{"fsync": "batch"}"#, 8).unwrap();
+        let e = EngineConfig::from_value_with(&doc, Spelling::Snake, true).unwrap_err();
+        assert_eq!(
+            e.message,
+            "`fsync` sets how the audit file is written; `audit` is a callback here; give `audit` as a file path"
+        );
+        let doc = crate::json::parse(r#"{"collector": {"endpoint": "http://x"}}"#, 8).unwrap();
+        let e = EngineConfig::from_value_with(&doc, Spelling::Camel, true).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("collector", "`collector` ships the audit file; `audit` is a callback here; give `audit` as a file path")
+        );
+        let c = EngineConfig::from_value_with(&crate::json::parse("{}", 8).unwrap(), Spelling::Camel, true).unwrap();
+        assert!(c.audit_callback && c.spelling == Spelling::Camel);
+        let c = EngineConfig::from_json(r#"{"audit": "a.jsonl", "collector": {"batchAgeMs": 5}}"#, Spelling::Camel)
+            .unwrap();
+        assert_eq!(c.collector.unwrap().to_canonical_json(), r#"{"batchAgeMs":5}"#, "kept as given");
     }
 
     #[test]

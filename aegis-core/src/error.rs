@@ -185,6 +185,10 @@ impl From<&EvalError> for ErrorInfo {
         match e {
             EvalError::Request(r) => r.into(),
             EvalError::Audit(a) => a.into(),
+            // §17's list of codes has none for a bug; a broken invariant is reported as
+            // `audit_failed` because its effect is the same: no decision without a
+            // record, the tool must not run (docs/errors.md).
+            EvalError::Invariant(_) => ErrorInfo::new(ErrorCode::AuditFailed, e.to_string()),
         }
     }
 }

@@ -92,53 +92,135 @@ pub fn write_string(out: &mut String, s: &str) {
         out.push('"');
         return;
     }
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0x08 => Some("\\b"),
-            0x0c => Some("\\f"),
-            0..=0x1f => None,
-            _ => continue,
-        };
-        out.push_str(s.get(start..i).unwrap_or_default());
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
-                let _ = write!(out, "\\u{:04x}", b);
+    let mut rest = s;
+    while let Some(i) = rest.find(|c: char| c < ' ' || c == '"' || c == '\\') {
+        // `find` returns a character boundary within `rest`: the split cannot fail.
+        let (plain, tail) = rest.split_at(i);
+        out.push_str(plain);
+        let mut chars = tail.chars();
+        match chars.next() {
+            Some('"') => out.push_str("\\\""),
+            Some('\\') => out.push_str("\\\\"),
+            Some('\n') => out.push_str("\\n"),
+            Some('\r') => out.push_str("\\r"),
+            Some('\t') => out.push_str("\\t"),
+            Some('\u{8}') => out.push_str("\\b"),
+            Some('\u{c}') => out.push_str("\\f"),
+            Some(c) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
+            None => {}
         }
-        start = i + 1;
+        rest = chars.as_str();
     }
-    out.push_str(s.get(start..).unwrap_or_default());
+    out.push_str(rest);
     out.push('"');
+}
+
+/// Appends a list of strings.
+pub fn write_str_list(out: &mut String, items: &[String]) {
+    out.push('[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, s);
+    }
+    out.push(']');
 }
 
 /// The decimal digits of `n`, written at the end of `buf`.
 pub(crate) fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(slot) = buf.get_mut(i) {
-            *slot = b'0' + (n % 10) as u8;
-        }
+    // u64::MAX has 20 digits: the loop ends on `n == 0` before the buffer does.
+    let mut used = 0;
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 || i == 0 {
+        used += 1;
+        if n == 0 {
             break;
         }
     }
-    buf.get(i..).unwrap_or(b"0")
+    let (_, digits) = buf.split_at(buf.len() - used);
+    digits
 }
 
 /// Appends the decimal form of `n`.
 pub(crate) fn push_u64(out: &mut String, n: u64) {
     let mut buf = [0u8; 20];
-    out.push_str(std::str::from_utf8(u64_digits(n, &mut buf)).unwrap_or("0"));
+    out.extend(u64_digits(n, &mut buf).iter().map(|&d| char::from(d)));
+}
+
+/// Writes one JSON object whose keys the caller gives in canonical order (RFC 8785:
+/// by UTF-16 code units, which for the ASCII keys of records and decisions is byte
+/// order; a key out of order fails debug builds). The one writer of the engine's
+/// fixed-shape objects: records, decisions, approval ids.
+pub struct ObjectWriter<'o> {
+    out: &'o mut String,
+    first: bool,
+    #[cfg(debug_assertions)]
+    last: &'static str,
+}
+
+impl<'o> ObjectWriter<'o> {
+    /// Opens an object at the end of `out`.
+    pub fn new(out: &'o mut String) -> ObjectWriter<'o> {
+        out.push('{');
+        ObjectWriter {
+            out,
+            first: true,
+            #[cfg(debug_assertions)]
+            last: "",
+        }
+    }
+
+    /// Writes the separator and `"key":`; the caller writes the value into the
+    /// returned buffer.
+    #[inline]
+    pub fn key(&mut self, key: &'static str) -> &mut String {
+        debug_assert!(!needs_escape(key.as_bytes()), "object key `{key}` needs escaping");
+        if self.first {
+            self.first = false;
+            self.out.push('"');
+        } else {
+            #[cfg(debug_assertions)]
+            debug_assert!(self.last < key, "object keys out of canonical order: `{}` before `{key}`", self.last);
+            self.out.push_str(",\"");
+        }
+        #[cfg(debug_assertions)]
+        {
+            self.last = key;
+        }
+        // A key is a plain identifier: its JSON string is itself in quotes.
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    /// Writes a string member.
+    pub fn string(&mut self, key: &'static str, value: &str) {
+        write_string(self.key(key), value);
+    }
+
+    /// Writes a list-of-strings member.
+    pub fn str_list(&mut self, key: &'static str, items: &[String]) {
+        write_str_list(self.key(key), items);
+    }
+
+    /// Bytes in the buffer so far (the object included).
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether the buffer is empty (never: the object's `{` is in it).
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Closes the object.
+    pub fn finish(self) {
+        self.out.push('}');
+    }
 }
 
 /// Appends a finite number in ECMAScript form (`5.0` → `5`, `1e21` → `1e+21`).
@@ -248,6 +330,11 @@ fn parse_with(text: &str, max_depth: usize, check_big: bool) -> Result<Value, Js
     Ok(v)
 }
 
+/// `s` without its leading `c`s.
+fn trim_start(s: &[u8], c: u8) -> &[u8] {
+    s.split_at(s.iter().take_while(|&&x| x == c).count()).1
+}
+
 /// Whether the JSON text holds an integer literal (no fraction, no exponent) whose
 /// magnitude is 2^64 or more.
 fn has_big_integer_literal(text: &str) -> bool {
@@ -276,10 +363,11 @@ fn has_big_integer_literal(text: &str) -> bool {
             while b.get(i).is_some_and(|x| matches!(x, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')) {
                 i += 1;
             }
-            let tok = text.get(start..i).unwrap_or("");
-            if !tok.contains(['.', 'e', 'E']) {
-                let digits = tok.trim_start_matches('-').trim_start_matches('0');
-                if digits.len() > 20 || (digits.len() == 20 && digits > "18446744073709551615") {
+            // `start <= i <= len`: the splits are in range.
+            let tok = b.split_at(i).0.split_at(start).1;
+            if !tok.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+                let digits = trim_start(trim_start(tok, b'-'), b'0');
+                if digits.len() > 20 || (digits.len() == 20 && digits > b"18446744073709551615".as_slice()) {
                     return true;
                 }
             }
@@ -490,6 +578,54 @@ mod tests {
         let mut s = String::new();
         write_string(&mut s, "a\"b\\c\n\u{1}\u{7f}€\u{2028}");
         assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001\u{7f}€\u{2028}\"");
+    }
+
+    /// The escaper walks characters; the bytes it writes are those of a byte-by-byte
+    /// escaper (the form every record and vector was written in).
+    #[test]
+    fn string_escapes_agree_with_a_byte_escaper() {
+        fn by_bytes(s: &str) -> String {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        for c in (0u32..0x300).chain([0x2028, 0xfeff, 0x1f600]).filter_map(char::from_u32) {
+            for s in [c.to_string(), format!("a{c}"), format!("{c}é{c}"), format!("ab\"{c}\\")] {
+                let mut got = String::new();
+                write_string(&mut got, &s);
+                assert_eq!(got, by_bytes(&s), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn digits_and_objects() {
+        for n in [0u64, 1, 9, 10, 99, 100, 12345, u64::MAX / 10, u64::MAX - 1, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+        let mut s = String::new();
+        let mut w = ObjectWriter::new(&mut s);
+        w.string("a", "x\"");
+        w.str_list("b", &["p".into(), "q".into()]);
+        push_u64(w.key("c"), 7);
+        w.finish();
+        assert_eq!(s, r#"{"a":"x\"","b":["p","q"],"c":7}"#);
+        assert_eq!(parse(&s, 4).unwrap().to_canonical_json(), s);
     }
 
     #[test]

@@ -62,8 +62,290 @@ impl RequestError {
     }
 }
 
-const FIELDS: [&str; 10] =
-    ["agent", "tool", "action", "params", "chain", "session", "environment", "context", "time", "approval"];
+/// How a request field is written (§1), which decides how it is checked, resolved
+/// and serialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A string of 1–256 bytes without control characters (an id or a name).
+    Name,
+    /// A list of names, outermost first (`chain`).
+    Names,
+    /// A JSON object bounded in depth and size (`params`, `context`).
+    Object,
+    /// An RFC 3339 date-time, resolved to milliseconds (`time`).
+    Time,
+    /// A grant token of 1–4096 bytes (`approval`).
+    Token,
+}
+
+/// A field of the request (§1). [`Field::ALL`] is the one table of request fields:
+/// the request parser, policy selectors (`match`), condition paths, limit keys
+/// (`per`), the approval-id request (§4) and the audit record (§5.2) all take their
+/// field names and their choice of fields from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// `agent`: the calling agent's id (required).
+    Agent,
+    /// `tool`: the tool (or MCP server/tool) called (required).
+    Tool,
+    /// `action`: the tool's operation.
+    Action,
+    /// `session`: the conversation or run id.
+    Session,
+    /// `environment`: `prod`, `staging`, ….
+    Environment,
+    /// `chain`: the ancestor agents, outermost first.
+    Chain,
+    /// `time`: when the call is made (default: the engine's clock).
+    Time,
+    /// `params`: the tool's arguments.
+    Params,
+    /// `context`: anything else the host knows.
+    Context,
+    /// `approval`: a grant token for this very request.
+    Approval,
+}
+
+/// The table columns [`Field::select`] derives lists from.
+#[derive(Clone, Copy)]
+enum Flag {
+    Selector,
+    Path,
+    ApprovalId,
+}
+
+/// One row of the request-field table.
+struct Row {
+    name: &'static str,
+    kind: Kind,
+    /// A request without it is refused.
+    required: bool,
+    /// A `match` selector can name it (and kill switches and `per` read it as a name).
+    selector: bool,
+    /// A condition path can start with it.
+    path: bool,
+    /// A limit's `per` can key counters on it.
+    limit_key: bool,
+    /// Part of the request hashed into an approval id.
+    approval_id: bool,
+    /// Copied into the audit record (`time` as resolved).
+    record: bool,
+}
+
+impl Field {
+    /// Every field, in table order: selectors first, in the order they are evaluated
+    /// (and their errors listed), then the other path roots, then `approval`.
+    pub const ALL: [Field; 10] = [
+        Field::Agent,
+        Field::Tool,
+        Field::Action,
+        Field::Session,
+        Field::Environment,
+        Field::Chain,
+        Field::Time,
+        Field::Params,
+        Field::Context,
+        Field::Approval,
+    ];
+
+    const fn row(self) -> Row {
+        const fn row(name: &'static str, kind: Kind, flags: [bool; 6]) -> Row {
+            let [required, selector, path, limit_key, approval_id, record] = flags;
+            Row { name, kind, required, selector, path, limit_key, approval_id, record }
+        }
+        //                                               required selector path   per    apr_id record
+        match self {
+            Field::Agent => row("agent", Kind::Name, [true, true, true, true, true, true]),
+            Field::Tool => row("tool", Kind::Name, [true, true, true, true, true, true]),
+            Field::Action => row("action", Kind::Name, [false, true, true, true, true, true]),
+            Field::Session => row("session", Kind::Name, [false, true, true, true, true, true]),
+            Field::Environment => row("environment", Kind::Name, [false, true, true, false, true, true]),
+            Field::Chain => row("chain", Kind::Names, [false, false, true, false, true, true]),
+            Field::Time => row("time", Kind::Time, [false, false, true, false, false, true]),
+            Field::Params => row("params", Kind::Object, [false, false, true, false, true, false]),
+            Field::Context => row("context", Kind::Object, [false, false, true, false, true, false]),
+            Field::Approval => row("approval", Kind::Token, [false, false, false, false, false, false]),
+        }
+    }
+
+    /// The field's name in requests, policies and records.
+    pub const fn name(self) -> &'static str {
+        self.row().name
+    }
+
+    /// How the field is written.
+    pub const fn kind(self) -> Kind {
+        self.row().kind
+    }
+
+    /// Whether a request must have it (`agent`, `tool`).
+    pub const fn is_required(self) -> bool {
+        self.row().required
+    }
+
+    /// Whether a `match` selector can name it.
+    pub const fn is_selector(self) -> bool {
+        self.row().selector
+    }
+
+    /// Whether a condition path can start with it.
+    pub const fn is_path_root(self) -> bool {
+        self.row().path
+    }
+
+    /// Whether a limit's `per` can key counters on it.
+    pub const fn is_limit_key(self) -> bool {
+        self.row().limit_key
+    }
+
+    /// Whether it is part of the request an approval id is computed from (§4).
+    pub const fn in_approval_id(self) -> bool {
+        self.row().approval_id
+    }
+
+    /// Whether the audit record carries it (§5.2).
+    pub const fn in_record(self) -> bool {
+        self.row().record
+    }
+
+    /// The selector fields, in evaluation order (position `i` is slot `i` of
+    /// [`Selectors::fields`](crate::policy::Selectors) and bit `1 << i` of
+    /// [`Proven`](crate::compile::Proven)).
+    pub const SELECTORS: [Field; 5] = Field::select(Flag::Selector);
+
+    /// The fields a condition path can start with, in table order.
+    pub const PATH_ROOTS: [Field; 9] = Field::select(Flag::Path);
+
+    /// The fields of the approval-id request, in canonical (sorted) key order.
+    pub const APPROVAL_ID: [Field; 8] = Field::sorted(Field::select(Flag::ApprovalId));
+
+    /// Every field name, in table order (for "did you mean" hints).
+    pub const NAMES: [&'static str; 10] = Field::names(Field::ALL);
+
+    /// The selector names, in evaluation order.
+    pub const SELECTOR_NAMES: [&'static str; 5] = Field::names(Field::SELECTORS);
+
+    /// The path root names, in table order.
+    pub const PATH_ROOT_NAMES: [&'static str; 9] = Field::names(Field::PATH_ROOTS);
+
+    /// The field named `name`.
+    pub fn parse(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The selector field named `name`.
+    pub fn parse_selector(name: &str) -> Option<Field> {
+        Field::parse(name).filter(|f| f.is_selector())
+    }
+
+    /// The path root named `name`.
+    pub fn parse_path_root(name: &str) -> Option<Field> {
+        Field::parse(name).filter(|f| f.is_path_root())
+    }
+
+    /// The field's slot among the selectors, if it is one.
+    #[allow(clippy::indexing_slicing)] // `i` stays below the length
+    pub const fn selector_slot(self) -> Option<usize> {
+        let mut i = 0;
+        while i < Field::SELECTORS.len() {
+            if Field::SELECTORS[i] as u8 == self as u8 {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The field's bit in a set of selector fields (`1 << slot`; 0 for a field that is
+    /// not a selector).
+    pub const fn selector_bit(self) -> u8 {
+        match self.selector_slot() {
+            Some(i) => 1 << i,
+            None => 0,
+        }
+    }
+
+    /// The field's value in `req` when it is a [`Kind::Name`] field that is present
+    /// (`None` for an absent optional name, and for fields of other kinds).
+    pub fn name_in(self, req: &Request) -> Option<&str> {
+        match self {
+            Field::Agent => Some(&req.agent),
+            Field::Tool => Some(&req.tool),
+            Field::Action => req.action.as_deref(),
+            Field::Session => req.session.as_deref(),
+            Field::Environment => req.environment.as_deref(),
+            Field::Chain | Field::Time | Field::Params | Field::Context | Field::Approval => None,
+        }
+    }
+
+    /// The fields of `ALL` with `flag`, in table order; `N` must be their number
+    /// (checked at compile time).
+    #[allow(clippy::indexing_slicing)] // const evaluation: an index out of range fails the build
+    const fn select<const N: usize>(flag: Flag) -> [Field; N] {
+        let mut out = [Field::Agent; N];
+        let (mut i, mut n) = (0, 0);
+        while i < Field::ALL.len() {
+            let f = Field::ALL[i];
+            let keep = match flag {
+                Flag::Selector => f.is_selector(),
+                Flag::Path => f.is_path_root(),
+                Flag::ApprovalId => f.in_approval_id(),
+            };
+            if keep {
+                out[n] = Field::ALL[i];
+                n += 1;
+            }
+            i += 1;
+        }
+        assert!(n == N, "the table has another number of such fields");
+        out
+    }
+
+    /// `fields` sorted by name (bytes: canonical JSON order for these ASCII names).
+    #[allow(clippy::indexing_slicing)] // const evaluation: an index out of range fails the build
+    const fn sorted<const N: usize>(mut fields: [Field; N]) -> [Field; N] {
+        const fn less(a: &str, b: &str) -> bool {
+            let (a, b) = (a.as_bytes(), b.as_bytes());
+            let mut i = 0;
+            while i < a.len() && i < b.len() {
+                if a[i] != b[i] {
+                    return a[i] < b[i];
+                }
+                i += 1;
+            }
+            a.len() < b.len()
+        }
+        let mut i = 1;
+        while i < N {
+            let mut j = i;
+            while j > 0 && less(fields[j].name(), fields[j - 1].name()) {
+                let t = fields[j];
+                fields[j] = fields[j - 1];
+                fields[j - 1] = t;
+                j -= 1;
+            }
+            i += 1;
+        }
+        fields
+    }
+
+    #[allow(clippy::indexing_slicing)] // const evaluation: an index out of range fails the build
+    const fn names<const N: usize>(fields: [Field; N]) -> [&'static str; N] {
+        let mut out = [""; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = fields[i].name();
+            i += 1;
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 impl Request {
     /// Parses and validates request JSON text.
@@ -88,77 +370,33 @@ impl Request {
         };
         let mut r = Request::default();
         let mut size = 64usize;
-        let mut have_agent = false;
-        let mut have_tool = false;
+        let mut seen = 0u16;
         for (key, value) in map {
             if let Value::Null = value {
                 return Err(RequestError::new(&key, format!("`{key}` is null; leave the field out instead")));
             }
-            match key.as_str() {
-                "agent" => {
-                    r.agent = name(&key, value)?;
-                    have_agent = true;
-                }
-                "tool" => {
-                    r.tool = name(&key, value)?;
-                    have_tool = true;
-                }
-                "action" => r.action = Some(name(&key, value)?),
-                "session" => r.session = Some(name(&key, value)?),
-                "environment" => r.environment = Some(name(&key, value)?),
-                "params" => r.params = object(&key, value, limits, &mut size)?,
-                "context" => r.context = Some(object(&key, value, limits, &mut size)?),
-                "chain" => {
-                    let Value::Array(items) = value else {
-                        return Err(RequestError::new(
-                            &key,
-                            format!("`chain` must be a list of agent ids, found a {}", value.type_name()),
-                        ));
-                    };
-                    let mut chain = Vec::with_capacity(items.len());
-                    for (i, item) in items.into_iter().enumerate() {
-                        chain.push(name(&format!("chain[{i}]"), item).map_err(|mut e| {
-                            e.field = "chain".into();
-                            e
-                        })?);
-                    }
-                    r.chain = chain;
-                }
-                "time" => {
-                    let Value::String(s) = value else {
-                        return Err(RequestError::new(
-                            &key,
-                            format!("`time` must be an RFC 3339 string, found a {}", value.type_name()),
-                        ));
-                    };
-                    r.time =
-                        Some(time::parse_rfc3339(&s).map_err(|m| RequestError::new("time", format!("`time`: {m}")))?);
-                }
-                "approval" => {
-                    let Value::String(s) = value else {
-                        return Err(RequestError::new(
-                            &key,
-                            format!("`approval` must be a grant token string, found a {}", value.type_name()),
-                        ));
-                    };
-                    if s.is_empty() || s.len() > 4096 {
-                        return Err(RequestError::new(&key, "`approval` must be 1–4096 bytes"));
-                    }
-                    r.approval = Some(s);
-                }
-                other => {
-                    let hint = crate::suggest::closest(other, FIELDS.iter().copied())
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    return Err(RequestError::new(other, format!("unknown field `{other}`{hint}")));
-                }
+            let Some(field) = Field::parse(&key) else {
+                let hint = crate::suggest::closest(&key, Field::NAMES)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(RequestError::new(&key, format!("unknown field `{key}`{hint}")));
+            };
+            seen |= 1 << field as u16;
+            match field {
+                Field::Agent => r.agent = name(&key, value)?,
+                Field::Tool => r.tool = name(&key, value)?,
+                Field::Action => r.action = Some(name(&key, value)?),
+                Field::Session => r.session = Some(name(&key, value)?),
+                Field::Environment => r.environment = Some(name(&key, value)?),
+                Field::Chain => r.chain = names(&key, value)?,
+                Field::Time => r.time = Some(time_field(&key, value)?),
+                Field::Params => r.params = object(&key, value, limits, &mut size)?,
+                Field::Context => r.context = Some(object(&key, value, limits, &mut size)?),
+                Field::Approval => r.approval = Some(token(&key, value)?),
             }
         }
-        if !have_agent {
-            return Err(RequestError::new("agent", "`agent` is required"));
-        }
-        if !have_tool {
-            return Err(RequestError::new("tool", "`tool` is required"));
+        if let Some(missing) = Field::ALL.into_iter().find(|f| f.is_required() && seen & (1 << *f as u16) == 0) {
+            return Err(RequestError::new(missing.name(), format!("`{missing}` is required")));
         }
         size += r.agent.len() + r.tool.len() + r.chain.iter().map(|c| c.len() + 3).sum::<usize>();
         if size > limits.max_bytes {
@@ -172,49 +410,60 @@ impl Request {
         self.time.unwrap_or_else(now)
     }
 
-    /// The request as data, for approval ids (§4): without `time` and `approval`,
-    /// absent optional strings omitted, `params`, `context` and `chain` always present.
+    /// The request as data, for approval ids (§4): the fields of
+    /// [`Field::APPROVAL_ID`] (so without `time` and `approval`), absent optional
+    /// names omitted, `params`, `context` and `chain` always present. The approval id
+    /// hashes the canonical JSON of exactly these parts ([`Request::approval_parts`]).
     pub fn approval_value(&self) -> Value {
         let mut m = Map::new();
-        m.insert("agent".into(), Value::String(self.agent.clone()));
-        m.insert("tool".into(), Value::String(self.tool.clone()));
-        for (k, v) in [("action", &self.action), ("session", &self.session), ("environment", &self.environment)] {
-            if let Some(v) = v {
-                m.insert(k.into(), Value::String(v.clone()));
-            }
+        for (f, part) in self.approval_parts() {
+            let v = match part {
+                ApprovalPart::Name(s) => Value::String(s.to_owned()),
+                ApprovalPart::Names(l) => Value::Array(l.iter().map(|s| Value::String(s.clone())).collect()),
+                ApprovalPart::Object(o) => Value::Object(o.cloned().unwrap_or_default()),
+            };
+            m.insert(f.name().into(), v);
         }
-        m.insert("params".into(), Value::Object(self.params.clone()));
-        m.insert("context".into(), Value::Object(self.context.clone().unwrap_or_default()));
-        m.insert("chain".into(), Value::Array(self.chain.iter().map(|s| Value::String(s.clone())).collect()));
         Value::Object(m)
     }
 
-    /// The request as JSON data (for `aegis eval` inputs, tests and replay).
+    /// The parts of the approval-id request, in canonical key order: every field of
+    /// [`Field::APPROVAL_ID`] but an absent optional name.
+    pub fn approval_parts(&self) -> impl Iterator<Item = (Field, ApprovalPart<'_>)> + '_ {
+        Field::APPROVAL_ID.into_iter().filter_map(move |f| {
+            let part = match f.kind() {
+                Kind::Name => ApprovalPart::Name(f.name_in(self)?),
+                Kind::Names => ApprovalPart::Names(&self.chain),
+                Kind::Object => ApprovalPart::Object(match f {
+                    Field::Params => Some(&self.params),
+                    _ => self.context.as_ref(),
+                }),
+                // Not part of the approval id (the table says so; a test checks it).
+                Kind::Time | Kind::Token => return None,
+            };
+            Some((f, part))
+        })
+    }
+
+    /// The request as JSON data (for `aegis eval` inputs, tests and replay): every
+    /// field present, but empty `params` and `chain` left out.
     pub fn to_value(&self) -> Value {
         let mut m = Map::new();
-        m.insert("agent".into(), Value::String(self.agent.clone()));
-        m.insert("tool".into(), Value::String(self.tool.clone()));
-        for (k, v) in [
-            ("action", &self.action),
-            ("session", &self.session),
-            ("environment", &self.environment),
-            ("approval", &self.approval),
-        ] {
+        for f in Field::ALL {
+            let v = match f {
+                Field::Agent | Field::Tool | Field::Action | Field::Session | Field::Environment => {
+                    f.name_in(self).map(|s| Value::String(s.to_owned()))
+                }
+                Field::Chain => (!self.chain.is_empty())
+                    .then(|| Value::Array(self.chain.iter().map(|s| Value::String(s.clone())).collect())),
+                Field::Time => self.time.map(|t| Value::String(time::format_utc(t))),
+                Field::Params => (!self.params.is_empty()).then(|| Value::Object(self.params.clone())),
+                Field::Context => self.context.clone().map(Value::Object),
+                Field::Approval => self.approval.clone().map(Value::String),
+            };
             if let Some(v) = v {
-                m.insert(k.into(), Value::String(v.clone()));
+                m.insert(f.name().into(), v);
             }
-        }
-        if !self.params.is_empty() {
-            m.insert("params".into(), Value::Object(self.params.clone()));
-        }
-        if let Some(c) = &self.context {
-            m.insert("context".into(), Value::Object(c.clone()));
-        }
-        if !self.chain.is_empty() {
-            m.insert("chain".into(), Value::Array(self.chain.iter().map(|s| Value::String(s.clone())).collect()));
-        }
-        if let Some(t) = self.time {
-            m.insert("time".into(), Value::String(time::format_utc(t)));
         }
         Value::Object(m)
     }
@@ -243,6 +492,60 @@ impl Request {
         }
         Ok(())
     }
+}
+
+/// A part of the approval-id request (§4), borrowed from the request.
+#[derive(Clone, Copy, Debug)]
+pub enum ApprovalPart<'a> {
+    /// A name field.
+    Name(&'a str),
+    /// `chain` (present even when empty).
+    Names(&'a [String]),
+    /// `params` or `context` (`None`: no context, written `{}`).
+    Object(Option<&'a Map>),
+}
+
+/// Validates `chain`: a list of names.
+fn names(field: &str, v: Value) -> Result<Vec<String>, RequestError> {
+    let Value::Array(items) = v else {
+        return Err(RequestError::new(
+            field,
+            format!("`{field}` must be a list of agent ids, found a {}", v.type_name()),
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        out.push(name(&format!("{field}[{i}]"), item).map_err(|mut e| {
+            e.field = field.into();
+            e
+        })?);
+    }
+    Ok(out)
+}
+
+/// Validates `time`: an RFC 3339 string.
+fn time_field(field: &str, v: Value) -> Result<Millis, RequestError> {
+    let Value::String(s) = v else {
+        return Err(RequestError::new(
+            field,
+            format!("`{field}` must be an RFC 3339 string, found a {}", v.type_name()),
+        ));
+    };
+    time::parse_rfc3339(&s).map_err(|m| RequestError::new(field, format!("`{field}`: {m}")))
+}
+
+/// Validates `approval`: a grant token string of 1–4096 bytes.
+fn token(field: &str, v: Value) -> Result<String, RequestError> {
+    let Value::String(s) = v else {
+        return Err(RequestError::new(
+            field,
+            format!("`{field}` must be a grant token string, found a {}", v.type_name()),
+        ));
+    };
+    if s.is_empty() || s.len() > 4096 {
+        return Err(RequestError::new(field, format!("`{field}` must be 1–4096 bytes")));
+    }
+    Ok(s)
 }
 
 /// Validates a name field: a string of 1–256 bytes without control characters.
@@ -434,6 +737,80 @@ mod tests {
         assert!(e.message.starts_with("`params.n` is a number beyond"), "{e}");
         let r = Request { agent: "a".into(), tool: "t".into(), params, ..Request::default() };
         assert!(r.check_size(&l).is_err());
+    }
+
+    #[test]
+    fn the_field_table_derives_every_list() {
+        let names = |fs: &[Field]| fs.iter().map(|f| f.name()).collect::<Vec<_>>();
+        assert_eq!(Field::SELECTOR_NAMES, ["agent", "tool", "action", "session", "environment"]);
+        assert_eq!(names(&Field::SELECTORS), Field::SELECTOR_NAMES);
+        assert_eq!(
+            Field::PATH_ROOT_NAMES,
+            ["agent", "tool", "action", "session", "environment", "chain", "time", "params", "context"]
+        );
+        assert_eq!(
+            names(&Field::APPROVAL_ID),
+            ["action", "agent", "chain", "context", "environment", "params", "session", "tool"]
+        );
+        let keys: Vec<Field> = Field::ALL.into_iter().filter(|f| f.is_limit_key()).collect();
+        assert_eq!(keys, [Field::Agent, Field::Tool, Field::Action, Field::Session]);
+        let required: Vec<Field> = Field::ALL.into_iter().filter(|f| f.is_required()).collect();
+        assert_eq!(required, [Field::Agent, Field::Tool]);
+        for (i, f) in Field::SELECTORS.into_iter().enumerate() {
+            assert_eq!(f.selector_slot(), Some(i));
+            assert_eq!(f.selector_bit(), 1 << i);
+            assert_eq!(f.kind(), Kind::Name, "selectors, kill switches and `per` read names");
+        }
+        for f in Field::ALL {
+            assert_eq!(Field::parse(f.name()), Some(f));
+            assert_eq!(f.is_selector(), f.selector_slot().is_some());
+            if f.is_limit_key() {
+                assert!(f.is_selector());
+            }
+        }
+        assert_eq!(Field::Approval.selector_bit(), 0);
+        assert!(!Field::Approval.is_path_root() && Field::parse_path_root("approval").is_none());
+    }
+
+    /// The request's unknown-field hints now walk the table's order; for every word
+    /// within two edits of a field name they name the field the old list
+    /// (agent, tool, action, params, chain, session, environment, context, time,
+    /// approval) named (checked exhaustively when the table was introduced; here
+    /// on a sample).
+    #[test]
+    fn hints_are_those_of_the_old_order() {
+        let old =
+            ["agent", "tool", "action", "params", "chain", "session", "environment", "context", "time", "approval"];
+        for w in [
+            "agnet",
+            "tol",
+            "acton",
+            "parms",
+            "chian",
+            "sesion",
+            "enviroment",
+            "contxt",
+            "tim",
+            "aproval",
+            "x",
+            "tiem",
+            "ation",
+        ] {
+            assert_eq!(crate::suggest::closest(w, Field::NAMES), crate::suggest::closest(w, old), "{w}");
+        }
+    }
+
+    #[test]
+    fn to_value_round_trips_every_field() {
+        let text = r#"{"action":"x","agent":"a","approval":"v1.a.b","chain":["o"],"context":{"k":1},"environment":"e","params":{"n":2},"session":"s","time":"2026-01-05T10:00:00.000Z","tool":"t"}"#;
+        let r = parse(text).unwrap();
+        assert_eq!(r.to_value().to_canonical_json(), text);
+        let bare = parse(r#"{"agent":"a","tool":"t","params":{},"chain":[]}"#).unwrap();
+        assert_eq!(bare.to_value().to_canonical_json(), r#"{"agent":"a","tool":"t"}"#);
+        assert_eq!(
+            bare.approval_value().to_canonical_json(),
+            r#"{"agent":"a","chain":[],"context":{},"params":{},"tool":"t"}"#
+        );
     }
 
     #[test]

@@ -43,9 +43,9 @@ pub fn parse_rfc3339(s: &str) -> Result<Millis, String> {
     if b.get(i) == Some(&b'.') {
         i += 1;
         let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
+        while let Some(&d) = b.get(i).filter(|d| d.is_ascii_digit()) {
             if i - start < 3 {
-                millis = millis * 10 + i64::from(b.get(i).copied().unwrap_or(b'0') - b'0');
+                millis = millis * 10 + i64::from(d - b'0');
             }
             i += 1;
         }
@@ -109,11 +109,10 @@ pub fn write_utc(out: &mut String, ms: Millis) {
         return;
     }
     let mut b = *b"0000-00-00T00:00:00.000Z";
+    // Each field's digits at fixed, in-range offsets of the template.
     let mut put = |at: usize, width: usize, mut v: i64| {
-        for i in (at..at + width).rev() {
-            if let Some(slot) = b.get_mut(i) {
-                *slot = b'0' + (v % 10) as u8;
-            }
+        for slot in b.iter_mut().skip(at).take(width).rev() {
+            *slot = b'0' + (v % 10) as u8;
             v /= 10;
         }
     };
@@ -124,7 +123,7 @@ pub fn write_utc(out: &mut String, ms: Millis) {
     put(14, 2, (rem % 3600) / 60);
     put(17, 2, rem % 60);
     put(20, 3, milli);
-    out.push_str(std::str::from_utf8(&b).unwrap_or("1970-01-01T00:00:00.000Z"));
+    crate::audit::push_ascii(out, &b);
 }
 
 /// The current wall-clock time in milliseconds.

@@ -35,13 +35,13 @@ pub struct Node {
 pub enum Kind {
     /// `null`, `~` or nothing.
     Null,
-    /// A boolean.
+    /// `true` or `false`.
     Bool(bool),
     /// A finite number.
     Number(f64),
-    /// A string.
+    /// Any other scalar, as text (quoted or plain).
     String(String),
-    /// A sequence.
+    /// A sequence, in document order.
     Seq(Vec<Node>),
     /// A mapping with string keys, in document order; keys keep their locations.
     Map(Vec<(String, Loc, Node)>),
@@ -147,7 +147,7 @@ impl CanonicalHasher {
         self.spill();
     }
 
-    /// The digest.
+    /// The SHA-256 of everything pushed.
     pub fn finish(mut self) -> [u8; 32] {
         sha2::Digest::update(&mut self.sha, self.buf.as_bytes());
         sha2::Digest::finalize(self.sha).into()
@@ -157,7 +157,7 @@ impl CanonicalHasher {
 /// A YAML error with its location.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct YamlError {
-    /// Where.
+    /// Where the parser stopped.
     pub loc: Loc,
     /// What is wrong.
     pub message: String,

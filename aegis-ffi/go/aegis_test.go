@@ -1,163 +1,14 @@
 package aegis
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 )
-
-type vectorStep struct {
-	Op          string `json:"op"`
-	Name        string `json:"name"`
-	RequestJSON string `json:"request_json"`
-	ExpectJSON  string `json:"expect_json"`
-	ExpectError string `json:"expect_error"`
-	Scope       string `json:"scope"`
-	ID          string `json:"id"`
-	Reason      string `json:"reason"`
-}
-
-type vector struct {
-	Name       string            `json:"name"`
-	Options    map[string]string `json:"options"`
-	PolicyYAML string            `json:"policy_yaml"`
-	PolicyHash string            `json:"policy_hash"`
-	LoadErrors []struct {
-		Line    int    `json:"line"`
-		Column  int    `json:"column"`
-		Message string `json:"message"`
-	} `json:"load_errors"`
-	Steps []vectorStep `json:"steps"`
-}
-
-func loadVectors(t testing.TB) []vector {
-	files, err := filepath.Glob("../../tests/vectors/generated/*.json")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no vectors: %v", err)
-	}
-	var vs []vector
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v vector
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		vs = append(vs, v)
-	}
-	return vs
-}
-
-func vectorOptions(v vector) []Option {
-	var opts []Option
-	if k, ok := v.Options["signing_key"]; ok {
-		opts = append(opts, WithSigningKey([]byte(k)))
-	}
-	if k, ok := v.Options["signing_key_id"]; ok {
-		opts = append(opts, WithSigningKeyID(k))
-	}
-	if k, ok := v.Options["approval_key"]; ok {
-		opts = append(opts, WithApprovalKey([]byte(k)))
-	}
-	return opts
-}
-
-// TestVectors runs every shared vector twice: EvaluateJSON byte for byte, and the typed
-// Evaluate field by field against the parsed expect_json (on a second engine).
-func TestVectors(t *testing.T) {
-	for _, v := range loadVectors(t) {
-		t.Run(v.Name, func(t *testing.T) {
-			if len(v.LoadErrors) > 0 {
-				_, err := NewEngineFromYAML(v.PolicyYAML, vectorOptions(v)...)
-				var ae *Error
-				if !errors.As(err, &ae) || ae.Status != StatusPolicyError {
-					t.Fatalf("want a policy error, got %v", err)
-				}
-				lines := strings.Split(ae.Message, "\n")
-				for _, le := range v.LoadErrors {
-					prefix := fmt.Sprintf("<yaml>:%d:%d: error: ", le.Line, le.Column)
-					found := false
-					for _, l := range lines {
-						if strings.HasPrefix(l, prefix) && strings.Contains(l, le.Message) {
-							found = true
-						}
-					}
-					if !found {
-						t.Errorf("no load error %s%s in:\n%s", prefix, le.Message, ae.Message)
-					}
-				}
-				return
-			}
-			raw, err := NewEngineFromYAML(v.PolicyYAML, vectorOptions(v)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			typed, err := NewEngineFromYAML(v.PolicyYAML, vectorOptions(v)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer typed.Close()
-			if h, _ := raw.PolicyHash(); h != v.PolicyHash {
-				t.Errorf("policy hash %s, want %s", h, v.PolicyHash)
-			}
-			for i, s := range v.Steps {
-				switch s.Op {
-				case "kill":
-					for _, e := range []*Engine{raw, typed} {
-						if err := e.Kill(s.Scope, s.ID, s.Reason); err != nil {
-							t.Fatalf("step %d kill: %v", i, err)
-						}
-					}
-				case "revive":
-					for _, e := range []*Engine{raw, typed} {
-						if _, err := e.Revive(s.Scope, s.ID); err != nil {
-							t.Fatalf("step %d revive: %v", i, err)
-						}
-					}
-				case "evaluate":
-					got, err := raw.EvaluateJSON(s.RequestJSON)
-					if s.ExpectError != "" {
-						var ae *Error
-						if !errors.As(err, &ae) || ae.Status != StatusInvalidRequest {
-							t.Errorf("step %d %q: want an invalid request error, got %v / %s", i, s.Name, err, got)
-						}
-						continue // the typed engine skips it: no decision, no record
-					}
-					if err != nil {
-						t.Errorf("step %d %q: %v", i, s.Name, err)
-					} else if got != s.ExpectJSON {
-						t.Errorf("step %d %q:\n got  %s\n want %s", i, s.Name, got, s.ExpectJSON)
-					}
-					var req Request
-					if err := json.Unmarshal([]byte(s.RequestJSON), &req); err != nil {
-						t.Errorf("step %d %q: request does not fit Request: %v", i, s.Name, err)
-						continue
-					}
-					d, err := typed.Evaluate(req)
-					if err != nil {
-						t.Errorf("step %d %q: Evaluate: %v", i, s.Name, err)
-						continue
-					}
-					want, _ := ParseDecision(s.ExpectJSON)
-					if !reflect.DeepEqual(d, want) {
-						t.Errorf("step %d %q: Evaluate:\n got  %+v\n want %+v", i, s.Name, d, want)
-					}
-				default:
-					t.Fatalf("unknown op %q", s.Op)
-				}
-			}
-		})
-	}
-}
 
 const testPolicy = `aegis: 1
 rules:
@@ -229,7 +80,7 @@ func TestErrorsAndControls(t *testing.T) {
 
 func TestFromPathAndAuditFile(t *testing.T) {
 	audit := filepath.Join(t.TempDir(), "audit.jsonl")
-	e, err := NewEngineFromPath("../../policies/finance", WithAuditFile(audit, FsyncNever))
+	e, err := NewEngineFromPath("../../policies/finance", WithAuditFile(audit), WithFsync(FsyncNever))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +97,7 @@ func TestFromPathAndAuditFile(t *testing.T) {
 	if err != nil || strings.Count(string(b), "\n") != 1 {
 		t.Fatalf("audit file: %q %v", b, err)
 	}
-	if _, err := NewEngineFromPath("../../policies/finance", WithAuditFile("/nonexistent/x/a.jsonl", FsyncNever)); !errors.Is(err, &Error{Status: StatusIOError}) {
+	if _, err := NewEngineFromPath("../../policies/finance", WithAuditFile("/nonexistent/x/a.jsonl")); !errors.Is(err, &Error{Status: StatusIOError}) {
 		t.Fatalf("audit open: %v", err)
 	}
 }

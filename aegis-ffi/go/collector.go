@@ -14,8 +14,9 @@ import (
 // CollectorConfig ships the engine's audit file to an OpenTelemetry collector
 // (OTLP/HTTP JSON logs) from a background thread, off the Evaluate path
 // (docs/collector.md). It needs the engine's audit sink to be a file (WithAuditFile);
-// otherwise the constructor fails with StatusInvalidArgument. Only Endpoint is required;
-// zero values mean the default and are left out of the configuration.
+// otherwise the constructor fails with config_invalid (StatusConfigInvalid, Field
+// "collector"), as it does for a bad setting. Only Endpoint is required; zero values
+// mean the default and are left out of the configuration.
 type CollectorConfig struct {
 	Endpoint       string            // collector base URL, http:// or https:// (records go to Endpoint/v1/logs)
 	Headers        map[string]string // extra request headers (e.g. Authorization)
@@ -38,10 +39,9 @@ func ms(d time.Duration) int64 {
 	return int64(d / time.Millisecond)
 }
 
-// MarshalJSON gives the configuration object libaegis takes
-// (aegis_engine_options_set_collector): snake_case keys, durations as integer
-// milliseconds, zero values omitted.
-func (c CollectorConfig) MarshalJSON() ([]byte, error) {
+// document is the `collector` option of the configuration document: snake_case keys,
+// durations as integer milliseconds, zero values left out.
+func (c CollectorConfig) document() map[string]any {
 	m := map[string]any{}
 	if c.Endpoint != "" {
 		m["endpoint"] = c.Endpoint
@@ -71,13 +71,14 @@ func (c CollectorConfig) MarshalJSON() ([]byte, error) {
 			m[key] = ms(d)
 		}
 	}
-	return json.Marshal(m)
+	return m
 }
 
-// WithCollector ships the audit file (set WithAuditFile too) to an OpenTelemetry
-// collector.
-func WithCollector(c CollectorConfig) Option {
-	return func(o *Options) { o.Collector = &c }
+// MarshalJSON gives the `collector` object WithCollector puts in the configuration
+// document (keys sorted), written by the same strict encoder: a header with invalid
+// UTF-8 is an error, never U+FFFD.
+func (c CollectorConfig) MarshalJSON() ([]byte, error) {
+	return encodeOptions(c.document())
 }
 
 // CollectorCursor is the last delivered (or set aside) record.
@@ -129,14 +130,8 @@ func checkCollector(st C.aegis_status, cerr *C.char) error {
 // CollectorMetrics returns the collector's metrics (the final ones after
 // CloseCollector). ErrNoCollector without a collector.
 func (eng *Engine) CollectorMetrics() (CollectorMetrics, error) {
-	var s string
-	err := eng.with(func(e *C.aegis_engine) error {
-		var cout, cerr *C.char
-		if err := checkCollector(C.aegis_engine_collector_metrics(e, &cout, &cerr), cerr); err != nil {
-			return err
-		}
-		s = takeString(cout)
-		return nil
+	s, err := eng.callString(checkCollector, func(e *C.aegis_engine, out, cerr **C.char) C.aegis_status {
+		return C.aegis_engine_collector_metrics(e, out, cerr)
 	})
 	if err != nil {
 		return CollectorMetrics{}, err

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// needsAuditFile is aegis_ship::collector::NEEDS_AUDIT_FILE, verbatim.
-const needsAuditFile = "invalid collector configuration: `collector` needs `audit` to be a file path (the shipper reads the durable audit file)"
+// needsAuditFile is the core's message for a collector without an audit file.
+const needsAuditFile = "`collector` ships the audit file; give `audit` too (a file path)"
 
 func TestCollectorConfigJSON(t *testing.T) {
 	no := false
@@ -41,10 +41,11 @@ func TestCollectorConfigJSON(t *testing.T) {
 	}
 }
 
-func raw(json string) Option { return func(o *Options) { o.rawCollector = &json } }
+// raw gives the collector settings as JSON text (keys a CollectorConfig cannot spell).
+func raw(text string) Option { return WithOption("collector", json.RawMessage(text)) }
 
 func TestCollectorOptionErrors(t *testing.T) {
-	audit := WithAuditFile(filepath.Join(t.TempDir(), "audit.jsonl"), FsyncNever)
+	audit := WithAuditFile(filepath.Join(t.TempDir(), "audit.jsonl"))
 	cases := []struct {
 		opts []Option
 		want string // the whole message, or a prefix ending in "…"
@@ -64,8 +65,8 @@ func TestCollectorOptionErrors(t *testing.T) {
 	for i, c := range cases {
 		_, err := NewEngineFromYAML(testPolicy, c.opts...)
 		var ae *Error
-		if !errors.As(err, &ae) || ae.Status != StatusInvalidArgument {
-			t.Errorf("case %d: want an invalid argument error, got %v", i, err)
+		if !errors.As(err, &ae) || ae.Status != StatusConfigInvalid || ae.Code != CodeConfigInvalid || ae.Field != "collector" {
+			t.Errorf("case %d: want a config_invalid error about `collector`, got %#v", i, err)
 			continue
 		}
 		if prefix, ok := strings.CutSuffix(c.want, "…"); ok {
@@ -113,7 +114,7 @@ func TestCollectorUnreachable(t *testing.T) {
 	endpoint := "http://" + l.Addr().String()
 	l.Close() // a port nobody listens on
 	audit := filepath.Join(t.TempDir(), "audit.jsonl")
-	e, err := NewEngineFromYAML(testPolicy, WithAuditFile(audit, FsyncNever),
+	e, err := NewEngineFromYAML(testPolicy, WithAuditFile(audit), WithFsync(FsyncNever),
 		WithCollector(CollectorConfig{Endpoint: endpoint, RequestTimeout: 200 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +277,7 @@ func TestCollectorRotel(t *testing.T) {
 	reqs := fileLines(t, "../../policies/finance/requests.jsonl")
 	dir := t.TempDir()
 	audit := filepath.Join(dir, "audit.jsonl")
-	e, err := NewEngineFromPath("../../policies/finance", WithAuditFile(audit, FsyncBatch),
+	e, err := NewEngineFromPath("../../policies/finance", WithAuditFile(audit), WithFsync(FsyncBatch),
 		WithCollector(CollectorConfig{Endpoint: endpoint, BatchAge: 50 * time.Millisecond, ServiceName: "go-test"}))
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +329,7 @@ func TestCollectorRotel(t *testing.T) {
 	// and once it is resumed the final attempt delivers them all (a collector merely
 	// dropped would deliver at most the one in flight).
 	audit2 := filepath.Join(dir, "audit2.jsonl")
-	e2, err := NewEngineFromPath("../../policies/finance", WithAuditFile(audit2, FsyncNever),
+	e2, err := NewEngineFromPath("../../policies/finance", WithAuditFile(audit2), WithFsync(FsyncNever),
 		WithCollector(CollectorConfig{Endpoint: endpoint, Batch: 1, CloseTimeout: 30 * time.Second, ServiceName: "go-test"}))
 	if err != nil {
 		t.Fatal(err)

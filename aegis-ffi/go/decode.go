@@ -8,6 +8,7 @@ package aegis
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -22,7 +23,7 @@ func (r Request) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON decodes a request strictly (see the file comment); on error r is left
 // unchanged. JSON text from outside is better given to Engine.EvaluateJSON whole.
 func (r *Request) UnmarshalJSON(data []byte) error {
-	d := strictDecoder{src: data, maxDepth: defaultMaxDepth}
+	d := strictDecoder{scanner: scanner[[]byte]{src: data, ws: true}, maxDepth: defaultMaxDepth}
 	var out Request
 	if err := d.request(&out); err != nil {
 		return err
@@ -32,8 +33,7 @@ func (r *Request) UnmarshalJSON(data []byte) error {
 }
 
 type strictDecoder struct {
-	src      []byte
-	pos      int
+	scanner[[]byte]
 	maxDepth int
 	path     []pathSeg
 }
@@ -53,25 +53,6 @@ func (d *strictDecoder) errAt(msg string) error {
 
 func (d *strictDecoder) syntax(what string) error {
 	return requestError("", "not valid JSON: "+what+" at byte "+strconv.Itoa(d.pos))
-}
-
-func (d *strictDecoder) ws() {
-	for d.pos < len(d.src) {
-		switch d.src[d.pos] {
-		case ' ', '\t', '\n', '\r':
-			d.pos++
-		default:
-			return
-		}
-	}
-}
-
-func (d *strictDecoder) peek() byte {
-	d.ws()
-	if d.pos < len(d.src) {
-		return d.src[d.pos]
-	}
-	return 0
 }
 
 func (d *strictDecoder) eat(c byte) error {
@@ -100,6 +81,25 @@ func typeName(c byte) string {
 
 var requestFields = [...]string{"agent", "tool", "action", "params", "chain", "session", "environment", "context", "time", "approval"}
 
+// text is the string field of r named key (nil: key names none).
+func (r *Request) text(key string) *string {
+	for _, f := range [...]struct {
+		name string
+		p    *string
+	}{{"agent", &r.Agent}, {"tool", &r.Tool}, {"action", &r.Action}, {"session", &r.Session}, {"environment", &r.Environment}, {"time", &r.Time}, {"approval", &r.Approval}} {
+		if f.name == key {
+			return f.p
+		}
+	}
+	return nil
+}
+
+func (d *strictDecoder) object(member func(key string) error) error {
+	return d.scanner.object(d.eat, d.str, member)
+}
+
+func (d *strictDecoder) array(item func(i int) error) error { return d.scanner.array(d.eat, item) }
+
 func (d *strictDecoder) request(r *Request) error {
 	if c := d.peek(); c != '{' {
 		if c == 0 {
@@ -107,120 +107,9 @@ func (d *strictDecoder) request(r *Request) error {
 		}
 		return requestError("", "a request is a JSON object, found a "+typeName(c))
 	}
-	d.pos++
 	seen := map[string]bool{}
-	if d.peek() == '}' {
-		d.pos++
-	} else {
-		for {
-			key, err := d.str()
-			if err != nil {
-				return err
-			}
-			if err := d.eat(':'); err != nil {
-				return err
-			}
-			if seen[key] {
-				return requestError(key, "duplicate field `"+key+"`")
-			}
-			seen[key] = true
-			c := d.peek()
-			if c == 'n' {
-				known := false
-				for _, f := range requestFields {
-					known = known || f == key
-				}
-				if known {
-					return requestError(key, "`"+key+"` is null; leave the field out instead")
-				}
-			}
-			var s *string
-			switch key {
-			case "agent":
-				s = &r.Agent
-			case "tool":
-				s = &r.Tool
-			case "action":
-				s = &r.Action
-			case "session":
-				s = &r.Session
-			case "environment":
-				s = &r.Environment
-			case "time":
-				s = &r.Time
-			case "approval":
-				s = &r.Approval
-			case "params", "context":
-				if c != '{' {
-					return requestError(key, "`"+key+"` must be an object, found a "+typeName(c))
-				}
-				d.path = append(d.path[:0], pathSeg{key: key, index: -1})
-				v, err := d.value(1)
-				d.path = d.path[:0]
-				if err != nil {
-					return err
-				}
-				if key == "params" {
-					r.Params = v.(map[string]any)
-				} else {
-					r.Context = v.(map[string]any)
-				}
-			case "chain":
-				if c != '[' {
-					return requestError("chain", "`chain` must be a list of agent ids, found a "+typeName(c))
-				}
-				d.pos++
-				r.Chain = []string{}
-				if d.peek() == ']' {
-					d.pos++
-					break
-				}
-				for i := 0; ; i++ {
-					if c := d.peek(); c != '"' {
-						return requestError("chain", "`chain."+strconv.Itoa(i)+"` must be a string, found a "+typeName(c))
-					}
-					s, err := d.str()
-					if err != nil {
-						return err
-					}
-					r.Chain = append(r.Chain, s)
-					if d.peek() == ',' {
-						d.pos++
-						continue
-					}
-					if err := d.eat(']'); err != nil {
-						return err
-					}
-					break
-				}
-			default:
-				hint := ""
-				for _, f := range requestFields {
-					if equalFoldASCII(f, key) {
-						hint = " (did you mean `" + f + "`?)"
-					}
-				}
-				return requestError(key, "unknown field `"+key+"`"+hint)
-			}
-			if s != nil {
-				if c != '"' {
-					return requestError(key, "`"+key+"` must be a string, found a "+typeName(c))
-				}
-				v, err := d.str()
-				if err != nil {
-					return err
-				}
-				*s = v
-			}
-			if d.peek() == ',' {
-				d.pos++
-				continue
-			}
-			if err := d.eat('}'); err != nil {
-				return err
-			}
-			break
-		}
+	if err := d.object(func(key string) error { return d.field(r, key, seen) }); err != nil {
+		return err
 	}
 	if d.peek() != 0 {
 		return d.syntax("trailing data")
@@ -232,6 +121,64 @@ func (d *strictDecoder) request(r *Request) error {
 		return requestError("tool", "`tool` is required")
 	}
 	return nil
+}
+
+// field reads the value of the request field key into r.
+func (d *strictDecoder) field(r *Request, key string, seen map[string]bool) error {
+	if seen[key] {
+		return requestError(key, "duplicate field `"+key+"`")
+	}
+	seen[key] = true
+	c := d.peek()
+	if c == 'n' && slices.Contains(requestFields[:], key) {
+		return requestError(key, "`"+key+"` is null; leave the field out instead")
+	}
+	if s := r.text(key); s != nil {
+		if c != '"' {
+			return requestError(key, "`"+key+"` must be a string, found a "+typeName(c))
+		}
+		v, err := d.str()
+		*s = v
+		return err
+	}
+	switch key {
+	case "params", "context":
+		if c != '{' {
+			return requestError(key, "`"+key+"` must be an object, found a "+typeName(c))
+		}
+		d.path = append(d.path[:0], pathSeg{key: key, index: -1})
+		v, err := d.value(1)
+		d.path = d.path[:0]
+		if err != nil {
+			return err
+		}
+		if key == "params" {
+			r.Params = v.(map[string]any)
+		} else {
+			r.Context = v.(map[string]any)
+		}
+		return nil
+	case "chain":
+		if c != '[' {
+			return requestError("chain", "`chain` must be a list of agent ids, found a "+typeName(c))
+		}
+		r.Chain = []string{}
+		return d.array(func(i int) error {
+			if c := d.peek(); c != '"' {
+				return requestError("chain", "`chain."+strconv.Itoa(i)+"` must be a string, found a "+typeName(c))
+			}
+			s, err := d.str()
+			r.Chain = append(r.Chain, s)
+			return err
+		})
+	}
+	hint := ""
+	for _, f := range requestFields {
+		if equalFoldASCII(f, key) {
+			hint = " (did you mean `" + f + "`?)"
+		}
+	}
+	return requestError(key, "unknown field `"+key+"`"+hint)
 }
 
 func equalFoldASCII(a, b string) bool {
@@ -263,80 +210,42 @@ func (d *strictDecoder) value(depth int) (any, error) {
 			return nil, requestError(top, "`"+top+"` is nested more than "+strconv.Itoa(d.maxDepth)+
 				" levels deep (at `"+d.pathText()+"`); the limit is "+strconv.Itoa(d.maxDepth))
 		}
-		d.pos++
+		// a container is read by value at depth+1 for each of its elements, at its path
 		if c == '[' {
 			l := []any{}
-			if d.peek() == ']' {
-				d.pos++
-				return l, nil
-			}
-			for i := 0; ; i++ {
+			err := d.array(func(i int) error {
 				d.path = append(d.path, pathSeg{index: i})
 				v, err := d.value(depth + 1)
-				if err != nil {
-					return nil, err
-				}
 				d.path = d.path[:len(d.path)-1]
 				l = append(l, v)
-				if d.peek() == ',' {
-					d.pos++
-					continue
-				}
-				return l, d.eat(']')
-			}
+				return err
+			})
+			return l, err
 		}
 		m := map[string]any{}
-		if d.peek() == '}' {
-			d.pos++
-			return m, nil
-		}
-		for {
-			k, err := d.str()
-			if err != nil {
-				return nil, err
-			}
+		err := d.object(func(k string) error {
 			if _, dup := m[k]; dup {
-				return nil, d.errAt("`" + d.pathText() + "` has a duplicate key `" + k + "`")
-			}
-			if err := d.eat(':'); err != nil {
-				return nil, err
+				return d.errAt("`" + d.pathText() + "` has a duplicate key `" + k + "`")
 			}
 			d.path = append(d.path, pathSeg{key: k, index: -1})
 			v, err := d.value(depth + 1)
-			if err != nil {
-				return nil, err
-			}
 			d.path = d.path[:len(d.path)-1]
 			m[k] = v
-			if d.peek() == ',' {
-				d.pos++
-				continue
-			}
-			return m, d.eat('}')
-		}
+			return err
+		})
+		return m, err
 	case c == '"':
 		return d.str()
 	case c == 't' || c == 'f' || c == 'n':
-		for _, lit := range [...]struct {
-			s string
-			v any
-		}{{"true", true}, {"false", false}, {"null", nil}} {
-			if len(d.src)-d.pos >= len(lit.s) && string(d.src[d.pos:d.pos+len(lit.s)]) == lit.s {
-				d.pos += len(lit.s)
-				return lit.v, nil
-			}
+		v, n, ok := literal(d.src, d.pos)
+		if !ok {
+			return nil, d.syntax("invalid literal")
 		}
-		return nil, d.syntax("invalid literal")
+		d.pos += n
+		return v, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		start := d.pos
-		for d.pos < len(d.src) {
-			c := d.src[d.pos]
-			if (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
-				d.pos++
-				continue
-			}
-			break
-		}
+		d.pos = numberEnd(d.src, d.pos)
 		text := string(d.src[start:d.pos])
 		if !isJSONNumber(text) {
 			return nil, d.syntax("invalid number")
@@ -386,29 +295,21 @@ func (d *strictDecoder) str() (string, error) {
 		}
 		e := d.src[d.pos+1]
 		d.pos += 2
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, ok := d.hex4()
+		if b, ok := unescape(e); ok {
+			buf = append(buf, b)
+		} else if e != 'u' {
+			return "", d.syntax("a bad escape")
+		} else {
+			r, ok := hex4(d.src, d.pos)
 			if !ok {
 				return "", d.syntax("a bad \\u escape")
 			}
+			d.pos += 4
 			if utf16.IsSurrogate(r) {
 				r2 := rune(-1)
 				if r < 0xdc00 && d.pos+1 < len(d.src) && d.src[d.pos] == '\\' && d.src[d.pos+1] == 'u' {
-					d.pos += 2
-					if x, ok := d.hex4(); ok {
+					if x, ok := hex4(d.src, d.pos+2); ok {
+						d.pos += 6
 						r2 = x
 					}
 				}
@@ -420,8 +321,6 @@ func (d *strictDecoder) str() (string, error) {
 				r = p
 			}
 			buf = utf8.AppendRune(buf, r)
-		default:
-			return "", d.syntax("a bad escape")
 		}
 		start = d.pos
 	}
@@ -434,16 +333,4 @@ func (d *strictDecoder) where() string {
 		return "a string "
 	}
 	return "a string in `" + d.pathText() + "` "
-}
-
-func (d *strictDecoder) hex4() (rune, bool) {
-	if d.pos+4 > len(d.src) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(d.src[d.pos:d.pos+4]), 16, 32)
-	if err != nil {
-		return 0, false
-	}
-	d.pos += 4
-	return rune(n), true
 }

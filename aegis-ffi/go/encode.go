@@ -14,20 +14,29 @@ package aegis
 //   - Bounds: containers nested deeper than the request depth limit (params and
 //     context themselves are depth 1), cycles, and output larger than the request size
 //     limit are refused while walking, so a value whose shared sub-maps expand to
-//     gigabytes stops after about one limit's worth of bytes.
+//     gigabytes stops after about one limit's worth of bytes. The limits are the
+//     engine's (WithRequestMaxBytes, WithRequestMaxDepth).
+//
+// The same encoder writes the configuration document (options.go): its mistakes are
+// config_invalid errors naming the option, a []byte is written as a key's JSON form
+// {"base64": "…"}, and map keys are written in sorted order (so that the first mistake
+// reported is always the same one).
 
 import (
 	"encoding"
+	"encoding/base64"
 	"encoding/json"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 )
 
-// The core's default request limits (RequestLimits::default; the C ABI has no option to
-// change them).
+// The core's default request limits (RequestLimits::default; an engine's own are set
+// with WithRequestMaxBytes and WithRequestMaxDepth).
 const (
 	defaultMaxBytes = 1 << 20
 	defaultMaxDepth = 64
@@ -41,7 +50,8 @@ type pathSeg struct {
 	index int // -1 for a key
 }
 
-// encoder appends one request; its errors name the path of the value at fault.
+// encoder appends one request (or the configuration document); its errors name the
+// path of the value at fault.
 type encoder struct {
 	b        []byte
 	start    int // len(b) when the request began
@@ -50,6 +60,25 @@ type encoder struct {
 	path     []pathSeg
 	// the containers on the current path, for cycles (compared by identity)
 	stack []unsafe.Pointer
+	// options: the configuration document (config_invalid errors, []byte as
+	// {"base64": …}, sorted keys) rather than a request
+	options bool
+}
+
+// err is a refusal of the value at field (the request field or the option).
+func (e *encoder) err(field, msg string) error {
+	if e.options {
+		return configError(field, msg)
+	}
+	return requestError(field, msg)
+}
+
+// what names the whole value being encoded, for messages.
+func (e *encoder) what() string {
+	if e.options {
+		return "the options document"
+	}
+	return "request"
 }
 
 func (e *encoder) pathText() string {
@@ -68,22 +97,24 @@ func (e *encoder) pathText() string {
 	return string(out)
 }
 
-// fail is a request error about the value at the current path.
+// fail is an error about the value at the current path.
 func (e *encoder) fail(what string) error {
-	p := e.pathText()
-	field := ""
-	if len(e.path) > 0 {
-		field = e.path[0].key
+	if len(e.path) == 0 {
+		return e.err("", e.what()+" "+what)
 	}
-	return requestError(field, "`"+p+"` "+what)
+	return e.err(e.path[0].key, "`"+e.pathText()+"` "+what)
 }
 
 // over reports whether the output passed the size limit (checked after each value).
 func (e *encoder) over() error {
 	if len(e.b)-e.start > e.maxBytes {
-		return requestError("", "request is larger than "+strconv.Itoa(e.maxBytes)+" bytes")
+		return e.tooLarge()
 	}
 	return nil
+}
+
+func (e *encoder) tooLarge() error {
+	return e.err("", e.what()+" is larger than "+strconv.Itoa(e.maxBytes)+" bytes")
 }
 
 // appendRequest appends req as the JSON text of a request (SPEC §1), refusing what the
@@ -115,51 +146,35 @@ func (e *encoder) field(name, v string, always bool) error {
 
 func (e *encoder) request(r *Request) error {
 	e.b = append(e.b, '{')
-	if err := e.field("agent", r.Agent, true); err != nil {
-		return err
-	}
-	if err := e.field("tool", r.Tool, true); err != nil {
-		return err
-	}
-	if err := e.field("action", r.Action, false); err != nil {
-		return err
-	}
-	if err := e.object("params", r.Params); err != nil {
-		return err
-	}
-	if len(r.Chain) > 0 {
-		e.b = append(e.b, `,"chain":[`...)
-		for i, c := range r.Chain {
-			if !utf8.ValidString(c) {
-				return requestError("chain", "`chain."+strconv.Itoa(i)+"` is not valid UTF-8 (strings are never replaced by U+FFFD)")
-			}
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.b = appendString(e.b, c)
-			if err := e.over(); err != nil {
-				return err
-			}
+	for _, part := range [...]func() error{
+		func() error { return e.field("agent", r.Agent, true) },
+		func() error { return e.field("tool", r.Tool, true) },
+		func() error { return e.field("action", r.Action, false) },
+		func() error { return e.object("params", r.Params) },
+		func() error { return e.chain(r.Chain) },
+		func() error { return e.field("session", r.Session, false) },
+		func() error { return e.field("environment", r.Environment, false) },
+		func() error { return e.object("context", r.Context) },
+		func() error { return e.field("time", r.Time, false) },
+		func() error { return e.field("approval", r.Approval, false) },
+	} {
+		if err := part(); err != nil {
+			return err
 		}
-		e.b = append(e.b, ']')
-	}
-	if err := e.field("session", r.Session, false); err != nil {
-		return err
-	}
-	if err := e.field("environment", r.Environment, false); err != nil {
-		return err
-	}
-	if err := e.object("context", r.Context); err != nil {
-		return err
-	}
-	if err := e.field("time", r.Time, false); err != nil {
-		return err
-	}
-	if err := e.field("approval", r.Approval, false); err != nil {
-		return err
 	}
 	e.b = append(e.b, '}')
 	return e.over()
+}
+
+func (e *encoder) chain(chain []string) error {
+	if len(chain) == 0 {
+		return nil
+	}
+	e.b = append(e.b, `,"chain":`...)
+	e.path = append(e.path[:0], pathSeg{key: "chain", index: -1})
+	err := e.list(nil, len(chain), 1, func(i int) error { return e.str(chain[i]) })
+	e.path = e.path[:0]
+	return err
 }
 
 func (e *encoder) object(name string, m map[string]any) error {
@@ -186,7 +201,7 @@ func (e *encoder) enter(p unsafe.Pointer, depth int) error {
 		}
 	}
 	if depth > e.maxDepth {
-		return requestError(e.path[0].key, "`"+e.path[0].key+"` is nested more than "+strconv.Itoa(e.maxDepth)+
+		return e.err(e.path[0].key, "`"+e.path[0].key+"` is nested more than "+strconv.Itoa(e.maxDepth)+
 			" levels deep (at `"+e.pathText()+"`); the limit is "+strconv.Itoa(e.maxDepth))
 	}
 	e.stack = append(e.stack, p)
@@ -194,6 +209,58 @@ func (e *encoder) enter(p unsafe.Pointer, depth int) error {
 }
 
 func (e *encoder) leave() { e.stack = e.stack[:len(e.stack)-1] }
+
+// open starts a container ('[' or '{') at nesting level depth: see enter.
+func (e *encoder) open(p unsafe.Pointer, depth int, c byte) error {
+	if err := e.enter(p, depth); err != nil {
+		return err
+	}
+	e.b = append(e.b, c)
+	return nil
+}
+
+// item appends the i-th element of the open list, written by value at its path.
+func (e *encoder) item(i int, value func() error) error {
+	return e.entry(i, pathSeg{index: i}, value)
+}
+
+// member appends the i-th member of the open object: its key, then its value.
+func (e *encoder) member(i int, key string, value func() error) error {
+	return e.entry(i, pathSeg{key: key, index: -1}, value)
+}
+
+func (e *encoder) entry(i int, seg pathSeg, value func() error) error {
+	if i > 0 {
+		e.b = append(e.b, ',')
+	}
+	if seg.index < 0 {
+		if err := e.key(seg.key); err != nil {
+			return err
+		}
+	}
+	e.path = append(e.path, seg)
+	if err := value(); err != nil {
+		return err
+	}
+	e.path = e.path[:len(e.path)-1]
+	return e.over()
+}
+
+// close ends the open container (']' or '}').
+func (e *encoder) close(c byte) {
+	e.b = append(e.b, c)
+	e.leave()
+}
+
+// sortedKeys are the keys of m in sorted order (the options document).
+func sortedKeys(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
 
 func (e *encoder) key(k string) error {
 	if !utf8.ValidString(k) {
@@ -209,30 +276,25 @@ func (e *encoder) mapAny(m map[string]any, depth int) error {
 		e.b = append(e.b, "null"...)
 		return nil
 	}
-	if err := e.enter(reflect.ValueOf(m).UnsafePointer(), depth); err != nil {
+	if err := e.open(reflect.ValueOf(m).UnsafePointer(), depth, '{'); err != nil {
 		return err
 	}
-	e.b = append(e.b, '{')
-	first := true
-	for k, v := range m {
-		if !first {
-			e.b = append(e.b, ',')
+	if e.options {
+		for i, k := range sortedKeys(m) {
+			if err := e.member(i, k, func() error { return e.value(m[k], depth+1) }); err != nil {
+				return err
+			}
 		}
-		first = false
-		if err := e.key(k); err != nil {
-			return err
-		}
-		e.path = append(e.path, pathSeg{key: k, index: -1})
-		if err := e.value(v, depth+1); err != nil {
-			return err
-		}
-		e.path = e.path[:len(e.path)-1]
-		if err := e.over(); err != nil {
-			return err
+	} else {
+		i := 0
+		for k, v := range m {
+			if err := e.member(i, k, func() error { return e.value(v, depth+1) }); err != nil {
+				return err
+			}
+			i++
 		}
 	}
-	e.b = append(e.b, '}')
-	e.leave()
+	e.close('}')
 	return nil
 }
 
@@ -261,6 +323,34 @@ func (e *encoder) float(f float64, bits int) error {
 func (e *encoder) refuseBytes(v any) error {
 	return e.fail("is a byte string (" + reflect.TypeOf(v).String() +
 		"); requests carry text, never bytes as base64: convert it with string(b) if it is text")
+}
+
+// bytes appends a []byte: in the options document a key's JSON form {"base64": "…"}
+// (nil too, so that a nil key is refused as empty, never taken as no key); in a
+// request, an error.
+func (e *encoder) bytes(b []byte) error {
+	if !e.options {
+		return e.refuseBytes(b)
+	}
+	e.b = append(e.b, `{"base64":"`...)
+	e.b = base64.StdEncoding.AppendEncode(e.b, b)
+	e.b = append(e.b, `"}`...)
+	return nil
+}
+
+// list appends a list of n elements, each written by item at depth+1; p is the
+// backing array (nil: nothing to compare for cycles).
+func (e *encoder) list(p unsafe.Pointer, n, depth int, item func(i int) error) error {
+	if err := e.open(p, depth, '['); err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		if err := e.item(i, func() error { return item(i) }); err != nil {
+			return err
+		}
+	}
+	e.close(']')
+	return nil
 }
 
 // value appends v at nesting level depth (a container there is at that level).
@@ -304,52 +394,16 @@ func (e *encoder) value(v any, depth int) error {
 		if len(x) > 0 {
 			p = unsafe.Pointer(&x[0])
 		}
-		if err := e.enter(p, depth); err != nil {
-			return err
-		}
-		e.b = append(e.b, '[')
-		for i, item := range x {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.path = append(e.path, pathSeg{index: i})
-			if err := e.value(item, depth+1); err != nil {
-				return err
-			}
-			e.path = e.path[:len(e.path)-1]
-			if err := e.over(); err != nil {
-				return err
-			}
-		}
-		e.b = append(e.b, ']')
-		e.leave()
-		return nil
+		return e.list(p, len(x), depth, func(i int) error { return e.value(x[i], depth+1) })
 	case []string:
 		if x == nil {
 			e.b = append(e.b, "null"...)
 			return nil
 		}
-		if depth > e.maxDepth {
-			return e.enter(nil, depth)
-		}
-		e.b = append(e.b, '[')
-		for i, s := range x {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.path = append(e.path, pathSeg{index: i})
-			if err := e.str(s); err != nil {
-				return err
-			}
-			e.path = e.path[:len(e.path)-1]
-			if err := e.over(); err != nil {
-				return err
-			}
-		}
-		e.b = append(e.b, ']')
-		return nil
+		// elements are strings, never containers: nothing to compare for cycles
+		return e.list(nil, len(x), depth, func(i int) error { return e.str(x[i]) })
 	case []byte:
-		return e.refuseBytes(x)
+		return e.bytes(x)
 	case json.Number:
 		return e.number(string(x))
 	}
@@ -385,7 +439,7 @@ func (e *encoder) marshaler(v reflect.Value) (bool, error) {
 			return true, e.fail("is a json.Marshaler (" + v.Type().String() + ") whose output is not valid UTF-8 JSON")
 		}
 		if len(out) > e.maxBytes {
-			return true, requestError("", "request is larger than "+strconv.Itoa(e.maxBytes)+" bytes")
+			return true, e.tooLarge()
 		}
 		e.b = append(e.b, out...)
 		return true, nil
@@ -396,7 +450,7 @@ func (e *encoder) marshaler(v reflect.Value) (bool, error) {
 			return true, e.fail("could not be marshalled: " + err.Error())
 		}
 		if len(out) > e.maxBytes {
-			return true, requestError("", "request is larger than "+strconv.Itoa(e.maxBytes)+" bytes")
+			return true, e.tooLarge()
 		}
 		return true, e.str(string(out))
 	}
@@ -451,6 +505,9 @@ func (e *encoder) reflectValue(v reflect.Value, depth int) error {
 		return e.reflectMap(v, depth)
 	case reflect.Slice, reflect.Array:
 		if v.Type().Elem().Kind() == reflect.Uint8 {
+			if e.options && v.Kind() == reflect.Slice {
+				return e.bytes(v.Bytes())
+			}
 			return e.refuseBytes(v.Interface())
 		}
 		if v.Kind() == reflect.Slice && v.IsNil() {
@@ -461,29 +518,13 @@ func (e *encoder) reflectValue(v reflect.Value, depth int) error {
 		if v.Kind() == reflect.Slice && v.Len() > 0 {
 			p = v.UnsafePointer()
 		}
-		if err := e.enter(p, depth); err != nil {
-			return err
-		}
-		e.b = append(e.b, '[')
-		for i := 0; i < v.Len(); i++ {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.path = append(e.path, pathSeg{index: i})
-			if err := e.reflectValue(v.Index(i), depth+1); err != nil {
-				return err
-			}
-			e.path = e.path[:len(e.path)-1]
-			if err := e.over(); err != nil {
-				return err
-			}
-		}
-		e.b = append(e.b, ']')
-		e.leave()
-		return nil
+		return e.list(p, v.Len(), depth, func(i int) error { return e.reflectValue(v.Index(i), depth+1) })
 	case reflect.Struct:
 		return e.fail("is a Go struct (" + v.Type().String() +
 			"); pass a map[string]any (or a type implementing json.Marshaler)")
+	}
+	if e.options && v.Kind() == reflect.Func {
+		return e.fail("is a " + v.Type().String() + ", which has no JSON form (an audit callback goes in WithAuditCallback)")
 	}
 	return e.fail("is a " + v.Type().String() + ", which has no JSON form")
 }
@@ -499,42 +540,39 @@ func (e *encoder) reflectMap(v reflect.Value, depth int) error {
 	if !isString && !isInt {
 		return e.fail("is a map with " + v.Type().Key().String() + " keys; keys must be strings")
 	}
-	if err := e.enter(v.UnsafePointer(), depth); err != nil {
+	if err := e.open(v.UnsafePointer(), depth, '{'); err != nil {
 		return err
 	}
-	e.b = append(e.b, '{')
-	it := v.MapRange()
-	first := true
-	for it.Next() {
-		if !first {
-			e.b = append(e.b, ',')
+	if e.options {
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(mapKey(a), mapKey(b)) })
+		for i, k := range keys {
+			if err := e.member(i, mapKey(k), func() error { return e.reflectValue(v.MapIndex(k), depth+1) }); err != nil {
+				return err
+			}
 		}
-		first = false
-		k := it.Key()
-		var ks string
-		switch {
-		case isString:
-			ks = k.String()
-		case kk >= reflect.Int && kk <= reflect.Int64:
-			ks = strconv.FormatInt(k.Int(), 10)
-		default:
-			ks = strconv.FormatUint(k.Uint(), 10)
-		}
-		if err := e.key(ks); err != nil {
-			return err
-		}
-		e.path = append(e.path, pathSeg{key: ks, index: -1})
-		if err := e.reflectValue(it.Value(), depth+1); err != nil {
-			return err
-		}
-		e.path = e.path[:len(e.path)-1]
-		if err := e.over(); err != nil {
-			return err
+	} else {
+		// walked as it goes (never all keys at once), so a huge map stops at the size limit
+		it := v.MapRange()
+		for i := 0; it.Next(); i++ {
+			if err := e.member(i, mapKey(it.Key()), func() error { return e.reflectValue(it.Value(), depth+1) }); err != nil {
+				return err
+			}
 		}
 	}
-	e.b = append(e.b, '}')
-	e.leave()
+	e.close('}')
 	return nil
+}
+
+// mapKey is a map key (a string or an integer) as a JSON object key.
+func mapKey(k reflect.Value) string {
+	switch {
+	case k.Kind() == reflect.String:
+		return k.String()
+	case k.Kind() >= reflect.Int && k.Kind() <= reflect.Int64:
+		return strconv.FormatInt(k.Int(), 10)
+	}
+	return strconv.FormatUint(k.Uint(), 10)
 }
 
 // isJSONNumber reports whether s is a number in JSON's grammar.

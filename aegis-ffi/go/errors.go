@@ -8,6 +8,7 @@ import "C"
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Status is a libaegis status code (stable numbers, as in aegis.h).
@@ -104,11 +105,11 @@ type ErrorLocation struct {
 }
 
 // Error is returned by every failing call (SPEC §17): the stable Code, the libaegis
-// Status, the Message, the option or request Field at fault ("" when none) and, for
-// policy_invalid, every load error in Errors. For StatusPolicyError the Message lists
-// every load error, one per line (`FILE:LINE:COLUMN: error: MESSAGE`). Code
-// audit_failed (StatusIOError) means the audit record could not be written: the tool
-// call must not run.
+// Status, the Message (the core's own, the same in every language), the option or
+// request Field at fault ("" when none) and, for policy_invalid, every load error in
+// Errors (its Message is the first one and how many more). Code audit_failed
+// (StatusIOError) means the audit record could not be written: the tool call must not
+// run. Errors from libaegis are decoded from aegis_last_error_json.
 type Error struct {
 	Code    string
 	Status  Status
@@ -117,7 +118,22 @@ type Error struct {
 	Errors  []ErrorLocation
 }
 
-func (e *Error) Error() string { return "aegis: " + e.Status.String() + ": " + e.Message }
+// Error is "aegis: STATUS: MESSAGE", or for load errors every one of them, one per line
+// (`FILE:LINE:COLUMN: error: MESSAGE — HELP`).
+func (e *Error) Error() string {
+	if len(e.Errors) == 0 {
+		return "aegis: " + e.Status.String() + ": " + e.Message
+	}
+	var b strings.Builder
+	b.WriteString("aegis: " + e.Status.String() + ":")
+	for _, l := range e.Errors {
+		fmt.Fprintf(&b, "\n%s:%d:%d: error: %s", l.File, l.Line, l.Column, l.Message)
+		if l.Help != "" {
+			b.WriteString(" — " + l.Help)
+		}
+	}
+	return b.String()
+}
 
 // Is lets errors.Is(err, &aegis.Error{Code: aegis.CodeRequestInvalid}) (or
 // &aegis.Error{Status: aegis.StatusInvalidRequest}) match: every non-zero field of the
@@ -150,14 +166,16 @@ func argError(field, msg string) *Error { return newError(StatusInvalidArgument,
 
 // lastError is aegis_last_error_json, decoded.
 type lastError struct {
-	Code   string          `json:"code"`
-	Field  string          `json:"field"`
-	Errors []ErrorLocation `json:"errors"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	Field   string          `json:"field"`
+	Errors  []ErrorLocation `json:"errors"`
 }
 
 // check turns a status and an error string (freed here) into an error. It must run on
-// the OS thread that made the call (runtime.LockOSThread around both): the code, field
-// and load errors come from that thread's aegis_last_error_json.
+// the OS thread that made the call (runtime.LockOSThread around both): the error is
+// decoded from that thread's aegis_last_error_json — code, message, field and load
+// errors as the core made them; error_out is only the fallback.
 func check(st C.aegis_status, cerr *C.char) error {
 	if cerr != nil {
 		defer C.aegis_string_free(cerr)
@@ -165,22 +183,16 @@ func check(st C.aegis_status, cerr *C.char) error {
 	if st == C.AEGIS_OK {
 		return nil
 	}
-	msg := ""
-	if cerr != nil {
-		msg = C.GoString(cerr)
-	}
-	e := newError(Status(st), "", msg)
-	if j := C.aegis_last_error_json(); j != nil {
-		var le lastError
-		if json.Unmarshal([]byte(C.GoString(j)), &le) == nil {
-			if le.Code != "" {
-				e.Code = le.Code
-			}
-			e.Field = le.Field
-			if len(le.Errors) > 0 {
-				e.Errors = le.Errors
-			}
+	var le lastError
+	if j := C.aegis_last_error_json(); j == nil || json.Unmarshal([]byte(C.GoString(j)), &le) != nil || le.Code == "" {
+		le = lastError{Code: Status(st).Code()}
+		if cerr != nil {
+			le.Message = C.GoString(cerr)
 		}
+	}
+	e := &Error{Code: le.Code, Status: Status(st), Message: le.Message, Field: le.Field}
+	if len(le.Errors) > 0 {
+		e.Errors = le.Errors
 	}
 	return e
 }

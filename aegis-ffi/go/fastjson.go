@@ -19,15 +19,7 @@ var errSlow = errors.New("aegis: fast decode not applicable")
 
 // decoder reads one JSON text; strings without escapes are substrings of src (no copy).
 type decoder struct {
-	src string
-	pos int
-}
-
-func (d *decoder) peek() byte {
-	if d.pos < len(d.src) {
-		return d.src[d.pos]
-	}
-	return 0
+	scanner[string]
 }
 
 func (d *decoder) expect(c byte) error {
@@ -38,141 +30,75 @@ func (d *decoder) expect(c byte) error {
 	return nil
 }
 
+func (d *decoder) object(member func(key string) error) error {
+	return d.scanner.object(d.expect, d.str, member)
+}
+
+func (d *decoder) array(item func(i int) error) error { return d.scanner.array(d.expect, item) }
+
 // parseDecisionFast decodes a decision line as json.Unmarshal into Decision would.
 func parseDecisionFast(line string) (Decision, error) {
-	d := decoder{src: line}
+	d := decoder{scanner[string]{src: line}}
 	var out Decision
-	if err := d.expect('{'); err != nil {
-		return out, err
-	}
-	if d.peek() == '}' {
-		d.pos++
-	} else {
-		for {
-			key, err := d.str()
-			if err != nil {
-				return out, err
-			}
-			if err := d.expect(':'); err != nil {
-				return out, err
-			}
-			switch key {
-			case "outcome":
-				s, err := d.str()
-				if err != nil {
-					return out, err
-				}
-				out.Outcome = Outcome(s)
-			case "reason":
-				if out.Reason, err = d.str(); err != nil {
-					return out, err
-				}
-			case "rules":
-				if out.Rules, err = d.strList(); err != nil {
-					return out, err
-				}
-			case "approval":
-				a, err := d.approval()
-				if err != nil {
-					return out, err
-				}
-				out.Approval = a
-			case "errors":
-				if out.Errors, err = d.decisionErrors(); err != nil {
-					return out, err
-				}
-			case "audit":
-				v, err := d.value(0)
-				if err != nil {
-					return out, err
-				}
-				m, ok := v.(map[string]any)
-				if !ok {
-					return out, errSlow
-				}
-				out.Audit = m
-			default:
-				if key != "explain" {
-					return out, errSlow
-				}
-				if _, err := d.value(0); err != nil {
-					return out, err
+	err := d.object(func(key string) (err error) {
+		switch key {
+		case "outcome":
+			var s string
+			s, err = d.str()
+			out.Outcome = Outcome(s)
+		case "reason":
+			out.Reason, err = d.str()
+		case "rules":
+			out.Rules, err = d.strList()
+		case "approval":
+			out.Approval, err = d.approval()
+		case "errors":
+			out.Errors, err = d.decisionErrors()
+		case "audit":
+			var v any
+			if v, err = d.value(0); err == nil {
+				var ok bool
+				if out.Audit, ok = v.(map[string]any); !ok {
+					err = errSlow
 				}
 			}
-			if d.peek() == ',' {
-				d.pos++
-				continue
-			}
-			if err := d.expect('}'); err != nil {
-				return out, err
-			}
-			break
+		case "explain":
+			_, err = d.value(0)
+		default:
+			err = errSlow
 		}
+		return err
+	})
+	if err == nil && d.pos != len(d.src) {
+		err = errSlow
 	}
-	if d.pos != len(d.src) {
-		return out, errSlow
-	}
-	return out, nil
+	return out, err
 }
 
 func (d *decoder) approval() (*Approval, error) {
 	if d.peek() == 'n' {
 		return nil, errSlow
 	}
-	if err := d.expect('{'); err != nil {
-		return nil, err
-	}
 	a := &Approval{}
-	for {
-		key, err := d.str()
-		if err != nil {
-			return nil, err
-		}
-		if err := d.expect(':'); err != nil {
-			return nil, err
-		}
+	err := d.object(func(key string) (err error) {
 		switch key {
 		case "id":
-			if a.ID, err = d.str(); err != nil {
-				return nil, err
-			}
+			a.ID, err = d.str()
 		case "approvers":
-			if a.Approvers, err = d.strList(); err != nil {
-				return nil, err
-			}
+			a.Approvers, err = d.strList()
 		default:
-			return nil, errSlow
+			err = errSlow
 		}
-		if d.peek() == ',' {
-			d.pos++
-			continue
-		}
-		return a, d.expect('}')
-	}
+		return err
+	})
+	return a, err
 }
 
 func (d *decoder) decisionErrors() ([]DecisionError, error) {
-	if err := d.expect('['); err != nil {
-		return nil, err
-	}
 	out := []DecisionError{}
-	if d.peek() == ']' {
-		d.pos++
-		return out, nil
-	}
-	for {
-		if err := d.expect('{'); err != nil {
-			return nil, err
-		}
+	err := d.array(func(int) error {
 		var e DecisionError
-		for {
-			key, err := d.str()
-			if err != nil {
-				return nil, err
-			}
-			if err := d.expect(':'); err != nil {
-				return nil, err
-			}
+		err := d.object(func(key string) (err error) {
 			switch key {
 			case "rule":
 				e.Rule, err = d.str()
@@ -183,48 +109,25 @@ func (d *decoder) decisionErrors() ([]DecisionError, error) {
 			default:
 				err = errSlow
 			}
-			if err != nil {
-				return nil, err
-			}
-			if d.peek() == ',' {
-				d.pos++
-				continue
-			}
-			if err := d.expect('}'); err != nil {
-				return nil, err
-			}
-			break
-		}
+			return err
+		})
 		out = append(out, e)
-		if d.peek() == ',' {
-			d.pos++
-			continue
-		}
-		return out, d.expect(']')
-	}
+		return err
+	})
+	return out, err
 }
 
 func (d *decoder) strList() ([]string, error) {
-	if err := d.expect('['); err != nil {
-		return nil, err
-	}
-	if d.peek() == ']' {
-		d.pos++
-		return []string{}, nil
-	}
-	out := make([]string, 0, 2)
-	for {
+	out := []string{}
+	err := d.array(func(int) error {
 		s, err := d.str()
-		if err != nil {
-			return nil, err
+		if cap(out) == 0 {
+			out = make([]string, 0, 2)
 		}
 		out = append(out, s)
-		if d.peek() == ',' {
-			d.pos++
-			continue
-		}
-		return out, d.expect(']')
-	}
+		return err
+	})
+	return out, err
 }
 
 // value decodes any JSON value into the types encoding/json uses for `any`.
@@ -236,71 +139,31 @@ func (d *decoder) value(depth int) (any, error) {
 	case c == '"':
 		return d.str()
 	case c == '{':
-		d.pos++
 		m := make(map[string]any, 24)
-		if d.peek() == '}' {
-			d.pos++
-			return m, nil
-		}
-		for {
-			key, err := d.str()
-			if err != nil {
-				return nil, err
-			}
-			if err := d.expect(':'); err != nil {
-				return nil, err
-			}
+		err := d.object(func(key string) error {
 			v, err := d.value(depth + 1)
-			if err != nil {
-				return nil, err
-			}
 			m[key] = v
-			if d.peek() == ',' {
-				d.pos++
-				continue
-			}
-			return m, d.expect('}')
-		}
+			return err
+		})
+		return m, err
 	case c == '[':
-		d.pos++
 		l := []any{}
-		if d.peek() == ']' {
-			d.pos++
-			return l, nil
-		}
-		for {
+		err := d.array(func(int) error {
 			v, err := d.value(depth + 1)
-			if err != nil {
-				return nil, err
-			}
 			l = append(l, v)
-			if d.peek() == ',' {
-				d.pos++
-				continue
-			}
-			return l, d.expect(']')
-		}
+			return err
+		})
+		return l, err
 	case c == 't' || c == 'f' || c == 'n':
-		for _, lit := range [...]struct {
-			s string
-			v any
-		}{{"true", true}, {"false", false}, {"null", nil}} {
-			if len(d.src)-d.pos >= len(lit.s) && d.src[d.pos:d.pos+len(lit.s)] == lit.s {
-				d.pos += len(lit.s)
-				return lit.v, nil
-			}
+		v, n, ok := literal(d.src, d.pos)
+		if !ok {
+			return nil, errSlow
 		}
-		return nil, errSlow
+		d.pos += n
+		return v, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		start := d.pos
-		for d.pos < len(d.src) {
-			c := d.src[d.pos]
-			if (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
-				d.pos++
-				continue
-			}
-			break
-		}
+		d.pos = numberEnd(d.src, d.pos)
 		f, err := strconv.ParseFloat(d.src[start:d.pos], 64)
 		if err != nil {
 			return nil, errSlow
@@ -359,55 +222,29 @@ func (d *decoder) strEscaped(start int) (string, error) {
 		}
 		e := d.src[d.pos+1]
 		d.pos += 2
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, ok := d.hex4()
-			if !ok {
-				return "", errSlow
-			}
-			if utf16.IsSurrogate(r) {
-				// A pair, or a lone surrogate (U+FFFD, as encoding/json does).
-				save := d.pos
-				if d.pos+1 < len(d.src) && d.src[d.pos] == '\\' && d.src[d.pos+1] == 'u' {
-					d.pos += 2
-					if r2, ok := d.hex4(); ok {
-						if p := utf16.DecodeRune(r, r2); p != utf8.RuneError {
-							buf = utf8.AppendRune(buf, p)
-							continue
-						}
-					}
-				}
-				d.pos = save
-				r = utf8.RuneError
-			}
-			buf = utf8.AppendRune(buf, r)
-		default:
+		if b, ok := unescape(e); ok {
+			buf = append(buf, b)
+			continue
+		}
+		r, ok := hex4(d.src, d.pos)
+		if e != 'u' || !ok {
 			return "", errSlow
 		}
+		d.pos += 4
+		if utf16.IsSurrogate(r) {
+			// A pair, or a lone surrogate (U+FFFD, as encoding/json does).
+			if d.pos+1 < len(d.src) && d.src[d.pos] == '\\' && d.src[d.pos+1] == 'u' {
+				if r2, ok := hex4(d.src, d.pos+2); ok {
+					if p := utf16.DecodeRune(r, r2); p != utf8.RuneError {
+						d.pos += 6
+						buf = utf8.AppendRune(buf, p)
+						continue
+					}
+				}
+			}
+			r = utf8.RuneError
+		}
+		buf = utf8.AppendRune(buf, r)
 	}
 	return "", errSlow
-}
-
-func (d *decoder) hex4() (rune, bool) {
-	if d.pos+4 > len(d.src) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(d.src[d.pos:d.pos+4], 16, 32)
-	if err != nil {
-		return 0, false
-	}
-	d.pos += 4
-	return rune(n), true
 }

@@ -53,7 +53,8 @@ func TestEmptyKeysAndBadKeyIDsAreConfigInvalid(t *testing.T) {
 		"approval key from an unset variable": {WithApprovalKey([]byte(unset)), "approval_key"},
 		"nil approval key":                    {WithApprovalKey(nil), "approval_key"},
 		"empty signing key":                   {WithSigningKey([]byte{}), "signing_key"},
-		"empty key in Options":                {WithOptions(Options{ApprovalKey: []byte{}}), "approval_key"},
+		"empty key as WithOption":             {WithOption("approval_key", []byte{}), "approval_key"},
+		"nil key as WithOption":               {WithOption("signing_key", []byte(nil)), "signing_key"},
 		"NUL in the key id":                   {WithSigningKeyID("ops\x00evil"), "signing_key_id"},
 		"empty key id":                        {WithSigningKeyID(""), "signing_key_id"},
 		"control character in the key id":     {WithSigningKeyID("ops\x01"), "signing_key_id"},
@@ -201,7 +202,7 @@ func TestNULAndInvalidUTF8InControlArguments(t *testing.T) {
 	wantCode(t, err, CodeInvalidArgument, "approver")
 	_, err = NewEngineFromPath("../../policies/finance\x00junk")
 	wantCode(t, err, CodeInvalidArgument, "path")
-	_, err = NewEngineFromYAML(notesPolicy, WithAuditFile(filepath.Join(t.TempDir(), "a\x00b"), FsyncNever))
+	_, err = NewEngineFromYAML(notesPolicy, WithAuditFile(filepath.Join(t.TempDir(), "a\x00b")), WithFsync(FsyncNever))
 	wantCode(t, err, CodeConfigInvalid, "audit")
 }
 
@@ -313,7 +314,7 @@ func TestAuditCallbacks(t *testing.T) {
 		}
 		return nil
 	}
-	e, err := NewEngineFromYAML(notesPolicy, WithAuditFile(audit, FsyncNever), WithAuditCallback(cb))
+	e, err := NewEngineFromYAML(notesPolicy, WithAuditFile(audit), WithFsync(FsyncNever), WithAuditCallback(cb))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,11 +378,11 @@ func TestAuditCallbacks(t *testing.T) {
 
 func TestOneEnginePerAuditFile(t *testing.T) {
 	audit := filepath.Join(t.TempDir(), "audit.jsonl")
-	a, err := NewEngineFromYAML(notesPolicy, WithAuditFile(audit, FsyncNever))
+	a, err := NewEngineFromYAML(notesPolicy, WithAuditFile(audit), WithFsync(FsyncNever))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = NewEngineFromYAML(notesPolicy, WithAuditFile(audit, FsyncNever))
+	_, err = NewEngineFromYAML(notesPolicy, WithAuditFile(audit), WithFsync(FsyncNever))
 	if ae := wantCode(t, err, CodeAuditFailed, ""); ae.Status != StatusIOError || !strings.Contains(ae.Message, "in use by another engine") {
 		t.Fatal(err)
 	}
@@ -389,7 +390,7 @@ func TestOneEnginePerAuditFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Close()
-	b, err := NewEngineFromYAML(notesPolicy, WithAuditFile(audit, FsyncNever))
+	b, err := NewEngineFromYAML(notesPolicy, WithAuditFile(audit), WithFsync(FsyncNever))
 	if err != nil {
 		t.Fatalf("after Close the file is free: %v", err)
 	}

@@ -9,15 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// `aegis_engine_options_set_audit_file`: sync after every record.
-#define AEGIS_FSYNC_ALWAYS 0
-
-// `aegis_engine_options_set_audit_file`: group commit (sync batches of records).
-#define AEGIS_FSYNC_BATCH 1
-
-// `aegis_engine_options_set_audit_file`: never sync (the OS flushes).
-#define AEGIS_FSYNC_NEVER 2
-
 // A decision's outcome (`aegis_evaluate`).
 typedef enum {
   // The call may run.
@@ -28,41 +19,49 @@ typedef enum {
   AEGIS_OUTCOME_REQUIRE_APPROVAL = 3,
 } aegis_outcome;
 
-// Status of every call. The numbers are stable and never renumbered.
+// Status of every call. The numbers are stable and never renumbered. Each stands for
+// one SPEC §17 code (the table is in docs/errors.md); `aegis_last_error_json()` gives
+// the code, message, field and load errors of this thread's last failing call.
 typedef enum {
   // Success.
   AEGIS_OK = 0,
-  // A required pointer argument was NULL.
+  // A required pointer argument was NULL (code `invalid_argument`; `field` names it).
   AEGIS_NULL_PARAMETER = 1,
-  // An input string was not valid UTF-8.
+  // An input string was not valid UTF-8 (code `invalid_argument`; `field` names it).
   AEGIS_INVALID_UTF8 = 2,
   // The request breaks SPEC §1 (not JSON, wrong types, too large, …): nothing was
-  // decided or recorded.
+  // decided or recorded. Code `request_invalid`.
   AEGIS_INVALID_REQUEST = 3,
-  // The policy bundle failed to load (constructors, reload). The message lists every
-  // error, one per line: `FILE:LINE:COLUMN: error: MESSAGE[ — HELP]`.
+  // The policy bundle failed to load (constructors, reload). Code `policy_invalid`:
+  // `aegis_last_error_json()` has one entry in `errors` per load error, with its file,
+  // line and column; `error_out` lists them, one per line:
+  // `FILE:LINE:COLUMN: error: MESSAGE[ — HELP]`.
   AEGIS_POLICY_ERROR = 4,
-  // The audit record could not be written (or the audit file opened, or it is in use by
-  // another engine, or an audit callback failed or called back into its engine). The
-  // tool call must not run. Code `audit_failed`.
+  // Code `audit_failed`: the audit record could not be written (or the audit file
+  // opened, or it is in use by another engine, or an audit callback failed), or a call
+  // was made into an engine from inside one of its own audit callbacks (an evaluation,
+  // kill, revive, grant or chain head). The tool call must not run.
   AEGIS_IO_ERROR = 5,
-  // A bad argument (unknown kill scope, bad id, no approval key, bad fsync mode, bad
-  // collector configuration, a collector without an audit file, …).
+  // A bad argument (code `invalid_argument`): an unknown kill scope, a bad id, grant
+  // arguments, no approval key for a grant, …
   AEGIS_INVALID_ARGUMENT = 6,
-  // A bug: the library panicked. The call had no effect that can be relied on.
+  // A bug: the library panicked (code `io`). The call had no effect that can be relied
+  // on. Also any other file-system error the core reports as code `io`.
   AEGIS_PANIC = 7,
-  // `aegis_engine_collector_*` on an engine made without a collector
-  // (`aegis_engine_options_set_collector` was not used).
+  // `aegis_engine_collector_*` on an engine made without a collector (the options had
+  // no `collector`). Code `invalid_argument`.
   AEGIS_NO_COLLECTOR = 8,
   // The collector could not deliver in time: `aegis_engine_collector_flush` timed out
   // (or shipping has stopped), or the final attempt of `aegis_engine_collector_close`
   // left records undelivered. Nothing is lost: the records stay in the audit file and
   // the next collector started on it resumes from the cursor. The message says why
-  // (e.g. the collector's last error).
+  // (e.g. the collector's last error). Code `collector_failed`.
   AEGIS_COLLECTOR_ERROR = 9,
-  // An engine option was refused (code `config_invalid`): an empty approval or signing
-  // key, a key id that is empty, longer than 256 bytes or holds a control character.
-  // The builder keeps its previous setting.
+  // An engine option was refused (code `config_invalid`; `field` names the option):
+  // an unknown option (with a `did you mean`), a value of the wrong type or out of
+  // range, an empty approval or signing key, a bad key id, an option that needs
+  // another (`fsync` without `audit`), a bad `collector` setting, an option of a
+  // later release. `aegis_engine_options_set_json` then keeps its previous document.
   AEGIS_CONFIG_INVALID = 10,
 } aegis_status;
 
@@ -70,19 +69,23 @@ typedef enum {
 // `aegis_engine_free`.
 typedef struct aegis_engine aegis_engine;
 
-// Engine options builder (opaque). Create with `aegis_engine_options_new`, free with
-// `aegis_engine_options_free`. It is not consumed by the constructors: one builder may
-// make several engines (each opens its own audit file sink).
+// Engine options builder (opaque): the configuration document and the audit callbacks.
+// Create with `aegis_engine_options_new`, free with `aegis_engine_options_free`. It is
+// not consumed by the constructors: one builder may make several engines (each opens
+// its own audit file).
 typedef struct aegis_engine_options aegis_engine_options;
 
 // An audit callback: receives every sealed record as one line of canonical JSON
-// (`record_json`, `len` bytes, NUL-terminated; valid only during the call). Return 0 to
-// accept; any other value fails the evaluation closed (`AEGIS_IO_ERROR`, no decision).
-// Called synchronously on the evaluating thread, under the engine's record lock: it
-// must not call back into the same engine — such a call is refused and the outer
-// evaluation fails with `AEGIS_IO_ERROR` (no deadlock). A record is chained once the
-// first sink (the audit file, when one is set) accepts it: a failing callback fails the
-// call but the next record continues the chain.
+// (`record_json`, `len` bytes, NUL-terminated; valid only during the call), before the
+// evaluation returns. Return 0 to accept; any other value fails the evaluation closed
+// (`AEGIS_IO_ERROR`, code `audit_failed`, no decision). Called synchronously on the
+// evaluating thread, under the engine's record lock: it must not call back into the
+// same engine — such a call is refused with `AEGIS_IO_ERROR` (`audit_failed`) and the
+// outer evaluation fails with `AEGIS_IO_ERROR` too (no deadlock). A record is chained
+// once the first sink accepts it (the audit file when `audit` is set, else the first
+// callback): when the first sink fails the chain does not advance; when a later one
+// fails the call fails but the record stays chained, and the next record continues
+// from it (SPEC §9a).
 typedef int (*aegis_audit_callback)(void *user, const char *record_json, size_t len);
 
 #ifdef __cplusplus
@@ -95,8 +98,9 @@ extern "C" {
 // Safety: `s` is NULL or a string returned by this library, not freed before.
 void aegis_string_free(char *s);
 
-// Creates an empty options builder; free it with `aegis_engine_options_free`.
-// Returns NULL only if allocation failed (which aborts in practice).
+// Creates an empty options builder (every option at its default, no audit callback);
+// free it with `aegis_engine_options_free`. Returns NULL only if allocation failed
+// (which aborts in practice).
 aegis_engine_options *aegis_engine_options_new(void);
 
 // Frees an options builder. NULL is fine. Engines made from it are not affected.
@@ -104,79 +108,48 @@ aegis_engine_options *aegis_engine_options_new(void);
 // Safety: `o` is NULL or from `aegis_engine_options_new`, not freed before.
 void aegis_engine_options_free(aegis_engine_options *o);
 
-// Sets the HMAC key for record signatures (`key`, `len` bytes, copied; any bytes). An
-// empty key (`len` 0) is refused with `AEGIS_CONFIG_INVALID` (an empty HMAC key makes
-// signatures worthless); the builder keeps its previous setting.
+// Sets the engine configuration: `json` is `len` bytes of UTF-8 (no NUL needed, copied),
+// one JSON object with the options of SPEC §17 in snake_case (docs/configuration.md):
+// `audit` (a file path), `fsync` (`"always"`, `"batch"`, `"never"`), `rotate_bytes`,
+// `signing_key`, `signing_key_id`, `approval_key` (a key: a string, meaning its UTF-8
+// bytes, or `{"base64": "…"}` for any bytes), `request_max_bytes`, `request_max_depth`,
+// `max_limit_counters`, `collector` (an object, docs/collector.md). `null` is an option
+// not given. For example
+// `{"audit": "audit.jsonl", "fsync": "batch", "approval_key": {"base64": "c2VjcmV0"}}`.
 //
-// Safety: `o` is a live builder; `key` points to `len` readable bytes.
-aegis_status aegis_engine_options_set_signing_key(aegis_engine_options *o,
-                                                  const uint8_t *key,
-                                                  size_t len,
-                                                  char **error_out);
-
-// Sets the key id written as `kid` (NUL-terminated UTF-8, copied). Default: the first
-// 16 hex digits of SHA-256(signing key). An id that is empty, longer than 256 bytes or
-// holds a control character is refused with `AEGIS_CONFIG_INVALID`.
+// The document is validated at once by the core's one validator, the same as every
+// language's: an unknown option ("unknown option `fsnyc` (did you mean `fsync`?)"), a
+// wrong value, an empty key, an option that needs another (`fsync`, `rotate_bytes` or
+// `collector` without `audit`, `signing_key_id` without `signing_key`), a bad
+// `collector` setting or an option of a later release ("not supported yet") gives
+// `AEGIS_CONFIG_INVALID` with the message in `error_out` and the option in the `field`
+// of `aegis_last_error_json()`; text that is not a JSON object gives
+// `AEGIS_CONFIG_INVALID` too; invalid UTF-8 gives `AEGIS_INVALID_UTF8`, NULL
+// `AEGIS_NULL_PARAMETER`. On any failure the builder keeps its previous document.
 //
-// Safety: `o` is a live builder; `kid` is a NUL-terminated string.
-aegis_status aegis_engine_options_set_signing_key_id(aegis_engine_options *o,
-                                                     const char *kid,
-                                                     char **error_out);
-
-// Sets the HMAC key for approval grants (`key`, `len` bytes, copied; any bytes). An
-// empty key (`len` 0) is refused with `AEGIS_CONFIG_INVALID` (with an empty key anyone
-// could forge grants); the builder keeps its previous setting.
+// A later call replaces the whole document (options are not merged): `{}` returns every
+// option to its default. Audit callbacks are not part of the document
+// (`aegis_engine_options_add_audit_callback`); with a callback, records go to the audit
+// file first (when `audit` is set), then to the callbacks in the order added. Each
+// constructor validates the document again, knowing whether callbacks were added.
 //
-// Safety: `o` is a live builder; `key` points to `len` readable bytes.
-aegis_status aegis_engine_options_set_approval_key(aegis_engine_options *o,
-                                                   const uint8_t *key,
-                                                   size_t len,
-                                                   char **error_out);
+// Safety: `o` is a live builder; `json` points to `len` readable bytes.
+aegis_status aegis_engine_options_set_json(aegis_engine_options *o,
+                                           const char *json,
+                                           size_t len,
+                                           char **error_out);
 
-// Appends every record to the JSONL file at `path` (NUL-terminated UTF-8, copied),
-// resuming its chain. `fsync` is `AEGIS_FSYNC_ALWAYS`, `AEGIS_FSYNC_BATCH` or
-// `AEGIS_FSYNC_NEVER` (else `AEGIS_INVALID_ARGUMENT`). The file is opened by the
-// constructor (`AEGIS_IO_ERROR` if it cannot be).
-//
-// Safety: `o` is a live builder; `path` is a NUL-terminated string.
-aegis_status aegis_engine_options_set_audit_file(aegis_engine_options *o,
-                                                 const char *path,
-                                                 int fsync,
-                                                 char **error_out);
-
-// Adds an audit callback (see `aegis_audit_callback`). `user` is passed back as is; the
-// callback may be called from any thread that evaluates, and `user` must stay valid
-// until every engine made with these options is freed.
+// Adds an audit callback (see `aegis_audit_callback`): `audit` given as a function,
+// which the JSON document cannot carry. Records go to the audit file first (when the
+// document sets `audit`), then to the callbacks in the order added. `user` is passed
+// back as is; the callback may be called from any thread that evaluates, and `user`
+// must stay valid until every engine made with these options is freed.
 //
 // Safety: `o` is a live builder; `cb` is a valid function (or NULL → error).
 aegis_status aegis_engine_options_add_audit_callback(aegis_engine_options *o,
                                                      aegis_audit_callback cb,
                                                      void *user,
                                                      char **error_out);
-
-// Ships the audit file to an OpenTelemetry collector (OTLP/HTTP JSON logs) from a
-// background thread of each engine made with these options (docs/collector.md).
-// `config_json` is `len` bytes of UTF-8 (no NUL needed, copied): one JSON object with
-// `endpoint` (required, `http://` or `https://`), and optionally `headers` (object of
-// strings), `service_name`, `batch`, `batch_age_ms`, `gzip`, `cursor`,
-// `request_timeout_ms`, `max_backoff_ms`, `close_timeout_ms` (default 5000).
-//
-// It is validated at once: unknown keys, wrong types and out-of-range values give
-// `AEGIS_INVALID_ARGUMENT` with a message starting `invalid collector configuration: `
-// (an unknown key names the closest one: "did you mean `endpoint`?"), and the builder
-// keeps its previous setting; invalid UTF-8 gives `AEGIS_INVALID_UTF8`. `config_json`
-// NULL clears the setting (`len` is then ignored).
-//
-// The collector reads the durable audit file, so the engine constructors fail with
-// `AEGIS_INVALID_ARGUMENT` ("… `collector` needs `audit` to be a file path …") unless
-// `aegis_engine_options_set_audit_file` is set too; they start the collector right after
-// the engine, on that same path. It never runs on the evaluating thread.
-//
-// Safety: `o` is a live builder; `config_json` NULL or pointing to `len` readable bytes.
-aegis_status aegis_engine_options_set_collector(aegis_engine_options *o,
-                                                const char *config_json,
-                                                size_t len,
-                                                char **error_out);
 
 // Loads a bundle from a file or directory (`path`, NUL-terminated UTF-8) with default
 // options. On success `*out` is a new engine (free with `aegis_engine_free`); on failure
@@ -187,7 +160,10 @@ aegis_status aegis_engine_options_set_collector(aegis_engine_options *o,
 aegis_status aegis_engine_from_path(const char *path, aegis_engine **out, char **error_out);
 
 // Like `aegis_engine_from_path`, with options (`options` may be NULL = defaults; it is
-// not consumed).
+// not consumed). The engine is opened as in every binding: the document validated
+// again (`AEGIS_CONFIG_INVALID`), the audit file opened and locked (`AEGIS_IO_ERROR`
+// if it cannot be, or is in use by another engine), the callbacks added after it, the
+// bundle loaded (`AEGIS_POLICY_ERROR`), then the collector started.
 //
 // Safety: as `aegis_engine_from_path`; `options` NULL or a live builder.
 aegis_status aegis_engine_from_path_with(const char *path,
@@ -205,6 +181,7 @@ aegis_status aegis_engine_from_yaml(const char *yaml,
                                     char **error_out);
 
 // Like `aegis_engine_from_yaml`, with options (`options` may be NULL; not consumed).
+// See `aegis_engine_from_path_with`.
 //
 // Safety: as `aegis_engine_from_yaml`; `options` NULL or a live builder.
 aegis_status aegis_engine_from_yaml_with(const char *yaml,
@@ -250,7 +227,8 @@ aegis_status aegis_evaluate(const aegis_engine *e,
 
 // Kills `scope` (`"agent"`, `"tool"`, `"session"`, `"all"`) / `id` (`"*"` for all):
 // later evaluations in every thread are denied. `reason` may be NULL or empty (the
-// default reason is used). Bad scope or id → `AEGIS_INVALID_ARGUMENT`.
+// default reason is used). Bad scope or id → `AEGIS_INVALID_ARGUMENT`; from inside one
+// of the engine's own audit callbacks → `AEGIS_IO_ERROR` (`audit_failed`), no effect.
 //
 // Safety: `e` a live engine; strings NUL-terminated (reason may be NULL).
 aegis_status aegis_engine_kill(const aegis_engine *e,
@@ -259,7 +237,8 @@ aegis_status aegis_engine_kill(const aegis_engine *e,
                                const char *reason,
                                char **error_out);
 
-// Lifts a kill. `*revived_out` (may be NULL) is set to whether one was in force.
+// Lifts a kill. `*revived_out` (may be NULL) is set to whether one was in force. Errors
+// as `aegis_engine_kill`.
 //
 // Safety: `e` a live engine; strings NUL-terminated; `revived_out` NULL or writable.
 aegis_status aegis_engine_revive(const aegis_engine *e,
@@ -270,7 +249,8 @@ aegis_status aegis_engine_revive(const aegis_engine *e,
 
 // Issues a grant token for `approval_id` by `approver`, valid for `ttl_seconds` from
 // now. `*token_out` (free with `aegis_string_free`) is NULL on failure; no approval key
-// → `AEGIS_INVALID_ARGUMENT`.
+// (the `approval_key` option) → `AEGIS_INVALID_ARGUMENT`; from inside one of the
+// engine's own audit callbacks → `AEGIS_IO_ERROR` (`audit_failed`).
 //
 // Safety: `e` a live engine; strings NUL-terminated; `token_out` writable.
 aegis_status aegis_engine_grant(const aegis_engine *e,
@@ -342,19 +322,26 @@ aegis_status aegis_engine_collector_close(const aegis_engine *e,
                                           char **metrics_json_out,
                                           char **error_out);
 
-// This thread's last error as one JSON object (SPEC §17):
-// `{"code","errors":[{"column","file","help","line","message"}],"field","message"}` —
-// `code` is the stable code of the status (the table is in docs/c.md), `field` the
-// option or request field at fault (`""` when none), `errors` every load error of
-// `policy_invalid`. NULL when this thread's last call succeeded (or made none). The
-// string belongs to the library: do not free it; it stays valid until this thread's next
-// call of a function that returns an `aegis_status`.
+// This thread's last error as one JSON object (SPEC §17), set by every failing call:
+// `{"code","errors":[{"column","file","help","line","message"}],"field","message"}`
+// (canonical JSON: keys in this order, `help` left out when there is none) — `code` the
+// stable code (the table of codes and statuses is in docs/errors.md), `message` what
+// went wrong (for `policy_invalid`: the first load error and how many more), `field`
+// the option, request field or argument at fault (`""` when none), `errors` one entry
+// per load error of `policy_invalid` (`[]` otherwise). NULL when this thread's last
+// call succeeded (or it made none).
+//
+// Lifetime: the string belongs to the library — do not free it. It stays valid until
+// this thread's next call of a function that returns an `aegis_status` (that call
+// replaces or clears it); the `_free` functions, `aegis_engine_options_new`,
+// `aegis_version` and this function leave it alone. Copy it to keep it. Each thread
+// has its own: an error never leaks to another thread.
 const char *aegis_last_error_json(void);
 
 // The head of the engine's audit chain: `*seq_out` is the `seq` the next record will
 // get, `*hash_out` the hash of the last record (64 zeros before the first; free it with
-// `aegis_string_free`). Refused (`AEGIS_INVALID_ARGUMENT`) from inside one of the
-// engine's own audit callbacks.
+// `aegis_string_free`). Refused (`AEGIS_IO_ERROR`, code `audit_failed`) from inside one
+// of the engine's own audit callbacks.
 //
 // Safety: `e` a live engine; `seq_out` and `hash_out` writable.
 aegis_status aegis_engine_chain_head(const aegis_engine *e,

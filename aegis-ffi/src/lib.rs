@@ -14,11 +14,18 @@
 //! * Input given with a length is validated as UTF-8, never trusted; NUL-terminated
 //!   input is validated too.
 //! * No panic crosses the boundary: a panic is reported as `AEGIS_PANIC`.
+//! * Engines are configured by one JSON document (SPEC §17, docs/configuration.md),
+//!   given with `aegis_engine_options_set_json` and validated by the core's one
+//!   validator (`aegis_core::EngineConfig`), so C accepts and refuses exactly what every
+//!   other language does; audit callbacks (which JSON cannot carry) are added with
+//!   `aegis_engine_options_add_audit_callback`. The constructors open the engine with
+//!   `aegis_ship::open::open`, the path every binding takes.
 //! * Every failing call also leaves this thread's last error as JSON (SPEC §17):
-//!   `aegis_last_error_json()` → `{"code","errors","field","message"}`, valid until the
-//!   thread's next call of a function that returns an `aegis_status`.
-//! * An engine may run a collector (`aegis_engine_options_set_collector`): a background
-//!   thread shipping the audit file to an OpenTelemetry collector, closed by
+//!   `aegis_last_error_json()` → `{"code","errors","field","message"}`
+//!   (`aegis_core::ErrorInfo::to_json`), valid until the thread's next call of a
+//!   function that returns an `aegis_status`.
+//! * An engine may run a collector (the `collector` option): a background thread
+//!   shipping the audit file to an OpenTelemetry collector, closed by
 //!   `aegis_engine_collector_close` or `aegis_engine_free`. It never touches `evaluate`.
 //! * An `aegis_engine` is thread-safe: share one across threads. Freeing it while another
 //!   thread uses it is undefined behaviour (the caller must synchronise `aegis_engine_free`).
@@ -27,59 +34,69 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use aegis_core::{
-    AuditRecord, CallbackSink, ConfigError, Engine, EngineOptions, ErrorCode, ErrorInfo, FileSink, Fsync, Key, KeyId,
-    KillScope, Outcome,
+    AuditRecord, AuditSink, CallbackSink, ConfigError, ControlError, Engine, EngineConfig, ErrorCode, ErrorInfo,
+    ErrorLocation, EvalError, KillScope, Outcome, Spelling, Value,
 };
-use aegis_ship::collector::NEEDS_AUDIT_FILE;
+use aegis_ship::open::{open, Bundle};
 use aegis_ship::{Collector, CollectorConfig};
 
-/// Status of every call. The numbers are stable and never renumbered.
+/// Status of every call. The numbers are stable and never renumbered. Each stands for
+/// one SPEC §17 code (the table is in docs/errors.md); `aegis_last_error_json()` gives
+/// the code, message, field and load errors of this thread's last failing call.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum aegis_status {
     /// Success.
     AEGIS_OK = 0,
-    /// A required pointer argument was NULL.
+    /// A required pointer argument was NULL (code `invalid_argument`; `field` names it).
     AEGIS_NULL_PARAMETER = 1,
-    /// An input string was not valid UTF-8.
+    /// An input string was not valid UTF-8 (code `invalid_argument`; `field` names it).
     AEGIS_INVALID_UTF8 = 2,
     /// The request breaks SPEC §1 (not JSON, wrong types, too large, …): nothing was
-    /// decided or recorded.
+    /// decided or recorded. Code `request_invalid`.
     AEGIS_INVALID_REQUEST = 3,
-    /// The policy bundle failed to load (constructors, reload). The message lists every
-    /// error, one per line: `FILE:LINE:COLUMN: error: MESSAGE[ — HELP]`.
+    /// The policy bundle failed to load (constructors, reload). Code `policy_invalid`:
+    /// `aegis_last_error_json()` has one entry in `errors` per load error, with its file,
+    /// line and column; `error_out` lists them, one per line:
+    /// `FILE:LINE:COLUMN: error: MESSAGE[ — HELP]`.
     AEGIS_POLICY_ERROR = 4,
-    /// The audit record could not be written (or the audit file opened, or it is in use by
-    /// another engine, or an audit callback failed or called back into its engine). The
-    /// tool call must not run. Code `audit_failed`.
+    /// Code `audit_failed`: the audit record could not be written (or the audit file
+    /// opened, or it is in use by another engine, or an audit callback failed), or a call
+    /// was made into an engine from inside one of its own audit callbacks (an evaluation,
+    /// kill, revive, grant or chain head). The tool call must not run.
     AEGIS_IO_ERROR = 5,
-    /// A bad argument (unknown kill scope, bad id, no approval key, bad fsync mode, bad
-    /// collector configuration, a collector without an audit file, …).
+    /// A bad argument (code `invalid_argument`): an unknown kill scope, a bad id, grant
+    /// arguments, no approval key for a grant, …
     AEGIS_INVALID_ARGUMENT = 6,
-    /// A bug: the library panicked. The call had no effect that can be relied on.
+    /// A bug: the library panicked (code `io`). The call had no effect that can be relied
+    /// on. Also any other file-system error the core reports as code `io`.
     AEGIS_PANIC = 7,
-    /// `aegis_engine_collector_*` on an engine made without a collector
-    /// (`aegis_engine_options_set_collector` was not used).
+    /// `aegis_engine_collector_*` on an engine made without a collector (the options had
+    /// no `collector`). Code `invalid_argument`.
     AEGIS_NO_COLLECTOR = 8,
     /// The collector could not deliver in time: `aegis_engine_collector_flush` timed out
     /// (or shipping has stopped), or the final attempt of `aegis_engine_collector_close`
     /// left records undelivered. Nothing is lost: the records stay in the audit file and
     /// the next collector started on it resumes from the cursor. The message says why
-    /// (e.g. the collector's last error).
+    /// (e.g. the collector's last error). Code `collector_failed`.
     AEGIS_COLLECTOR_ERROR = 9,
-    /// An engine option was refused (code `config_invalid`): an empty approval or signing
-    /// key, a key id that is empty, longer than 256 bytes or holds a control character.
-    /// The builder keeps its previous setting.
+    /// An engine option was refused (code `config_invalid`; `field` names the option):
+    /// an unknown option (with a `did you mean`), a value of the wrong type or out of
+    /// range, an empty approval or signing key, a bad key id, an option that needs
+    /// another (`fsync` without `audit`), a bad `collector` setting, an option of a
+    /// later release. `aegis_engine_options_set_json` then keeps its previous document.
     AEGIS_CONFIG_INVALID = 10,
 }
 
 impl aegis_status {
-    /// The SPEC §17 code this status stands for (docs/c.md holds the table).
+    /// The SPEC §17 code of a failure made here, at the boundary (docs/errors.md holds
+    /// the table). Failures from the core carry their own code ([`status_of`]).
     fn code(self) -> ErrorCode {
         match self {
             aegis_status::AEGIS_INVALID_REQUEST => ErrorCode::RequestInvalid,
@@ -98,6 +115,25 @@ impl aegis_status {
     }
 }
 
+/// The status a code from the core is reported with (the table in docs/errors.md:
+/// `io` shares 7 with a caught panic). Codes no call of this library produces yet have
+/// no status of their own; they take the nearest one (the JSON's `code` stays exact).
+fn status_of(code: ErrorCode) -> aegis_status {
+    match code {
+        ErrorCode::PolicyInvalid => aegis_status::AEGIS_POLICY_ERROR,
+        ErrorCode::RequestInvalid => aegis_status::AEGIS_INVALID_REQUEST,
+        ErrorCode::ConfigInvalid => aegis_status::AEGIS_CONFIG_INVALID,
+        ErrorCode::AuditFailed | ErrorCode::StateUnavailable => aegis_status::AEGIS_IO_ERROR,
+        ErrorCode::Io => aegis_status::AEGIS_PANIC,
+        ErrorCode::CollectorFailed => aegis_status::AEGIS_COLLECTOR_ERROR,
+        ErrorCode::InvalidArgument
+        | ErrorCode::ApprovalInvalid
+        | ErrorCode::Denied
+        | ErrorCode::ApprovalRequired
+        | ErrorCode::ApprovalRejected => aegis_status::AEGIS_INVALID_ARGUMENT,
+    }
+}
+
 /// A decision's outcome (`aegis_evaluate`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,21 +146,17 @@ pub enum aegis_outcome {
     AEGIS_OUTCOME_REQUIRE_APPROVAL = 3,
 }
 
-/// `aegis_engine_options_set_audit_file`: sync after every record.
-pub const AEGIS_FSYNC_ALWAYS: c_int = 0;
-/// `aegis_engine_options_set_audit_file`: group commit (sync batches of records).
-pub const AEGIS_FSYNC_BATCH: c_int = 1;
-/// `aegis_engine_options_set_audit_file`: never sync (the OS flushes).
-pub const AEGIS_FSYNC_NEVER: c_int = 2;
-
 /// An audit callback: receives every sealed record as one line of canonical JSON
-/// (`record_json`, `len` bytes, NUL-terminated; valid only during the call). Return 0 to
-/// accept; any other value fails the evaluation closed (`AEGIS_IO_ERROR`, no decision).
-/// Called synchronously on the evaluating thread, under the engine's record lock: it
-/// must not call back into the same engine — such a call is refused and the outer
-/// evaluation fails with `AEGIS_IO_ERROR` (no deadlock). A record is chained once the
-/// first sink (the audit file, when one is set) accepts it: a failing callback fails the
-/// call but the next record continues the chain.
+/// (`record_json`, `len` bytes, NUL-terminated; valid only during the call), before the
+/// evaluation returns. Return 0 to accept; any other value fails the evaluation closed
+/// (`AEGIS_IO_ERROR`, code `audit_failed`, no decision). Called synchronously on the
+/// evaluating thread, under the engine's record lock: it must not call back into the
+/// same engine — such a call is refused with `AEGIS_IO_ERROR` (`audit_failed`) and the
+/// outer evaluation fails with `AEGIS_IO_ERROR` too (no deadlock). A record is chained
+/// once the first sink accepts it (the audit file when `audit` is set, else the first
+/// callback): when the first sink fails the chain does not advance; when a later one
+/// fails the call fails but the record stays chained, and the next record continues
+/// from it (SPEC §9a).
 pub type aegis_audit_callback =
     Option<unsafe extern "C" fn(user: *mut c_void, record_json: *const c_char, len: usize) -> c_int>;
 
@@ -148,6 +180,20 @@ impl Callback {
         // a NUL-terminated buffer of `len` bytes that stays alive during the call.
         unsafe { (self.f)(self.user, buf.as_ptr().cast::<c_char>(), len) }
     }
+
+    /// The sink that hands each record to this callback.
+    fn sink(self) -> Box<dyn AuditSink> {
+        Box::new(CallbackSink(move |_r: &AuditRecord, line: &str| {
+            let mut buf = Vec::with_capacity(line.len() + 1);
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(0);
+            // A method call captures the whole `Callback` (which is `Send`), not its fields.
+            match self.call(&buf, line.len()) {
+                0 => Ok(()),
+                rc => Err(format!("the callback returned {rc}")),
+            }
+        }))
+    }
 }
 
 // SAFETY: the `user` pointer is opaque to us; the caller of
@@ -155,18 +201,16 @@ impl Callback {
 // may be called from any thread with it.
 unsafe impl Send for Callback {}
 
-/// Engine options builder (opaque). Create with `aegis_engine_options_new`, free with
-/// `aegis_engine_options_free`. It is not consumed by the constructors: one builder may
-/// make several engines (each opens its own audit file sink).
+/// Engine options builder (opaque): the configuration document and the audit callbacks.
+/// Create with `aegis_engine_options_new`, free with `aegis_engine_options_free`. It is
+/// not consumed by the constructors: one builder may make several engines (each opens
+/// its own audit file).
 #[derive(Default)]
 pub struct aegis_engine_options {
-    signing_key: Option<Key>,
-    signing_key_id: Option<KeyId>,
-    approval_key: Option<Key>,
-    audit_file: Option<(PathBuf, Fsync)>,
+    /// The document of the last successful `aegis_engine_options_set_json` (validated
+    /// then, validated again by each constructor); `None`: every option at its default.
+    document: Option<Value>,
     callbacks: Vec<Callback>,
-    /// The collector configuration (JSON, validated when set).
-    collector: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -177,30 +221,70 @@ pub struct aegis_engine_options {
 struct Fail(aegis_status, String, ErrorInfo);
 
 impl Fail {
-    /// A failure whose code follows from its status, with no field.
+    /// A failure made at the boundary, whose code follows from its status, with no field.
     fn new(status: aegis_status, msg: impl Into<String>) -> Fail {
         let msg = msg.into();
         let info = ErrorInfo::new(status.code(), msg.clone());
         Fail(status, msg, info)
     }
 
-    /// A failure about `field` (empty: none).
+    /// A failure made at the boundary about the argument `field`.
     fn field(status: aegis_status, field: &str, msg: impl Into<String>) -> Fail {
         let mut f = Fail::new(status, msg);
         f.2.field = field.to_owned();
         f
     }
+}
 
-    /// A refused option.
-    fn config(e: &ConfigError) -> Fail {
-        Fail(aegis_status::AEGIS_CONFIG_INVALID, e.message.clone(), ErrorInfo::from(e))
+impl From<ErrorInfo> for Fail {
+    /// A failure from the core: the status follows from its code; `error_out` gets its
+    /// message, or for load errors every one of them, one per line.
+    fn from(info: ErrorInfo) -> Fail {
+        let msg = if info.errors.is_empty() { info.message.clone() } else { listing(&info.errors) };
+        Fail(status_of(info.code), msg, info)
     }
+}
 
-    /// A bundle that did not load: every error, one per line, in the message; structured
-    /// in the JSON.
-    fn load(e: &aegis_core::LoadErrors) -> Fail {
-        Fail(aegis_status::AEGIS_POLICY_ERROR, e.to_string(), ErrorInfo::from(e))
+impl From<&ConfigError> for Fail {
+    fn from(e: &ConfigError) -> Fail {
+        Fail::from(ErrorInfo::from(e))
     }
+}
+
+impl From<ControlError> for Fail {
+    /// A refused control call: `invalid_argument`, or `audit_failed` when it was made
+    /// from inside one of the engine's own audit callbacks (as every binding reports it).
+    fn from(e: ControlError) -> Fail {
+        Fail::from(ErrorInfo::from(&e))
+    }
+}
+
+impl From<EvalError> for Fail {
+    fn from(e: EvalError) -> Fail {
+        Fail::from(ErrorInfo::from(&e))
+    }
+}
+
+impl From<aegis_core::LoadErrors> for Fail {
+    fn from(e: aegis_core::LoadErrors) -> Fail {
+        Fail::from(ErrorInfo::from(&e))
+    }
+}
+
+/// Load errors one per line, as `aegis check` prints them:
+/// `FILE:LINE:COLUMN: error: MESSAGE[ — HELP]`.
+fn listing(errors: &[ErrorLocation]) -> String {
+    let mut out = String::new();
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = write!(out, "{}:{}:{}: error: {}", e.file, e.line, e.column, e.message);
+        if let Some(h) = &e.help {
+            let _ = write!(out, " — {h}");
+        }
+    }
+    out
 }
 
 type R<T> = Result<T, Fail>;
@@ -231,7 +315,8 @@ fn to_c_string(s: String) -> *mut c_char {
     }
 }
 
-/// Runs `f` catching panics; writes the error message to `error_out` (if not NULL).
+/// Runs `f` catching panics; writes the error message to `error_out` (if not NULL) and
+/// the error to this thread's last error.
 fn run(error_out: *mut *mut c_char, f: impl FnOnce() -> R<()>) -> aegis_status {
     if !error_out.is_null() {
         // SAFETY: the caller passes either NULL or a valid, writable `char **`.
@@ -277,7 +362,7 @@ fn null_check<T>(p: *const T, name: &str) -> R<()> {
 unsafe fn str_from_len<'a>(p: *const c_char, len: usize, name: &str) -> R<&'a str> {
     null_check(p, name)?;
     if len > isize::MAX as usize {
-        return fail(aegis_status::AEGIS_INVALID_ARGUMENT, format!("`{name}` length is too large"));
+        return Err(Fail::field(aegis_status::AEGIS_INVALID_ARGUMENT, name, format!("`{name}` length is too large")));
     }
     // SAFETY: `p` is non-NULL and the caller promises `len` readable bytes; `len` fits isize.
     let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
@@ -295,19 +380,6 @@ unsafe fn str_from_c<'a>(p: *const c_char, name: &str) -> R<&'a str> {
     let c = unsafe { CStr::from_ptr(p) };
     c.to_str()
         .map_err(|e| Fail::field(aegis_status::AEGIS_INVALID_UTF8, name, format!("`{name}` is not valid UTF-8: {e}")))
-}
-
-/// Borrows `len` bytes at `p` (any bytes: keys).
-///
-/// # Safety
-/// `p` must be NULL or point to `len` readable bytes.
-unsafe fn bytes_from_len<'a>(p: *const u8, len: usize, name: &str) -> R<&'a [u8]> {
-    null_check(p, name)?;
-    if len > isize::MAX as usize {
-        return fail(aegis_status::AEGIS_INVALID_ARGUMENT, format!("`{name}` length is too large"));
-    }
-    // SAFETY: `p` is non-NULL and the caller promises `len` readable bytes.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
 /// Borrows the engine behind `e`.
@@ -329,6 +401,38 @@ unsafe fn put<T>(out: *mut T, v: T) {
     unsafe { out.write(v) };
 }
 
+/// Checks `out` and sets it to NULL, so that it is never left uninitialised.
+///
+/// # Safety
+/// `out` must be NULL or a valid, writable `T **`.
+unsafe fn clear_out<T>(out: *mut *mut T, name: &str) -> R<()> {
+    null_check(out, name)?;
+    // SAFETY: non-NULL and, per the caller's contract, writable.
+    unsafe { put(out, std::ptr::null_mut()) };
+    Ok(())
+}
+
+/// [`run`] for a call whose result is a string for `*out`: `*out` is set to NULL first
+/// (`AEGIS_NULL_PARAMETER` when `out` is NULL), then to the string `f` gives.
+///
+/// # Safety
+/// `out` must be NULL or a valid, writable `char **`; `error_out` as for [`run`].
+unsafe fn run_string(
+    error_out: *mut *mut c_char,
+    out: *mut *mut c_char,
+    name: &str,
+    f: impl FnOnce() -> R<String>,
+) -> aegis_status {
+    run(error_out, || {
+        // SAFETY: forwarded caller contract.
+        unsafe { clear_out(out, name) }?;
+        let s = f()?;
+        // SAFETY: checked non-NULL by `clear_out`.
+        unsafe { put(out, to_c_string(s)) };
+        Ok(())
+    })
+}
+
 /// Borrows the collector of the engine behind `e` (`AEGIS_NO_COLLECTOR` without one).
 ///
 /// # Safety
@@ -340,65 +444,9 @@ unsafe fn collector<'a>(e: *const aegis_engine) -> R<&'a Collector> {
         Some(c) => Ok(c),
         None => fail(
             aegis_status::AEGIS_NO_COLLECTOR,
-            "the engine has no collector (set one with aegis_engine_options_set_collector)",
+            "the engine has no collector (give the `collector` option with aegis_engine_options_set_json)",
         ),
     }
-}
-
-fn build_options(o: Option<&aegis_engine_options>) -> R<EngineOptions> {
-    let mut opts = EngineOptions::default();
-    let Some(o) = o else { return Ok(opts) };
-    // Checked before the file sink is opened: a misconfigured engine creates no file.
-    if o.collector.is_some() && o.audit_file.is_none() {
-        return fail(aegis_status::AEGIS_INVALID_ARGUMENT, NEEDS_AUDIT_FILE);
-    }
-    opts.signing_key = o.signing_key.clone();
-    opts.signing_key_id = o.signing_key_id.clone();
-    opts.approval_key = o.approval_key.clone();
-    if let Some((path, fsync)) = &o.audit_file {
-        let sink = FileSink::open(path, *fsync).or_else(|e| fail(aegis_status::AEGIS_IO_ERROR, e.to_string()))?;
-        opts.sinks.push(Box::new(sink));
-    }
-    for cb in &o.callbacks {
-        let cb = *cb;
-        opts.sinks.push(Box::new(CallbackSink(move |_r: &AuditRecord, line: &str| {
-            let mut buf = Vec::with_capacity(line.len() + 1);
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(0);
-            // A method call captures the whole `Callback` (which is `Send`), not its fields.
-            let rc = cb.call(&buf, line.len());
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(format!("the callback returned {rc}"))
-            }
-        })));
-    }
-    Ok(opts)
-}
-
-/// Wraps a built engine and starts its collector (if `o` configures one) on the audit
-/// file, right after the engine and its file sink exist.
-///
-/// # Safety
-/// `out` must be a valid `aegis_engine **`.
-unsafe fn finish_engine(
-    r: Result<Engine, aegis_core::LoadErrors>,
-    o: Option<&aegis_engine_options>,
-    out: *mut *mut aegis_engine,
-) -> R<()> {
-    let engine = r.map_err(|e| Fail::load(&e))?;
-    let collector = match o.and_then(|o| o.collector.as_deref().map(|json| (json, &o.audit_file))) {
-        None => None,
-        Some((_, None)) => return fail(aegis_status::AEGIS_INVALID_ARGUMENT, NEEDS_AUDIT_FILE),
-        Some((json, Some((path, _)))) => {
-            Some(Collector::start(path.clone(), json).or_else(|e| fail(aegis_status::AEGIS_INVALID_ARGUMENT, e))?)
-        }
-    };
-    let p = Box::into_raw(Box::new(aegis_engine { inner: engine, collector }));
-    // SAFETY: `out` was checked non-NULL by the caller.
-    unsafe { put(out, p) };
-    Ok(())
 }
 
 fn parse_scope(s: &str) -> R<KillScope> {
@@ -406,6 +454,64 @@ fn parse_scope(s: &str) -> R<KillScope> {
         || fail(aegis_status::AEGIS_INVALID_ARGUMENT, format!("unknown kill scope `{s}` (agent, tool, session, all)")),
         Ok,
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// the configuration document
+
+/// Reads the document's JSON text. Text that is not a JSON value gets the core's own
+/// message, from `EngineConfig::from_json`.
+fn parse_document(text: &str) -> R<Value> {
+    /// How deep the document may nest: the core's own bound (`EngineConfig::from_json`).
+    const DEPTH: usize = 8;
+    aegis_core::json::parse(text, DEPTH).map_err(|_| match EngineConfig::from_json(text, Spelling::Snake) {
+        Err(e) => Fail::from(&e),
+        // Not reached: both read the text with the same reader.
+        Ok(_) => Fail::new(aegis_status::AEGIS_CONFIG_INVALID, "the options are not valid JSON"),
+    })
+}
+
+/// Validates a document (`None`: every option at its default) for a builder with or
+/// without audit callbacks — with them, `audit` given as a callback, the file options
+/// need `audit` as a path as well.
+fn read_config(document: Option<&Value>, callbacks: bool) -> R<EngineConfig> {
+    let empty = Value::Object(Default::default());
+    EngineConfig::from_value_with(document.unwrap_or(&empty), Spelling::Snake, callbacks).map_err(|e| Fail::from(&e))
+}
+
+/// Checks the `collector` settings when the document is set, as the constructors do
+/// again (`aegis_ship::open`), with the same message. The document guarantees `audit`
+/// is a path when `collector` is given.
+fn check_collector(config: &EngineConfig) -> R<()> {
+    let (Some(settings), Some(file)) = (&config.collector, &config.audit) else { return Ok(()) };
+    match CollectorConfig::from_json_spelled(file.clone(), &settings.to_canonical_json(), Spelling::Snake) {
+        Ok(_) => Ok(()),
+        Err(message) => Err(Fail::from(ErrorInfo {
+            field: "collector".to_owned(),
+            ..ErrorInfo::new(ErrorCode::ConfigInvalid, message)
+        })),
+    }
+}
+
+/// Opens an engine on `bundle` with the builder's document and callbacks (`options`
+/// NULL: defaults) and writes it to `out`.
+///
+/// # Safety
+/// `options` must be NULL or a live builder; `out` a valid `aegis_engine **` (checked
+/// non-NULL by the caller).
+unsafe fn construct(bundle: Bundle<'_>, options: *const aegis_engine_options, out: *mut *mut aegis_engine) -> R<()> {
+    // SAFETY: `options` is NULL or a live builder.
+    let (document, callbacks) = match unsafe { options.as_ref() } {
+        Some(o) => (o.document.as_ref(), o.callbacks.as_slice()),
+        None => (None, &[][..]),
+    };
+    let config = read_config(document, !callbacks.is_empty())?;
+    let sinks = callbacks.iter().map(|cb| cb.sink()).collect();
+    let opened = open(bundle, &config, sinks).map_err(Fail::from)?;
+    let p = Box::into_raw(Box::new(aegis_engine { inner: opened.engine, collector: opened.collector }));
+    // SAFETY: `out` was checked non-NULL by the caller.
+    unsafe { put(out, p) };
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -429,8 +535,9 @@ pub unsafe extern "C" fn aegis_string_free(s: *mut c_char) {
 // ---------------------------------------------------------------------------------------
 // options
 
-/// Creates an empty options builder; free it with `aegis_engine_options_free`.
-/// Returns NULL only if allocation failed (which aborts in practice).
+/// Creates an empty options builder (every option at its default, no audit callback);
+/// free it with `aegis_engine_options_free`. Returns NULL only if allocation failed
+/// (which aborts in practice).
 #[no_mangle]
 pub extern "C" fn aegis_engine_options_new() -> *mut aegis_engine_options {
     catch_unwind(|| Box::into_raw(Box::default())).unwrap_or(std::ptr::null_mut())
@@ -460,15 +567,36 @@ unsafe fn options_mut<'a>(o: *mut aegis_engine_options) -> R<&'a mut aegis_engin
     Ok(unsafe { &mut *o })
 }
 
-/// Sets the HMAC key for record signatures (`key`, `len` bytes, copied; any bytes). An
-/// empty key (`len` 0) is refused with `AEGIS_CONFIG_INVALID` (an empty HMAC key makes
-/// signatures worthless); the builder keeps its previous setting.
+/// Sets the engine configuration: `json` is `len` bytes of UTF-8 (no NUL needed, copied),
+/// one JSON object with the options of SPEC §17 in snake_case (docs/configuration.md):
+/// `audit` (a file path), `fsync` (`"always"`, `"batch"`, `"never"`), `rotate_bytes`,
+/// `signing_key`, `signing_key_id`, `approval_key` (a key: a string, meaning its UTF-8
+/// bytes, or `{"base64": "…"}` for any bytes), `request_max_bytes`, `request_max_depth`,
+/// `max_limit_counters`, `collector` (an object, docs/collector.md). `null` is an option
+/// not given. For example
+/// `{"audit": "audit.jsonl", "fsync": "batch", "approval_key": {"base64": "c2VjcmV0"}}`.
 ///
-/// Safety: `o` is a live builder; `key` points to `len` readable bytes.
+/// The document is validated at once by the core's one validator, the same as every
+/// language's: an unknown option ("unknown option `fsnyc` (did you mean `fsync`?)"), a
+/// wrong value, an empty key, an option that needs another (`fsync`, `rotate_bytes` or
+/// `collector` without `audit`, `signing_key_id` without `signing_key`), a bad
+/// `collector` setting or an option of a later release ("not supported yet") gives
+/// `AEGIS_CONFIG_INVALID` with the message in `error_out` and the option in the `field`
+/// of `aegis_last_error_json()`; text that is not a JSON object gives
+/// `AEGIS_CONFIG_INVALID` too; invalid UTF-8 gives `AEGIS_INVALID_UTF8`, NULL
+/// `AEGIS_NULL_PARAMETER`. On any failure the builder keeps its previous document.
+///
+/// A later call replaces the whole document (options are not merged): `{}` returns every
+/// option to its default. Audit callbacks are not part of the document
+/// (`aegis_engine_options_add_audit_callback`); with a callback, records go to the audit
+/// file first (when `audit` is set), then to the callbacks in the order added. Each
+/// constructor validates the document again, knowing whether callbacks were added.
+///
+/// Safety: `o` is a live builder; `json` points to `len` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn aegis_engine_options_set_signing_key(
+pub unsafe extern "C" fn aegis_engine_options_set_json(
     o: *mut aegis_engine_options,
-    key: *const u8,
+    json: *const c_char,
     len: usize,
     error_out: *mut *mut c_char,
 ) -> aegis_status {
@@ -476,87 +604,19 @@ pub unsafe extern "C" fn aegis_engine_options_set_signing_key(
         // SAFETY: forwarded caller contract.
         let o = unsafe { options_mut(o) }?;
         // SAFETY: forwarded caller contract.
-        let bytes = unsafe { bytes_from_len(key, len, "key") }?;
-        o.signing_key = Some(Key::new("signing_key", bytes).map_err(|e| Fail::config(&e))?);
+        let text = unsafe { str_from_len(json, len, "json") }?;
+        let document = parse_document(text)?;
+        check_collector(&read_config(Some(&document), !o.callbacks.is_empty())?)?;
+        o.document = Some(document);
         Ok(())
     })
 }
 
-/// Sets the key id written as `kid` (NUL-terminated UTF-8, copied). Default: the first
-/// 16 hex digits of SHA-256(signing key). An id that is empty, longer than 256 bytes or
-/// holds a control character is refused with `AEGIS_CONFIG_INVALID`.
-///
-/// Safety: `o` is a live builder; `kid` is a NUL-terminated string.
-#[no_mangle]
-pub unsafe extern "C" fn aegis_engine_options_set_signing_key_id(
-    o: *mut aegis_engine_options,
-    kid: *const c_char,
-    error_out: *mut *mut c_char,
-) -> aegis_status {
-    run(error_out, || {
-        // SAFETY: forwarded caller contract.
-        let o = unsafe { options_mut(o) }?;
-        // SAFETY: forwarded caller contract.
-        let kid = unsafe { str_from_c(kid, "kid") }?;
-        o.signing_key_id = Some(KeyId::new("signing_key_id", kid).map_err(|e| Fail::config(&e))?);
-        Ok(())
-    })
-}
-
-/// Sets the HMAC key for approval grants (`key`, `len` bytes, copied; any bytes). An
-/// empty key (`len` 0) is refused with `AEGIS_CONFIG_INVALID` (with an empty key anyone
-/// could forge grants); the builder keeps its previous setting.
-///
-/// Safety: `o` is a live builder; `key` points to `len` readable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn aegis_engine_options_set_approval_key(
-    o: *mut aegis_engine_options,
-    key: *const u8,
-    len: usize,
-    error_out: *mut *mut c_char,
-) -> aegis_status {
-    run(error_out, || {
-        // SAFETY: forwarded caller contract.
-        let o = unsafe { options_mut(o) }?;
-        // SAFETY: forwarded caller contract.
-        let bytes = unsafe { bytes_from_len(key, len, "key") }?;
-        o.approval_key = Some(Key::new("approval_key", bytes).map_err(|e| Fail::config(&e))?);
-        Ok(())
-    })
-}
-
-/// Appends every record to the JSONL file at `path` (NUL-terminated UTF-8, copied),
-/// resuming its chain. `fsync` is `AEGIS_FSYNC_ALWAYS`, `AEGIS_FSYNC_BATCH` or
-/// `AEGIS_FSYNC_NEVER` (else `AEGIS_INVALID_ARGUMENT`). The file is opened by the
-/// constructor (`AEGIS_IO_ERROR` if it cannot be).
-///
-/// Safety: `o` is a live builder; `path` is a NUL-terminated string.
-#[no_mangle]
-pub unsafe extern "C" fn aegis_engine_options_set_audit_file(
-    o: *mut aegis_engine_options,
-    path: *const c_char,
-    fsync: c_int,
-    error_out: *mut *mut c_char,
-) -> aegis_status {
-    run(error_out, || {
-        // SAFETY: forwarded caller contract.
-        let o = unsafe { options_mut(o) }?;
-        // SAFETY: forwarded caller contract.
-        let path = unsafe { str_from_c(path, "path") }?;
-        let fsync = match fsync {
-            AEGIS_FSYNC_ALWAYS => Fsync::Always,
-            AEGIS_FSYNC_BATCH => Fsync::Batch,
-            AEGIS_FSYNC_NEVER => Fsync::Never,
-            other => return fail(aegis_status::AEGIS_INVALID_ARGUMENT, format!("unknown fsync mode {other}")),
-        };
-        o.audit_file = Some((PathBuf::from(path), fsync));
-        Ok(())
-    })
-}
-
-/// Adds an audit callback (see `aegis_audit_callback`). `user` is passed back as is; the
-/// callback may be called from any thread that evaluates, and `user` must stay valid
-/// until every engine made with these options is freed.
+/// Adds an audit callback (see `aegis_audit_callback`): `audit` given as a function,
+/// which the JSON document cannot carry. Records go to the audit file first (when the
+/// document sets `audit`), then to the callbacks in the order added. `user` is passed
+/// back as is; the callback may be called from any thread that evaluates, and `user`
+/// must stay valid until every engine made with these options is freed.
 ///
 /// Safety: `o` is a live builder; `cb` is a valid function (or NULL → error).
 #[no_mangle]
@@ -569,50 +629,8 @@ pub unsafe extern "C" fn aegis_engine_options_add_audit_callback(
     run(error_out, || {
         // SAFETY: forwarded caller contract.
         let o = unsafe { options_mut(o) }?;
-        let Some(f) = cb else { return fail(aegis_status::AEGIS_NULL_PARAMETER, "`cb` is NULL") };
+        let Some(f) = cb else { return Err(Fail::field(aegis_status::AEGIS_NULL_PARAMETER, "cb", "`cb` is NULL")) };
         o.callbacks.push(Callback { f, user });
-        Ok(())
-    })
-}
-
-/// Ships the audit file to an OpenTelemetry collector (OTLP/HTTP JSON logs) from a
-/// background thread of each engine made with these options (docs/collector.md).
-/// `config_json` is `len` bytes of UTF-8 (no NUL needed, copied): one JSON object with
-/// `endpoint` (required, `http://` or `https://`), and optionally `headers` (object of
-/// strings), `service_name`, `batch`, `batch_age_ms`, `gzip`, `cursor`,
-/// `request_timeout_ms`, `max_backoff_ms`, `close_timeout_ms` (default 5000).
-///
-/// It is validated at once: unknown keys, wrong types and out-of-range values give
-/// `AEGIS_INVALID_ARGUMENT` with a message starting `invalid collector configuration: `
-/// (an unknown key names the closest one: "did you mean `endpoint`?"), and the builder
-/// keeps its previous setting; invalid UTF-8 gives `AEGIS_INVALID_UTF8`. `config_json`
-/// NULL clears the setting (`len` is then ignored).
-///
-/// The collector reads the durable audit file, so the engine constructors fail with
-/// `AEGIS_INVALID_ARGUMENT` ("… `collector` needs `audit` to be a file path …") unless
-/// `aegis_engine_options_set_audit_file` is set too; they start the collector right after
-/// the engine, on that same path. It never runs on the evaluating thread.
-///
-/// Safety: `o` is a live builder; `config_json` NULL or pointing to `len` readable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn aegis_engine_options_set_collector(
-    o: *mut aegis_engine_options,
-    config_json: *const c_char,
-    len: usize,
-    error_out: *mut *mut c_char,
-) -> aegis_status {
-    run(error_out, || {
-        // SAFETY: forwarded caller contract.
-        let o = unsafe { options_mut(o) }?;
-        if config_json.is_null() {
-            o.collector = None;
-            return Ok(());
-        }
-        // SAFETY: forwarded caller contract.
-        let json = unsafe { str_from_len(config_json, len, "config_json") }?;
-        // The file is only known at construction; validation does not depend on it.
-        CollectorConfig::from_json("audit.jsonl", json).or_else(|e| fail(aegis_status::AEGIS_INVALID_ARGUMENT, e))?;
-        o.collector = Some(json.to_owned());
         Ok(())
     })
 }
@@ -637,7 +655,10 @@ pub unsafe extern "C" fn aegis_engine_from_path(
 }
 
 /// Like `aegis_engine_from_path`, with options (`options` may be NULL = defaults; it is
-/// not consumed).
+/// not consumed). The engine is opened as in every binding: the document validated
+/// again (`AEGIS_CONFIG_INVALID`), the audit file opened and locked (`AEGIS_IO_ERROR`
+/// if it cannot be, or is in use by another engine), the callbacks added after it, the
+/// bundle loaded (`AEGIS_POLICY_ERROR`), then the collector started.
 ///
 /// Safety: as `aegis_engine_from_path`; `options` NULL or a live builder.
 #[no_mangle]
@@ -648,16 +669,12 @@ pub unsafe extern "C" fn aegis_engine_from_path_with(
     error_out: *mut *mut c_char,
 ) -> aegis_status {
     run(error_out, || {
-        null_check(out, "out")?;
-        // SAFETY: `out` is non-NULL and writable per the contract.
-        unsafe { put(out, std::ptr::null_mut()) };
+        // SAFETY: forwarded caller contract.
+        unsafe { clear_out(out, "out") }?;
         // SAFETY: forwarded caller contract.
         let path = unsafe { str_from_c(path, "path") }?;
-        // SAFETY: `options` is NULL or a live builder.
-        let o = unsafe { options.as_ref() };
-        let opts = build_options(o)?;
-        // SAFETY: `out` checked above.
-        unsafe { finish_engine(Engine::from_path(path, opts), o, out) }
+        // SAFETY: forwarded caller contract; `out` checked above.
+        unsafe { construct(Bundle::Path(Path::new(path)), options, out) }
     })
 }
 
@@ -677,6 +694,7 @@ pub unsafe extern "C" fn aegis_engine_from_yaml(
 }
 
 /// Like `aegis_engine_from_yaml`, with options (`options` may be NULL; not consumed).
+/// See `aegis_engine_from_path_with`.
 ///
 /// Safety: as `aegis_engine_from_yaml`; `options` NULL or a live builder.
 #[no_mangle]
@@ -688,16 +706,12 @@ pub unsafe extern "C" fn aegis_engine_from_yaml_with(
     error_out: *mut *mut c_char,
 ) -> aegis_status {
     run(error_out, || {
-        null_check(out, "out")?;
-        // SAFETY: `out` is non-NULL and writable per the contract.
-        unsafe { put(out, std::ptr::null_mut()) };
+        // SAFETY: forwarded caller contract.
+        unsafe { clear_out(out, "out") }?;
         // SAFETY: forwarded caller contract.
         let yaml = unsafe { str_from_len(yaml, len, "yaml") }?;
-        // SAFETY: `options` is NULL or a live builder.
-        let o = unsafe { options.as_ref() };
-        let opts = build_options(o)?;
-        // SAFETY: `out` checked above.
-        unsafe { finish_engine(Engine::from_yaml(yaml, opts), o, out) }
+        // SAFETY: forwarded caller contract; `out` checked above.
+        unsafe { construct(Bundle::Yaml(yaml), options, out) }
     })
 }
 
@@ -727,23 +741,6 @@ pub unsafe extern "C" fn aegis_engine_free(e: *mut aegis_engine) {
 // ---------------------------------------------------------------------------------------
 // evaluation
 
-fn eval_err(e: aegis_core::EvalError) -> Fail {
-    let info = ErrorInfo::from(&e);
-    let status = match e {
-        aegis_core::EvalError::Request(_) => aegis_status::AEGIS_INVALID_REQUEST,
-        aegis_core::EvalError::Audit(_) => aegis_status::AEGIS_IO_ERROR,
-    };
-    Fail(status, e.to_string(), info)
-}
-
-fn request_err(r: &aegis_core::RequestError) -> Fail {
-    Fail(aegis_status::AEGIS_INVALID_REQUEST, r.to_string(), ErrorInfo::from(r))
-}
-
-fn control_err(c: aegis_core::ControlError) -> Fail {
-    Fail::new(aegis_status::AEGIS_INVALID_ARGUMENT, c.0)
-}
-
 /// Decides a request (`request_json`, `len` bytes of UTF-8 JSON, SPEC §1) and records
 /// it. On success `*decision_json_out` is the decision as one line of canonical JSON
 /// (SPEC §4, with `audit`), byte-identical to `aegis eval`; free it with
@@ -761,19 +758,15 @@ pub unsafe extern "C" fn aegis_evaluate_json(
     decision_json_out: *mut *mut c_char,
     error_out: *mut *mut c_char,
 ) -> aegis_status {
-    run(error_out, || {
-        null_check(decision_json_out, "decision_json_out")?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { put(decision_json_out, std::ptr::null_mut()) };
+    let decide = || {
         // SAFETY: forwarded caller contract.
         let engine = unsafe { engine(e) }?;
         // SAFETY: forwarded caller contract.
         let text = unsafe { str_from_len(request_json, len, "request_json") }?;
-        let line = engine.evaluate_json(text).map_err(eval_err)?;
-        // SAFETY: checked above.
-        unsafe { put(decision_json_out, to_c_string(line)) };
-        Ok(())
-    })
+        engine.evaluate_json(text).map_err(Fail::from)
+    };
+    // SAFETY: forwarded caller contract.
+    unsafe { run_string(error_out, decision_json_out, "decision_json_out", decide) }
 }
 
 /// Decides a request like `aegis_evaluate_json` but returns only the outcome in
@@ -795,8 +788,9 @@ pub unsafe extern "C" fn aegis_evaluate(
         let engine = unsafe { engine(e) }?;
         // SAFETY: forwarded caller contract.
         let text = unsafe { str_from_len(request_json, len, "request_json") }?;
-        let req = aegis_core::Request::from_json(text, engine.request_limits()).map_err(|r| request_err(&r))?;
-        let d = engine.evaluate(&req).map_err(eval_err)?;
+        let req = aegis_core::Request::from_json(text, engine.request_limits())
+            .map_err(|r| Fail::from(ErrorInfo::from(&r)))?;
+        let d = engine.evaluate(&req).map_err(Fail::from)?;
         let o = match d.outcome {
             Outcome::Allow => aegis_outcome::AEGIS_OUTCOME_ALLOW,
             Outcome::Deny => aegis_outcome::AEGIS_OUTCOME_DENY,
@@ -813,7 +807,8 @@ pub unsafe extern "C" fn aegis_evaluate(
 
 /// Kills `scope` (`"agent"`, `"tool"`, `"session"`, `"all"`) / `id` (`"*"` for all):
 /// later evaluations in every thread are denied. `reason` may be NULL or empty (the
-/// default reason is used). Bad scope or id → `AEGIS_INVALID_ARGUMENT`.
+/// default reason is used). Bad scope or id → `AEGIS_INVALID_ARGUMENT`; from inside one
+/// of the engine's own audit callbacks → `AEGIS_IO_ERROR` (`audit_failed`), no effect.
 ///
 /// Safety: `e` a live engine; strings NUL-terminated (reason may be NULL).
 #[no_mangle]
@@ -833,11 +828,12 @@ pub unsafe extern "C" fn aegis_engine_kill(
         let id = unsafe { str_from_c(id, "id") }?;
         // SAFETY: forwarded caller contract.
         let reason = if reason.is_null() { "" } else { unsafe { str_from_c(reason, "reason") }? };
-        engine.kill(scope, id, reason).map_err(control_err)
+        engine.kill(scope, id, reason).map_err(Fail::from)
     })
 }
 
-/// Lifts a kill. `*revived_out` (may be NULL) is set to whether one was in force.
+/// Lifts a kill. `*revived_out` (may be NULL) is set to whether one was in force. Errors
+/// as `aegis_engine_kill`.
 ///
 /// Safety: `e` a live engine; strings NUL-terminated; `revived_out` NULL or writable.
 #[no_mangle]
@@ -855,7 +851,7 @@ pub unsafe extern "C" fn aegis_engine_revive(
         let scope = parse_scope(unsafe { str_from_c(scope, "scope") }?)?;
         // SAFETY: forwarded caller contract.
         let id = unsafe { str_from_c(id, "id") }?;
-        let was = engine.revive(scope, id).map_err(control_err)?;
+        let was = engine.revive(scope, id).map_err(Fail::from)?;
         if !revived_out.is_null() {
             // SAFETY: non-NULL and writable per the contract.
             unsafe { put(revived_out, was) };
@@ -866,7 +862,8 @@ pub unsafe extern "C" fn aegis_engine_revive(
 
 /// Issues a grant token for `approval_id` by `approver`, valid for `ttl_seconds` from
 /// now. `*token_out` (free with `aegis_string_free`) is NULL on failure; no approval key
-/// → `AEGIS_INVALID_ARGUMENT`.
+/// (the `approval_key` option) → `AEGIS_INVALID_ARGUMENT`; from inside one of the
+/// engine's own audit callbacks → `AEGIS_IO_ERROR` (`audit_failed`).
 ///
 /// Safety: `e` a live engine; strings NUL-terminated; `token_out` writable.
 #[no_mangle]
@@ -878,21 +875,17 @@ pub unsafe extern "C" fn aegis_engine_grant(
     token_out: *mut *mut c_char,
     error_out: *mut *mut c_char,
 ) -> aegis_status {
-    run(error_out, || {
-        null_check(token_out, "token_out")?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { put(token_out, std::ptr::null_mut()) };
+    let grant = || {
         // SAFETY: forwarded caller contract.
         let engine = unsafe { engine(e) }?;
         // SAFETY: forwarded caller contract.
         let id = unsafe { str_from_c(approval_id, "approval_id") }?;
         // SAFETY: forwarded caller contract.
         let who = unsafe { str_from_c(approver, "approver") }?;
-        let token = engine.grant(id, who, ttl_seconds).map_err(control_err)?;
-        // SAFETY: checked above.
-        unsafe { put(token_out, to_c_string(token)) };
-        Ok(())
-    })
+        engine.grant(id, who, ttl_seconds).map_err(Fail::from)
+    };
+    // SAFETY: forwarded caller contract.
+    unsafe { run_string(error_out, token_out, "token_out", grant) }
 }
 
 /// Reloads the bundle from its path (engines from `aegis_engine_from_path*`); on failure
@@ -904,7 +897,7 @@ pub unsafe extern "C" fn aegis_engine_reload(e: *const aegis_engine, error_out: 
     run(error_out, || {
         // SAFETY: forwarded caller contract.
         let engine = unsafe { engine(e) }?;
-        engine.reload().map_err(|l| Fail::load(&l))
+        engine.reload().map_err(Fail::from)
     })
 }
 
@@ -924,7 +917,7 @@ pub unsafe extern "C" fn aegis_engine_reload_yaml(
         let engine = unsafe { engine(e) }?;
         // SAFETY: forwarded caller contract.
         let yaml = unsafe { str_from_len(yaml, len, "yaml") }?;
-        engine.reload_yaml(yaml).map_err(|l| Fail::load(&l))
+        engine.reload_yaml(yaml).map_err(Fail::from)
     })
 }
 
@@ -938,16 +931,10 @@ pub unsafe extern "C" fn aegis_engine_policy_hash(
     hash_out: *mut *mut c_char,
     error_out: *mut *mut c_char,
 ) -> aegis_status {
-    run(error_out, || {
-        null_check(hash_out, "hash_out")?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { put(hash_out, std::ptr::null_mut()) };
-        // SAFETY: forwarded caller contract.
-        let engine = unsafe { engine(e) }?;
-        // SAFETY: checked above.
-        unsafe { put(hash_out, to_c_string(engine.policy_hash())) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract.
+    let hash = || Ok(unsafe { engine(e) }?.policy_hash());
+    // SAFETY: forwarded caller contract.
+    unsafe { run_string(error_out, hash_out, "hash_out", hash) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -968,16 +955,10 @@ pub unsafe extern "C" fn aegis_engine_collector_metrics(
     metrics_json_out: *mut *mut c_char,
     error_out: *mut *mut c_char,
 ) -> aegis_status {
-    run(error_out, || {
-        null_check(metrics_json_out, "metrics_json_out")?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { put(metrics_json_out, std::ptr::null_mut()) };
-        // SAFETY: forwarded caller contract.
-        let c = unsafe { collector(e) }?;
-        // SAFETY: checked above.
-        unsafe { put(metrics_json_out, to_c_string(c.metrics_json())) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract.
+    let metrics = || Ok(unsafe { collector(e) }?.metrics_json());
+    // SAFETY: forwarded caller contract.
+    unsafe { run_string(error_out, metrics_json_out, "metrics_json_out", metrics) }
 }
 
 /// Blocks until every record in the audit files at the time of the call is delivered
@@ -1039,13 +1020,20 @@ pub unsafe extern "C" fn aegis_engine_collector_close(
 // ---------------------------------------------------------------------------------------
 // errors, chain
 
-/// This thread's last error as one JSON object (SPEC §17):
-/// `{"code","errors":[{"column","file","help","line","message"}],"field","message"}` —
-/// `code` is the stable code of the status (the table is in docs/c.md), `field` the
-/// option or request field at fault (`""` when none), `errors` every load error of
-/// `policy_invalid`. NULL when this thread's last call succeeded (or made none). The
-/// string belongs to the library: do not free it; it stays valid until this thread's next
-/// call of a function that returns an `aegis_status`.
+/// This thread's last error as one JSON object (SPEC §17), set by every failing call:
+/// `{"code","errors":[{"column","file","help","line","message"}],"field","message"}`
+/// (canonical JSON: keys in this order, `help` left out when there is none) — `code` the
+/// stable code (the table of codes and statuses is in docs/errors.md), `message` what
+/// went wrong (for `policy_invalid`: the first load error and how many more), `field`
+/// the option, request field or argument at fault (`""` when none), `errors` one entry
+/// per load error of `policy_invalid` (`[]` otherwise). NULL when this thread's last
+/// call succeeded (or it made none).
+///
+/// Lifetime: the string belongs to the library — do not free it. It stays valid until
+/// this thread's next call of a function that returns an `aegis_status` (that call
+/// replaces or clears it); the `_free` functions, `aegis_engine_options_new`,
+/// `aegis_version` and this function leave it alone. Copy it to keep it. Each thread
+/// has its own: an error never leaks to another thread.
 #[no_mangle]
 pub extern "C" fn aegis_last_error_json() -> *const c_char {
     LAST_ERROR
@@ -1058,8 +1046,8 @@ pub extern "C" fn aegis_last_error_json() -> *const c_char {
 
 /// The head of the engine's audit chain: `*seq_out` is the `seq` the next record will
 /// get, `*hash_out` the hash of the last record (64 zeros before the first; free it with
-/// `aegis_string_free`). Refused (`AEGIS_INVALID_ARGUMENT`) from inside one of the
-/// engine's own audit callbacks.
+/// `aegis_string_free`). Refused (`AEGIS_IO_ERROR`, code `audit_failed`) from inside one
+/// of the engine's own audit callbacks.
 ///
 /// Safety: `e` a live engine; `seq_out` and `hash_out` writable.
 #[no_mangle]
@@ -1069,21 +1057,16 @@ pub unsafe extern "C" fn aegis_engine_chain_head(
     hash_out: *mut *mut c_char,
     error_out: *mut *mut c_char,
 ) -> aegis_status {
-    run(error_out, || {
-        null_check(hash_out, "hash_out")?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { put(hash_out, std::ptr::null_mut()) };
+    let head = || {
         null_check(seq_out, "seq_out")?;
         // SAFETY: forwarded caller contract.
-        let engine = unsafe { engine(e) }?;
-        let (seq, hash) = engine.chain_head().map_err(control_err)?;
-        // SAFETY: both checked non-NULL above.
-        unsafe {
-            put(seq_out, seq);
-            put(hash_out, to_c_string(hash));
-        }
-        Ok(())
-    })
+        let (seq, hash) = unsafe { engine(e) }?.chain_head().map_err(Fail::from)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { put(seq_out, seq) };
+        Ok(hash)
+    };
+    // SAFETY: forwarded caller contract.
+    unsafe { run_string(error_out, hash_out, "hash_out", head) }
 }
 
 /// The library version (static string; do not free).

@@ -6,7 +6,7 @@ const os = require('node:os')
 const path = require('node:path')
 const {
   Engine, secureTool, withAgent, currentAgent,
-  AegisError, PolicyError, RequestError, PolicyDenied, ApprovalRequired,
+  AegisError, PolicyError, RequestError, ConfigError, PolicyDenied, ApprovalRequired,
 } = require('..')
 
 const POLICY = `aegis: 1
@@ -33,7 +33,7 @@ const T = '2026-01-05T10:00:00Z'
 const mk = (opts) => Engine.fromYaml(POLICY, { approvalKey: 'k', ...opts })
 
 test('error classes are real subclasses', () => {
-  for (const C of [PolicyError, RequestError, PolicyDenied, ApprovalRequired]) {
+  for (const C of [PolicyError, RequestError, ConfigError, PolicyDenied, ApprovalRequired]) {
     assert.ok(C.prototype instanceof AegisError)
   }
   assert.ok(AegisError.prototype instanceof Error)
@@ -113,8 +113,60 @@ test('load errors throw PolicyError with locations', () => {
     return true
   })
   assert.throws(() => Engine.fromPath('/nonexistent/aegis'), PolicyError)
-  assert.throws(() => Engine.fromYaml(POLICY, { bogus: 1 }), AegisError)
-  assert.throws(() => Engine.fromYaml(POLICY, { fsync: 'sometimes', audit: path.join(os.tmpdir(), 'x.jsonl') }), AegisError)
+  assert.throws(() => Engine.fromYaml(POLICY, { bogus: 1 }), ConfigError)
+  assert.throws(() => Engine.fromYaml(POLICY, { fsync: 'sometimes', audit: path.join(os.tmpdir(), 'x.jsonl') }), ConfigError)
+})
+
+test('a bundle with three errors gives three structured errors, as properties (no JSON in the message)', () => {
+  const text = 'aegis: 1\nrules:\n  - id: a\n    outcome: alow\n  - id: b\n    outcome: dney\n    colour: red\n'
+  assert.throws(() => Engine.fromYaml(text), (err) => {
+    assert.ok(err instanceof PolicyError && err instanceof AegisError)
+    assert.equal(err.code, 'policy_invalid')
+    assert.equal(err.field, '')
+    assert.deepEqual(err.errors.map((e) => [e.file, e.line, e.column]), [['<yaml>', 4, 14], ['<yaml>', 6, 14], ['<yaml>', 7, 5]])
+    assert.deepEqual(err.errors[0], { file: '<yaml>', line: 4, column: 14, message: 'unknown outcome "alow"', help: 'did you mean "allow"?' })
+    assert.ok(Object.keys(err.errors[2]).join() === 'file,line,column,message,help')
+    assert.match(err.message, /^<yaml>:4:14: .*\(and 2 more\)$/)
+    assert.ok(!err.message.includes('{'), err.message)
+    return true
+  })
+})
+
+test('options: one document, validated by the core (§17), with the messages of every language', () => {
+  const refused = (options, field, message) => assert.throws(() => Engine.fromYaml(POLICY, options), (err) => {
+    assert.ok(err instanceof ConfigError, String(err))
+    assert.equal(err.code, 'config_invalid')
+    assert.equal(err.field, field)
+    if (typeof message === 'string') assert.equal(err.message, message)
+    else assert.match(err.message, message)
+    return true
+  })
+  refused({ fsnyc: 'always' }, 'fsnyc', 'unknown option `fsnyc` (did you mean `fsync`?)')
+  refused({ requestMaxBytes: 'big' }, 'requestMaxBytes', '`requestMaxBytes` must be an integer number of bytes from 1 to 67108864, not "big"')
+  refused({ request_max_bytes: 5 }, 'request_max_bytes', 'unknown option `request_max_bytes` (did you mean `requestMaxBytes`?)')
+  refused({ colour: 'red' }, 'colour', /^unknown option `colour`; the options are audit, fsync, rotateBytes, signingKey,/)
+  refused({ maxSessions: 10 }, 'maxSessions', '`maxSessions` is not supported yet (session marks, §10); leave it out')
+  refused({ state: 'redis://x' }, 'state', /^`state` is not supported yet/)
+  refused({ rotateBytes: 1024 }, 'rotateBytes', '`rotateBytes` sets how the audit file is written; give `audit` too (a file path)')
+  refused({ audit: () => {}, fsync: 'batch' }, 'fsync', /`audit` is a callback here/)
+  refused({ signingKeyId: 'ops' }, 'signingKeyId', '`signingKeyId` names the signing key; give `signingKey` too')
+  refused({ approvalKey: { base64: '!!' } }, 'approvalKey', /not valid base64/)
+  // every option of §17 that works today
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-node-'))
+  const audit = path.join(dir, 'audit.jsonl')
+  const e = Engine.fromYaml(POLICY, {
+    audit, fsync: 'never', rotateBytes: 400, signingKey: { base64: Buffer.from('s').toString('base64') },
+    signingKeyId: 'ops', approvalKey: Buffer.from('k'), requestMaxBytes: 2048, requestMaxDepth: 3, maxLimitCounters: 10,
+    collector: null, maxSessions: undefined,
+  })
+  const req = { agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 10 }, time: T }
+  for (let i = 0; i < 3; i++) assert.equal(e.evaluate(req).audit.kid, 'ops')
+  assert.ok(fs.readdirSync(dir).length > 1, 'rotateBytes rotated the file: ' + fs.readdirSync(dir))
+  assert.throws(() => e.evaluate({ ...req, params: { a: { b: { c: { d: 1 } } } } }), (err) => err instanceof RequestError && /`params` is nested 4 levels deep; the limit is 3/.test(err.message))
+  assert.throws(() => e.evaluate({ ...req, params: { s: 'x'.repeat(3000) } }), (err) => err instanceof RequestError && /larger than 2048 bytes/.test(err.message))
+  assert.throws(() => e.evaluateJson(JSON.stringify({ ...req, params: { s: 'x'.repeat(3000) } })), RequestError)
+  // no options, null and {} are alike
+  for (const o of [undefined, null, {}]) assert.equal(Engine.fromYaml(POLICY, o).evaluate(req).outcome, 'allow')
 })
 
 test('kill / revive / grant / reload / policyHash', () => {
@@ -147,7 +199,7 @@ test('kill / revive / grant / reload / policyHash', () => {
   assert.equal(e.evaluate(req).outcome, 'allow') // old bundle kept
 })
 
-test('audit sinks: file and callback (in order, after evaluate returns)', () => {
+test('audit sinks: file and callback (in order, each record delivered before evaluate returns)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-node-'))
   const file = path.join(dir, 'audit.jsonl')
   const seen = []
@@ -166,7 +218,8 @@ test('audit sinks: file and callback (in order, after evaluate returns)', () => 
   assert.ok(lines.every((r) => typeof r.sig === 'string'))
   // a failing callback fails the call (the tool must not run)
   const bad = mk({ audit: () => { throw new Error('disk full') } })
-  assert.throws(() => bad.evaluate({ agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 1 }, time: T }), (err) => err instanceof AegisError && err.cause.message === 'disk full')
+  assert.throws(() => bad.evaluate({ agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 1 }, time: T }),
+    (err) => err instanceof AegisError && err.code === 'audit_failed' && err.cause.message === 'disk full')
 })
 
 test('secureTool: allow, deny, no context', async () => {
@@ -230,7 +283,38 @@ test('withAgent: nesting extends the chain; concurrent flows stay apart', async 
     if (i % 2) assert.equal(r.value.session, `s${i}`)
     else assert.ok(r.reason instanceof PolicyDenied)
   })
-  assert.throws(() => withAgent({}, () => 1), AegisError)
+  assert.throws(() => withAgent({ agnet: 'x' }, () => 1), (err) => err instanceof AegisError && err.code === 'invalid_argument' && /unknown key "agnet"/.test(err.message))
+  assert.throws(() => withAgent({ agent: 5 }, () => 1), AegisError)
+  assert.throws(() => withAgent({ agent: 'a', chain: ['ok', 5] }, () => 1), AegisError)
+  assert.throws(() => withAgent(null, () => 1), AegisError)
+  // a context without an agent is allowed, but a guarded call in it is refused
+  assert.equal(withAgent({}, () => 1), 1)
+  await assert.rejects(withAgent({ session: 's' }, () => pay({ amount: 1 })), (err) => err instanceof AegisError && err.code === 'invalid_argument' && /no agent in context/.test(err.message))
+})
+
+test('withAgent: a chain only grows (§17); an inner block can never hide its callers', async () => {
+  const records = []
+  const e = mk({ audit: (r) => records.push(r) })
+  const pay = secureTool(e, { tool: 'payments', action: 'create' }, (p) => currentAgent())
+  const run = (contexts) => {
+    const go = (i) => i === contexts.length ? pay({ amount: 1 }) : withAgent(contexts[i], () => go(i + 1))
+    return go(0)
+  }
+  const last = () => [records.at(-1).agent, records.at(-1).chain ?? []]
+  await run([{ agent: 'finance-sup', chain: ['user'] }, { agent: 'finance-bot', chain: ['helper'] }])
+  assert.deepEqual(last(), ['finance-bot', ['user', 'finance-sup', 'helper']])
+  // an inner block without an agent keeps the agent; its chain is appended
+  const ctx = await run([{ agent: 'finance-bot', chain: ['user'], session: 's1' }, { chain: ['relay'], environment: 'prod' }])
+  assert.deepEqual(last(), ['finance-bot', ['user', 'relay']])
+  assert.deepEqual([ctx.session, ctx.environment], ['s1', 'prod'])
+  // the rogue outer agent stays in the chain whatever the inner block says
+  await assert.rejects(run([{ agent: 'rogue' }, { agent: 'finance-bot', chain: [] }]), PolicyDenied)
+  assert.deepEqual(last(), ['finance-bot', ['rogue']])
+  // a killed ancestor cannot act through the agents it calls
+  e.kill('agent', 'finance-sup', 'compromised')
+  await assert.rejects(run([{ agent: 'finance-sup' }, { agent: 'finance-bot', chain: ['x'] }]), (err) => err instanceof PolicyDenied && err.decision.rules[0] === 'kill:agent:finance-sup')
+  // the chain a context exposes is frozen
+  withAgent({ agent: 'a', chain: ['b'] }, () => assert.throws(() => currentAgent().chain.push('x'), TypeError))
 })
 
 test('secureTool: the body gets a snapshot of the decided params', async () => {
@@ -239,4 +323,33 @@ test('secureTool: the body gets a snapshot of the decided params', async () => {
   const tricky = { get amount() { return reads++ === 0 ? 10 : 1e9 } }
   const pay = secureTool(e, { tool: 'payments', action: 'create' }, (p) => p.amount)
   assert.equal(await withAgent({ agent: 'finance-bot' }, () => pay(tricky)), 10)
+  assert.equal(reads, 1, 'each value is read once, by the walk that decides')
+})
+
+test('secureTool: a mutation while the call is decided (in the audit callback) reaches neither the record nor the tool', async () => {
+  const args = { amount: 10, to: ['alice@example.com'], memo: { note: 'rent' } }
+  const records = []
+  const e = mk({
+    audit: (r) => {
+      records.push(r)
+      args.to.splice(0, 1, 'mallory@evil.example')
+      args.memo.note = 'exfiltrate'
+      args.amount = 1e6
+    },
+  })
+  let got
+  const pay = secureTool(e, { tool: 'payments', action: 'create' }, (p) => { got = p; return 'ok' })
+  assert.equal(await withAgent({ agent: 'finance-bot' }, () => pay(args)), 'ok')
+  assert.deepEqual(got, { amount: 10, to: ['alice@example.com'], memo: { note: 'rent' } })
+  assert.equal(Object.getPrototypeOf(got), Object.prototype, 'a plain object')
+  const want = JSON.parse(mk().evaluateJson(JSON.stringify({ agent: 'finance-bot', tool: 'payments', action: 'create',
+    params: { amount: 10, to: ['alice@example.com'], memo: { note: 'rent' } }, time: records[0].time })))
+  assert.equal(records[0].params_sha256, want.audit.params_sha256, 'the record is of the snapshot')
+  // JSON-like data only, as decided: a `__proto__` key stays a key
+  const odd = JSON.parse('{"__proto__": {"x": 1}, "amount": 1}')
+  const echo = secureTool(mk(), { tool: 'payments', action: 'create' }, (p) => p)
+  const back = await withAgent({ agent: 'finance-bot' }, () => echo(odd))
+  assert.ok(Object.hasOwn(back, '__proto__'))
+  assert.equal(Object.getPrototypeOf(back), Object.prototype)
+  assert.deepEqual(Object.keys(back), ['__proto__', 'amount'])
 })

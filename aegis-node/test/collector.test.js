@@ -9,12 +9,12 @@ const fs = require('node:fs')
 const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
-const { Engine, Collector, AegisError } = require('..')
+const { Engine, Collector, AegisError, ConfigError } = require('..')
 
 const ROOT = path.resolve(__dirname, '..', '..')
 const FINANCE = path.join(ROOT, 'policies', 'finance')
-const NEEDS_AUDIT_FILE =
-  'invalid collector configuration: `collector` needs `audit` to be a file path (the shipper reads the durable audit file)'
+const NEEDS_AUDIT_FILE = '`collector` ships the audit file; give `audit` too (a file path)'
+const AUDIT_IS_A_CALLBACK = '`collector` ships the audit file; `audit` is a callback here; give `audit` as a file path'
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-node-collector-'))
 const REQ = { agent: 'finance-agent', tool: 'payments', action: 'create', params: { amount: 10, currency: 'USD' } }
 
@@ -42,13 +42,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 function throwsConfig(options, check) {
   assert.throws(() => Engine.fromPath(FINANCE, options), (err) => {
-    assert.ok(err instanceof AegisError, `${err}`)
+    assert.ok(err instanceof ConfigError, `${err}`)
+    assert.equal(err.code, 'config_invalid')
+    assert.equal(err.field, 'collector')
     check(err.message)
     return true
   })
 }
 
-test('collector option errors are AegisErrors with the aegis-ship messages', () => {
+test('collector option errors are ConfigErrors (field `collector`) with the aegis-ship messages in camelCase', () => {
   const dir = tmp()
   const audit = path.join(dir, 'audit.jsonl')
   throwsConfig({ audit, collector: { endpiont: 'http://127.0.0.1:4318' } }, (m) =>
@@ -59,27 +61,28 @@ test('collector option errors are AegisErrors with the aegis-ship messages', () 
   throwsConfig({ audit, collector: { endpoint: 'http://h', bogus: 1 } }, (m) =>
     assert.equal(m, 'invalid collector configuration: unknown option `bogus`'))
   // a callback sink, or no sink: the shipper has no file to read
-  throwsConfig({ audit: () => {}, collector: { endpoint: 'http://127.0.0.1:4318' } }, (m) => assert.equal(m, NEEDS_AUDIT_FILE))
+  throwsConfig({ audit: () => {}, collector: { endpoint: 'http://127.0.0.1:4318' } }, (m) => assert.equal(m, AUDIT_IS_A_CALLBACK))
   throwsConfig({ collector: { endpoint: 'http://127.0.0.1:4318' } }, (m) => assert.equal(m, NEEDS_AUDIT_FILE))
   assert.throws(() => Engine.fromYaml('aegis: 1\nrules: []\n', { collector: { endpoint: 'http://h' } }), (e) => e.message === NEEDS_AUDIT_FILE)
   throwsConfig({ audit, collector: { endpoint: 'ftp://x' } }, (m) =>
     assert.equal(m, 'invalid collector configuration: `endpoint` must be an http:// or https:// URL with a host, not `ftp://x`'))
   throwsConfig({ audit, collector: {} }, (m) => assert.match(m, /^invalid collector configuration: `endpoint` is required/))
-  // values aegis-ship checks (its snake_case names, verbatim)
+  // values aegis-ship checks, named as the JS caller wrote them
   throwsConfig({ audit, collector: { endpoint: 'http://h', batchAgeMs: 0 } }, (m) =>
-    assert.equal(m, 'invalid collector configuration: `batch_age_ms` must be an integer from 1 to 3600000 (milliseconds), not `0`'))
+    assert.equal(m, 'invalid collector configuration: `batchAgeMs` must be an integer from 1 to 3600000 (milliseconds), not `0`'))
+  throwsConfig({ audit, collector: { endpoint: 'http://h', requestTimeoutMs: 0 } }, (m) => assert.match(m, /`requestTimeoutMs` must be an integer from 1/))
   throwsConfig({ audit, collector: { endpoint: 'http://h', batch: 1.5 } }, (m) => assert.match(m, /`batch` must be an integer from 1 to 10000/))
   throwsConfig({ audit, collector: { endpoint: 'http://h', gzip: 'yes' } }, (m) => assert.match(m, /`gzip` must be true or false/))
   throwsConfig({ audit, collector: { endpoint: 'http://h', headers: { 'X-A': 'a\r\nEvil: 1' } } }, (m) => assert.match(m, /control character/))
   // what JSON.stringify would silently lose is an error too
   throwsConfig({ audit, collector: { endpoint: 'http://h', batch: NaN } }, (m) =>
-    assert.equal(m, 'invalid collector configuration: `batch` must be a finite number, not NaN'))
+    assert.equal(m, '`collector.batch` is NaN; numbers must be finite'))
   throwsConfig({ audit, collector: { endpoint: 'http://h', headers: { Authorization: undefined } } }, (m) =>
     assert.match(m, /header `Authorization` must be a string, not `null`/))
-  throwsConfig({ audit, collector: { endpoint: 'http://h', serviceName: () => 's' } }, (m) => assert.match(m, /`serviceName` is a function/))
-  throwsConfig({ audit, collector: { endpoint: 'http://h', batch: 10n } }, (m) => assert.match(m, /`batch` is a bigint/))
+  throwsConfig({ audit, collector: { endpoint: 'http://h', serviceName: () => 's' } }, (m) => assert.match(m, /`collector\.serviceName` is a function/))
+  throwsConfig({ audit, collector: { endpoint: 'http://h', batch: 10n } }, (m) => assert.match(m, /`collector\.batch` is a bigint/))
   const cyclic = { a: 'x' }; cyclic.self = cyclic
-  throwsConfig({ audit, collector: { endpoint: 'http://h', headers: cyclic } }, (m) => assert.match(m, /nested too deeply/))
+  throwsConfig({ audit, collector: { endpoint: 'http://h', headers: cyclic } }, (m) => assert.match(m, /nested deeper than the limit of 8 \(or the value is cyclic\)/))
   for (const bad of ['http://127.0.0.1:4318', ['http://h'], 5, true]) {
     throwsConfig({ audit, collector: bad }, (m) => assert.match(m, /`collector` must be an object/))
   }
@@ -124,7 +127,7 @@ test('collector lifecycle: unreachable endpoint, flush/close reject without bloc
   for (const bad of [-1, NaN, Infinity, 3_600_001, '5']) {
     const p = c.flush(bad)
     assert.ok(p instanceof Promise)
-    await assert.rejects(p, (err) => err instanceof AegisError && /timeoutMs must be/.test(err.message))
+    await assert.rejects(p, (err) => err instanceof AegisError && err.code === 'invalid_argument' && /timeoutMs must be/.test(err.message))
   }
   await assert.rejects(c.close(-5), AegisError)
   assert.equal(c.closed, false)
@@ -133,7 +136,8 @@ test('collector lifecycle: unreachable endpoint, flush/close reject without bloc
   let ticks = 0
   const iv = setInterval(() => ticks++, 10)
   const t0 = Date.now()
-  await assert.rejects(c.flush(400), (err) => err instanceof AegisError && /^flush timed out before seq 2 was delivered/.test(err.message))
+  await assert.rejects(c.flush(400), (err) => err instanceof AegisError && err.code === 'collector_failed' && err.field === '' &&
+    /^flush timed out before seq 2 was delivered/.test(err.message))
   clearInterval(iv)
   assert.ok(Date.now() - t0 >= 350, `flush returned after ${Date.now() - t0} ms`)
   assert.ok(ticks >= 10, `the event loop ran only ${ticks} timers during flush`)

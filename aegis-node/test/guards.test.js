@@ -51,8 +51,17 @@ test('empty approval and signing keys are config_invalid (an empty HMAC key forg
   const d = e.evaluate(PAY)
   assert.equal(d.outcome, 'require_approval')
   assert.throws(() => Engine.fromYaml(POLICY, { approvalKey: '' }), code('config_invalid'))
-  assert.throws(() => Engine.fromYaml(POLICY, { approvalKey: 5 }), code('config_invalid', /approvalKey must be a string or a Buffer/))
-  assert.throws(() => Engine.fromYaml(POLICY, { approvalKey: 'k\uD800' }), code('config_invalid', /lone surrogate/))
+  assert.throws(() => Engine.fromYaml(POLICY, { approvalKey: 5 }),
+    code('config_invalid', /^`approvalKey` must be a key \(a string, bytes or \{"base64": "…"\}\), not 5$/))
+  assert.throws(() => Engine.fromYaml(POLICY, { approvalKey: 'k\uD800' }), code('config_invalid', /`approvalKey` contains a lone surrogate/))
+  assert.throws(() => Engine.fromYaml(POLICY, { approvalKey: new Int16Array(2) }), code('config_invalid', /typed array other than a Buffer or Uint8Array/))
+  assert.throws(() => Engine.fromYaml(POLICY, { approvalKey: new ArrayBuffer(2) }), code('config_invalid', /ArrayBuffer/))
+  // a key's bytes: a Buffer, a Uint8Array, {base64} and the string of those UTF-8 bytes are one key
+  const raw = Buffer.from('k\u00ff')
+  const sigs = [raw, new Uint8Array(raw), { base64: raw.toString('base64') }, 'k\u00ff']
+    .map((signingKey) => Engine.fromYaml(POLICY, { signingKey }).evaluate(PAY).audit.sig)
+  assert.equal(new Set(sigs).size, 1, JSON.stringify(sigs))
+  assert.notEqual(Engine.fromYaml(POLICY, { signingKey: 'other' }).evaluate(PAY).audit.sig, sigs[0])
 })
 
 test('signingKeyId: NUL and other control characters are config_invalid, never recorded', () => {
@@ -185,17 +194,38 @@ test('audit callback: async or Promise-returning → audit_failed, the tool does
   }
 })
 
-test('audit callback that throws → audit_failed with the cause; the chain stays whole', () => {
+test('audit callback that throws → audit_failed with the cause; as the only sink the chain does not advance', () => {
   let fail = true
   const seen = []
   const e = recorder((r) => { seen.push(r); if (fail) throw new Error('disk full') })
-  assert.throws(() => e.evaluate({ ...PAY, params: { amount: 1 } }), (err) => code('audit_failed', /disk full/)(err) && err.cause.message === 'disk full')
+  assert.throws(() => e.evaluate({ ...PAY, params: { amount: 1 } }), (err) => code('audit_failed', /^audit callback failed: disk full$/)(err) && err.cause.message === 'disk full')
+  assert.throws(() => e.evaluateJson(JSON.stringify({ ...PAY, params: { amount: 1 } })), (err) => code('audit_failed')(err) && err.cause.message === 'disk full')
   fail = false
   const d = e.evaluate({ ...PAY, params: { amount: 1 } })
-  assert.deepEqual(seen.map((r) => r.seq), [0, 1])
-  assert.equal(d.audit.prev, seen[0].hash)
+  // §9a: the refused records were never chained: the next one is seq 0 again
+  assert.deepEqual(seen.map((r) => r.seq), [0, 0, 0])
+  assert.equal(d.audit.seq, 0)
+  assert.equal(d.audit.prev, '0'.repeat(64))
+  assert.deepEqual(d.audit, seen[2])
   const thrown = recorder(() => { throw Symbol('odd') }) // eslint-disable-line no-throw-literal
   assert.throws(() => thrown.evaluate(PAY), code('audit_failed', /Symbol\(odd\)/))
+})
+
+test('the audit callback runs before evaluate returns, on the calling thread, once per record', () => {
+  let inside = false
+  const order = []
+  const e = recorder((r) => { order.push(['callback', r.seq, inside]) })
+  inside = true
+  const d = e.evaluate({ ...PAY, params: { amount: 1 } })
+  inside = false
+  order.push(['returned', d.audit.seq])
+  assert.deepEqual(order, [['callback', 0, true], ['returned', 0]])
+  // a callback sees the record the decision carries, as a separate object
+  const records = []
+  const f = recorder((r) => { records.push(r); r.outcome = 'tampered' })
+  const g = f.evaluate({ ...PAY, params: { amount: 1 } })
+  assert.equal(g.audit.outcome, 'allow')
+  assert.equal(records[0].hash, g.audit.hash)
 })
 
 test('audit callback calling back into its engine → audit_failed, no deadlock; other engines are fine', () => {
@@ -227,6 +257,29 @@ test('audit callback calling back into its engine → audit_failed, no deadlock;
   const e = recorder(() => { used += other.evaluate(PAY).audit.seq >= 0 })
   assert.equal(e.evaluate({ ...PAY, params: { amount: 1 } }).outcome, 'allow')
   assert.equal(used, 1)
+})
+
+test('audit callbacks nest across engines: each record reaches its own engine\'s callback, in order', () => {
+  const log = []
+  const inner = recorder((r) => log.push(['inner', r.seq]))
+  const outer = recorder((r) => {
+    log.push(['outer', r.seq, 'start'])
+    inner.evaluate({ ...PAY, params: { amount: 1 } })
+    inner.evaluateJson(JSON.stringify({ ...PAY, params: { amount: 2 } }))
+    log.push(['outer', r.seq, 'end'])
+  })
+  outer.evaluate({ ...PAY, params: { amount: 1 } })
+  outer.evaluateJson(JSON.stringify({ ...PAY, params: { amount: 1 } }))
+  assert.deepEqual(log, [
+    ['outer', 0, 'start'], ['inner', 0], ['inner', 1], ['outer', 0, 'end'],
+    ['outer', 1, 'start'], ['inner', 2], ['inner', 3], ['outer', 1, 'end'],
+  ])
+  // an inner engine whose callback fails fails only its own call
+  const failing = recorder(() => { throw new Error('inner sink down') })
+  let innerErr
+  const host = recorder(() => { try { failing.evaluate(PAY) } catch (err) { innerErr = err } })
+  assert.equal(host.evaluate({ ...PAY, params: { amount: 1 } }).audit.seq, 0)
+  code('audit_failed', /inner sink down/)(innerErr)
 })
 
 test('one audit file per engine: a second engine fails with audit_failed until the first is closed', async () => {

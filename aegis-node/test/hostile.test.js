@@ -217,7 +217,9 @@ test('secureTool: the same refusals, and the tool never runs', async () => {
     [{ v: new Map() }, NOT_PLAIN],
     [{ v: 'a\uD800' }, LONE],
     [{ v: 2 ** 53 }, BEYOND],
-    [{ v: () => 1 }, /cannot be copied/],
+    [{ v: () => 1 }, /`params\.v` is a function/],
+    [new Point(), NOT_PLAIN], // the snapshot is the walk: a class instance is not silently made plain
+    [{ v: new Date(0) }, /is a Date/],
   ]
   for (const [params, pattern] of cases) {
     await assert.rejects(withAgent({ agent: 'a' }, () => tool(params)), (err) => err instanceof RequestError && pattern.test(err.message))
@@ -249,4 +251,57 @@ test('the walk never refuses what the core accepts: the size boundary is the cor
   assert.equal(e.evaluate({ agent: 'a', tool: 't', params: { v: 'x'.repeat(n), u: undefined } }).outcome, 'allow')
   assert.throws(() => e.evaluate({ agent: 'a', tool: 't', params: { v: 'x'.repeat(n + 1) } }),
     (err) => err instanceof RequestError && err.message === 'invalid request: request is larger than 1048576 bytes')
+})
+
+// ---------------------------------------------------------------------------------------
+// Issue 17 / spec §17: the options object is converted by the same bounded, strict walk
+// (errors are config_invalid naming the option); `audit` as a function is read once.
+const { ConfigError } = require('../lib.js')
+
+function refusedOption (name, options, field, pattern) {
+  test(`option refused: ${name}`, () => {
+    assert.throws(() => Engine.fromYaml(POLICY, options), (err) => {
+      assert.ok(err instanceof ConfigError, `${name}: ${err}`)
+      assert.equal(err.code, 'config_invalid')
+      assert.equal(err.field, field)
+      if (pattern) assert.match(err.message, pattern)
+      return true
+    })
+  })
+}
+
+refusedOption('NaN', { requestMaxBytes: NaN }, 'requestMaxBytes', /`requestMaxBytes` is NaN; numbers must be finite/)
+refusedOption('Infinity', { maxLimitCounters: Infinity }, 'maxLimitCounters', /is Infinity/)
+refusedOption('BigInt', { requestMaxBytes: 10n }, 'requestMaxBytes', /is a bigint, which has no JSON form/)
+refusedOption('a function that is not audit', { signingKey: () => 'k' }, 'signingKey', /is a function/)
+refusedOption('a symbol', { fsync: Symbol('always') }, 'fsync', /is a symbol/)
+refusedOption('a Date', { rotateBytes: new Date() }, 'rotateBytes', /is a Date/)
+refusedOption('a Map', { collector: new Map() }, 'collector', NOT_PLAIN)
+refusedOption('a class instance as the options', new Point(), '', NOT_PLAIN)
+refusedOption('a lone surrogate in a value', { signingKeyId: 'ops\uD800' }, 'signingKeyId', LONE)
+refusedOption('a lone surrogate in a key', { ['fsync\uD800']: 'always' }, '', /a key in the options object contains a lone surrogate/)
+refusedOption('a sparse list', { collector: { endpoint: 'http://h', headers: sparse() } }, 'collector', /`collector\.headers\.0` is a hole/)
+refusedOption('a cycle', (() => { const c = {}; c.c = c; return { collector: c } })(), 'collector', /nested deeper than the limit of 8/)
+const wide = (n, v) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, v]))
+refusedOption('shared sub-objects', { collector: { endpoint: 'http://h', headers: wide(1000, wide(1000, 'x'.repeat(100))) } }, '', /the options are larger than 1048576 bytes/)
+refusedOption('a huge string', { signingKeyId: 'x'.repeat(2 << 20) }, '', /the options are larger than 1048576 bytes/)
+refusedOption('not an object', 'always', '', /^the options are a JSON object, not a string$/)
+refusedOption('a list', [1], '', /^the options are a JSON object, not a list$/)
+refusedOption('an async audit callback is a function, a number is not', { audit: 5 }, 'audit', /`audit` must be a file path/)
+
+test('options: a throwing getter throws its own error; a getter is read once; a Proxy is read as data', () => {
+  const boom = { get approvalKey () { throw new Error('getter') } }
+  assert.throws(() => Engine.fromYaml(POLICY, boom), (err) => err.message === 'getter' && !(err instanceof AegisError))
+  let reads = 0
+  const seen = []
+  const once = { get audit () { reads++; return reads === 1 ? (r) => seen.push(r) : '/tmp/not-used.jsonl' } }
+  const e = Engine.fromYaml(POLICY, once)
+  assert.equal(reads, 1, 'audit is read once, by lib.js')
+  e.evaluate({ agent: 'a', tool: 't' })
+  assert.equal(seen.length, 1)
+  const proxied = new Proxy({ requestMaxBytes: 300 }, {})
+  assert.throws(() => Engine.fromYaml(POLICY, proxied).evaluate({ agent: 'a', tool: 't', params: { s: 'x'.repeat(400) } }), RequestError)
+  assert.throws(() => Engine.fromYaml(POLICY, new Proxy({}, { ownKeys () { throw new Error('ownKeys') } })), /ownKeys/)
+  // undefined options are not given; so is undefined inside them
+  assert.equal(Engine.fromYaml(POLICY, { audit: undefined, approvalKey: null, collector: undefined }).evaluate({ agent: 'a', tool: 't' }).outcome, 'allow')
 })

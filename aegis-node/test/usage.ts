@@ -1,7 +1,8 @@
 // Type-checked with `npx tsc --noEmit -p test/tsconfig.json`; not run.
 import {
-  Engine, secureTool, withAgent, currentAgent, AegisError, PolicyError, RequestError,
+  Engine, secureTool, withAgent, currentAgent, AegisError, PolicyError, RequestError, ConfigError,
   PolicyDenied, ApprovalRequired, Collector, type Decision, type AuditRecord, type ErrorCode,
+  type EngineOptions, type KeyBytes,
   type CollectorOptions, type CollectorMetrics, type CollectorCursor,
 } from '..'
 
@@ -57,6 +58,28 @@ function codeOf(e: unknown): ErrorCode | undefined {
 }
 const closed: boolean = engine.closed
 
+// Every option of §17 (one document, validated by the core; camelCase keys).
+const key: KeyBytes = { base64: 'a2V5' }
+const options: EngineOptions = {
+  audit: 'audit.jsonl', fsync: 'never', rotateBytes: 1 << 20, signingKey: new Uint8Array([1]), signingKeyId: 'ops',
+  approvalKey: key, requestMaxBytes: 4096, requestMaxDepth: 8, maxLimitCounters: 1000, collector: null,
+}
+Engine.fromYaml('aegis: 1\nrules: []\n', options)
+// @ts-expect-error: options are camelCase
+Engine.fromYaml('aegis: 1\nrules: []\n', { request_max_bytes: 5 })
+// @ts-expect-error: not supported yet (refused at run time too)
+Engine.fromYaml('aegis: 1\nrules: []\n', { maxSessions: 10 })
+function configField(e: unknown): string {
+  if (e instanceof ConfigError) {
+    const c: 'config_invalid' = e.code
+    return `${c}:${e.field}`
+  }
+  if (e instanceof PolicyError) return e.errors.map((x) => `${x.file}:${x.line}:${x.column}: ${x.message} ${x.help ?? ''}`).join('\n')
+  return ''
+}
+// An inner context may leave out the agent (it keeps the outer one).
+withAgent({ agent: 'orchestrator', chain: ['user'] }, () => withAgent({ session: 's-2' }, () => currentAgent()?.chain))
+
 // The collector option: ships the audit file to an OpenTelemetry collector.
 const collectorOptions: CollectorOptions = {
   endpoint: 'http://127.0.0.1:4318',
@@ -96,4 +119,4 @@ Engine.fromPath('p', { audit: 'a.jsonl', collector: { endpoint: 'http://h', batc
 const notMetrics: CollectorMetrics = collector!.flush()
 // @ts-expect-error: a Collector comes from an engine
 new Collector()
-void [outcome, id, line, revived, token, hash, main, who, ship, notMetrics, codeOf, closed]
+void [outcome, id, line, revived, token, hash, main, who, ship, notMetrics, codeOf, closed, configField]

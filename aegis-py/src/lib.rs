@@ -11,38 +11,31 @@
 use std::sync::{Arc, RwLock};
 
 use aegis_core::{
-    CallbackSink, ConfigError, ControlError, EngineOptions, ErrorCode, ErrorInfo, EvalError, FileSink, Fsync, Key,
-    KeyId, KillScope, LoadErrors, Map, Request, RequestError, RequestLimits, Value,
+    AuditSink, CallbackSink, ConfigError, ControlError, EngineConfig, ErrorCode, ErrorInfo, ErrorLocation, EvalError,
+    KillScope, LoadErrors, Map, Request, RequestError, RequestLimits, Spelling, Value,
 };
-use aegis_ship::collector::{Collector, CollectorConfig, NEEDS_AUDIT_FILE};
+use aegis_ship::collector::Collector;
+use aegis_ship::open::{open, Bundle};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple};
 
-/// Instantiates `aegis._errors.NAME(*args)` as a `PyErr`.
-fn py_error<'py, A>(py: Python<'py>, name: &str, args: A) -> PyErr
-where
-    A: pyo3::call::PyCallArgs<'py>,
-{
+/// The Python exception for an error of the core's shape (§17), made in one place:
+/// `aegis._errors._error(code, message, field, errors)` picks the class that matches
+/// the code (`PolicyError`, `RequestError`, `ConfigError`, `ArgumentError`, else
+/// `AegisError`) and gives every one `.code`, `.field` and `.errors` (the load errors
+/// as `PolicyLoadError`s, `[]` for every other code).
+fn raise(py: Python<'_>, info: ErrorInfo) -> PyErr {
+    let ErrorInfo { code, message, field, errors } = info;
+    let errors: Vec<(String, usize, usize, String, Option<String>)> =
+        errors.into_iter().map(|l| (l.file, l.line, l.column, l.message, l.help)).collect();
     let made = (|| -> PyResult<PyErr> {
-        let cls = py.import("aegis._errors")?.getattr(name)?;
-        let exc = cls.call1(args)?;
+        let factory = py.import("aegis._errors")?.getattr("_error")?;
+        let exc = factory.call1((code.as_str(), message, field, errors))?;
         Ok(PyErr::from_value(exc))
     })();
     match made {
         Ok(e) | Err(e) => e,
-    }
-}
-
-/// The Python exception for an error of the core's shape (§17): the class that matches
-/// its code, with `.code` and `.field`.
-fn raise(py: Python<'_>, info: ErrorInfo) -> PyErr {
-    let ErrorInfo { code, message, field, .. } = info;
-    match code {
-        ErrorCode::RequestInvalid => py_error(py, "RequestError", (message, field)),
-        ErrorCode::ConfigInvalid => py_error(py, "ConfigError", (message, field)),
-        ErrorCode::InvalidArgument => py_error(py, "ArgumentError", (message, field)),
-        other => py_error(py, "AegisError", (message, other.as_str(), field)),
     }
 }
 
@@ -63,11 +56,7 @@ fn request_error(py: Python<'_>, e: &RequestError) -> PyErr {
 }
 
 fn policy_error(py: Python<'_>, e: &LoadErrors) -> PyErr {
-    let items: Vec<(String, usize, usize, String, Option<String>)> =
-        e.0.iter()
-            .map(|x| (x.loc.file.to_string(), x.loc.line, x.loc.column, x.message.clone(), x.help.clone()))
-            .collect();
-    py_error(py, "PolicyError", (e.to_string(), items))
+    raise(py, ErrorInfo::from(e))
 }
 
 fn eval_error(py: Python<'_>, e: &EvalError) -> PyErr {
@@ -134,22 +123,40 @@ const BYTES: &str =
 /// * **types**: byte strings, strings with lone surrogates (values and keys), non-`str`
 ///   keys, NaN/±inf, integers beyond ±(2^53 − 1) (refused by the core, or here when they
 ///   do not fit 64 bits) and every other type are request errors.
+///
+/// The same walk reads engine options ([`Walker::for_options`]), where the only
+/// difference is that byte strings (`bytes`, `bytearray`) become `{"base64": "…"}`, a
+/// key's JSON form (§17), which the core's validator then accepts or refuses.
 struct Walker {
     used: usize,
     max_bytes: usize,
     max_depth: usize,
+    /// Reading engine options rather than a request.
+    options: bool,
 }
+
+/// The bounds of the options walk: far beyond any real configuration document.
+const OPTIONS_LIMITS: RequestLimits = RequestLimits { max_bytes: 1 << 20, max_depth: 8 };
 
 impl Walker {
     fn new(limits: &RequestLimits) -> Walker {
-        Walker { used: 0, max_bytes: limits.max_bytes, max_depth: limits.max_depth }
+        Walker { used: 0, max_bytes: limits.max_bytes, max_depth: limits.max_depth, options: false }
+    }
+
+    fn for_options() -> Walker {
+        Walker { options: true, ..Walker::new(&OPTIONS_LIMITS) }
+    }
+
+    fn too_large(&self) -> ConvError {
+        let what = if self.options { "the options are" } else { "request is" };
+        (String::new(), format!("{what} larger than {} bytes", self.max_bytes))
     }
 
     /// Charges `n` bytes; beyond the limit, the core's "larger than" error.
     fn charge(&mut self, n: usize) -> Result<(), ConvError> {
         self.used = self.used.saturating_add(n);
         if self.used > self.max_bytes {
-            return Err((String::new(), format!("request is larger than {} bytes", self.max_bytes)));
+            return Err(self.too_large());
         }
         Ok(())
     }
@@ -162,7 +169,7 @@ impl Walker {
             let chars = unsafe { pyo3::ffi::PyUnicode_GetLength(s.as_ptr()) };
             let remaining = self.max_bytes.saturating_sub(self.used);
             if chars > 0 && (chars as usize).saturating_add(2) > remaining {
-                return Err((String::new(), format!("request is larger than {} bytes", self.max_bytes)));
+                return Err(self.too_large());
             }
         }
         let Some(text) = utf8(s) else { return Err(conv_err(path, SURROGATE)) };
@@ -199,11 +206,18 @@ impl Walker {
                 self.charge(24)?;
             }
             // An int subclass is read by its stored value (no `__index__`). Beyond 64 bits
-            // it cannot be exact; within, the core refuses magnitudes beyond 2^53 − 1 with
-            // its own message (the same as for JSON text).
+            // it cannot be exact; within, the core refuses magnitudes beyond 2^53 − 1 in a
+            // request with its own message (the same as for JSON text). An option's value
+            // is refused here (as the JSON reader refuses such a number in C's options).
             return match obj.extract::<i64>() {
-                Ok(i) => Ok(Value::Number(i as f64)),
-                Err(_) => Err(conv_err(
+                Ok(i) if !self.options || i.unsigned_abs() <= aegis_core::value::MAX_EXACT_INT => {
+                    Ok(Value::Number(i as f64))
+                }
+                _ if self.options => Err(conv_err(
+                    path,
+                    "is a number beyond ±9007199254740991 (2^53 − 1), where numbers stop being exact",
+                )),
+                _ => Err(conv_err(
                     path,
                     "is a number beyond ±9007199254740991 (2^53 − 1), where numbers stop being exact; \
                      send large ids as strings",
@@ -220,7 +234,19 @@ impl Walker {
             }
             return Ok(Value::Number(v));
         }
-        if obj.is_instance_of::<PyBytes>()
+        if self.options {
+            let bytes = if let Ok(b) = obj.cast::<PyBytes>() {
+                Some(b.as_bytes().to_vec())
+            } else {
+                obj.cast::<PyByteArray>().ok().map(|b| b.to_vec())
+            };
+            if let Some(bytes) = bytes {
+                use base64::Engine as _;
+                let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+                self.charge(text.len() + 14)?;
+                return Ok(Value::Object(Map::from([("base64".to_owned(), Value::String(text))])));
+            }
+        } else if obj.is_instance_of::<PyBytes>()
             || obj.is_instance_of::<PyByteArray>()
             || obj.is_instance_of::<PyMemoryView>()
         {
@@ -230,13 +256,12 @@ impl Walker {
         let is_list = obj.is_instance_of::<PyList>();
         let is_tuple = obj.is_instance_of::<PyTuple>();
         if !(is_dict || is_list || is_tuple) {
-            return Err(conv_err(
-                path,
-                format!(
-                    "is of type {}, which is not allowed (use dict, list, tuple, str, int, float, bool or None)",
-                    type_name(obj)
-                ),
-            ));
+            let allowed = if self.options {
+                "dict, list, tuple, str, bytes, int, float, bool or None"
+            } else {
+                "dict, list, tuple, str, int, float, bool or None"
+            };
+            return Err(conv_err(path, format!("is of type {}, which is not allowed (use {allowed})", type_name(obj))));
         }
         if depth > self.max_depth + 1 {
             return Err(conv_err(
@@ -257,7 +282,8 @@ impl Walker {
             // so the dict cannot change while it is iterated.
             for (k, v) in d.iter() {
                 let Ok(ks) = k.cast::<PyString>() else {
-                    let what = if k.is_instance_of::<PyBytes>() || k.is_instance_of::<PyByteArray>() {
+                    let what = if !self.options && (k.is_instance_of::<PyBytes>() || k.is_instance_of::<PyByteArray>())
+                    {
                         format!("{BYTES} ({})", type_name(&k))
                     } else {
                         type_name(&k)
@@ -308,36 +334,6 @@ fn request_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>, engine: &aegis_core::
     Request::from_value(v, engine.request_limits()).map_err(|e| request_error(py, &e))
 }
 
-/// Key bytes for option `name`: `bytes`, `bytearray` or `str` (its UTF-8 bytes); an
-/// empty key, a lone surrogate or another type is `config_invalid`.
-fn key_option(py: Python<'_>, obj: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Key>> {
-    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(None) };
-    let bytes = if let Ok(s) = obj.cast::<PyString>() {
-        match utf8(s) {
-            Some(t) => t.into_bytes(),
-            None => return Err(config_error(py, name, format!("`{name}` {SURROGATE}"))),
-        }
-    } else if let Ok(b) = obj.cast::<PyBytes>() {
-        b.as_bytes().to_vec()
-    } else if let Ok(b) = obj.cast::<PyByteArray>() {
-        b.to_vec()
-    } else {
-        return Err(config_error(py, name, format!("`{name}` must be bytes or str, not {}", type_name(obj))));
-    };
-    Key::new(name, bytes).map(Some).map_err(|e| raise(py, ErrorInfo::from(&e)))
-}
-
-/// The `signing_key_id` option: a name (1–256 bytes, no NUL or other control character).
-fn key_id_option(py: Python<'_>, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<KeyId>> {
-    const NAME: &str = "signing_key_id";
-    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(None) };
-    let Ok(s) = obj.cast::<PyString>() else {
-        return Err(config_error(py, NAME, format!("`{NAME}` must be a str, not {}", type_name(obj))));
-    };
-    let Some(id) = utf8(s) else { return Err(config_error(py, NAME, format!("`{NAME}` {SURROGATE}"))) };
-    KeyId::new(NAME, id).map(Some).map_err(|e| raise(py, ErrorInfo::from(&e)))
-}
-
 /// A text argument of a control function: a `str` without lone surrogates (NULs and
 /// other control characters are refused by the core itself, never cut off).
 fn text_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
@@ -367,37 +363,6 @@ impl Drop for NativeEngine {
             // dropped unrun, and the collector with it, right here.
             let _ = Python::try_attach(move |py| py.detach(move || drop(c)));
         }
-    }
-}
-
-/// The validated collector configuration for `collector` (JSON text) and the engine's
-/// audit file, checked before anything is opened.
-fn collector_config(
-    py: Python<'_>,
-    collector: Option<&str>,
-    audit_file: Option<&std::path::Path>,
-) -> PyResult<Option<CollectorConfig>> {
-    let Some(json) = collector else { return Ok(None) };
-    let Some(file) = audit_file else { return Err(config_error(py, "collector", NEEDS_AUDIT_FILE)) };
-    CollectorConfig::from_json(file, json).map(Some).map_err(|m| config_error(py, "collector", m))
-}
-
-/// The audit file path of the `audit` option, if it is a path (not a callable).
-fn audit_path(py: Python<'_>, audit: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::path::PathBuf>> {
-    match audit {
-        Some(a) if !a.is_none() && (!a.is_callable() || a.is_instance_of::<PyString>()) => {
-            let fspath = py.import("os")?.call_method1("fspath", (a,)).map_err(|_| {
-                config_error(py, "audit", format!("`audit` must be a path or a callable, not {}", type_name(a)))
-            })?;
-            let path: std::path::PathBuf = fspath
-                .extract()
-                .map_err(|_| config_error(py, "audit", "`audit` is not a valid path (a lone surrogate?)"))?;
-            if path.as_os_str().as_encoded_bytes().contains(&0) {
-                return Err(config_error(py, "audit", "`audit` contains a NUL character"));
-            }
-            Ok(Some(path))
-        }
-        _ => Ok(None),
     }
 }
 
@@ -436,46 +401,100 @@ fn refuse_awaitable(py: Python<'_>, result: &Bound<'_, PyAny>) -> Result<(), Str
     Ok(())
 }
 
-fn build_options(
-    py: Python<'_>,
-    audit: Option<&Bound<'_, PyAny>>,
-    fsync: &Bound<'_, PyAny>,
-    approval_key: Option<&Bound<'_, PyAny>>,
-    signing_key: Option<&Bound<'_, PyAny>>,
-    signing_key_id: Option<&Bound<'_, PyAny>>,
-) -> PyResult<EngineOptions> {
-    let mut opts = EngineOptions {
-        approval_key: key_option(py, approval_key, "approval_key")?,
-        signing_key: key_option(py, signing_key, "signing_key")?,
-        signing_key_id: key_id_option(py, signing_key_id)?,
-        ..EngineOptions::default()
+/// The §17 configuration document of `Engine.from_path/from_yaml`'s keyword arguments,
+/// for the core's one validator ([`EngineConfig`]): every option goes in as given, so
+/// an unknown or misspelt keyword gets the core's `did you mean` and a wrong value the
+/// core's message. Only what Python has and JSON has not is translated:
+///
+/// * `None` is null, which the core reads as "not given";
+/// * `bytes`/`bytearray` are `{"base64": "…"}` (a key's JSON form);
+/// * `audit` given as an `os.PathLike` is its `os.fspath` text; `audit` given as a
+///   callable (not a str or path) is left out of the document and returned: it becomes
+///   the callback sink (`audit_callback`);
+/// * everything else goes through the bounded walk of requests ([`Walker`]): a type
+///   JSON cannot carry is `config_invalid` naming the option.
+fn config_document(py: Python<'_>, options: &Bound<'_, PyAny>) -> PyResult<(Value, Option<Py<PyAny>>)> {
+    let Ok(options) = options.cast::<PyDict>() else {
+        return Err(arg_error(py, format!("the options are a dict, not {}", type_name(options))));
     };
-    let fs = fsync.extract::<String>().ok().and_then(|f| Fsync::parse(&f)).ok_or_else(|| {
-        let shown = fsync.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
-        config_error(py, "fsync", format!("fsync must be \"always\", \"batch\" or \"never\", not {shown}"))
-    })?;
-    if let Some(a) = audit {
-        if a.is_none() {
-        } else if a.is_callable() && !a.is_instance_of::<PyString>() {
-            let cb: Py<PyAny> = a.clone().unbind();
-            // Runs in the evaluating thread, under the engine's chain lock, which that
-            // thread took with the GIL released: re-attaching here cannot deadlock.
-            // A call back into this engine from here is refused by the core (and fails
-            // the outer `evaluate`).
-            let sink = CallbackSink(move |rec: &aegis_core::AuditRecord, _line: &str| -> Result<(), String> {
-                Python::attach(|py| {
-                    let d = audit_dict(py, rec).map_err(|e| e.to_string())?;
-                    let result = cb.bind(py).call1((d,)).map_err(|e| format!("the callback raised {e}"))?;
-                    refuse_awaitable(py, &result)
-                })
-            });
-            opts.sinks.push(Box::new(sink));
-        } else if let Some(path) = audit_path(py, Some(a))? {
-            let sink = py.detach(|| FileSink::open(&path, fs)).map_err(|e| raise(py, ErrorInfo::from(&e)))?;
-            opts.sinks.push(Box::new(sink));
-        }
+    // The names first, by the core (a null is "not given", so only the names are
+    // judged): a misspelt option gets its `did you mean` whatever its value is
+    // (`adit=callback` is "unknown option `adit` (did you mean `audit`?)", never a
+    // complaint about a function value).
+    let mut given = Vec::with_capacity(options.len());
+    let mut names = Map::new();
+    for (k, v) in options.iter() {
+        let Ok(name) = k.cast::<PyString>() else {
+            return Err(config_error(py, "", format!("option names are str, not {}", type_name(&k))));
+        };
+        let Some(name) = utf8(name) else { return Err(config_error(py, "", format!("an option name {SURROGATE}"))) };
+        names.insert(name.clone(), Value::Null);
+        given.push((name, v));
     }
-    Ok(opts)
+    EngineConfig::from_value(&Value::Object(names), Spelling::Snake).map_err(|e| raise(py, ErrorInfo::from(&e)))?;
+    let mut walker = Walker::for_options();
+    let mut doc = Map::new();
+    let mut callback = None;
+    for (key, v) in given {
+        let value = if key == "audit" && !v.is_none() && !v.is_instance_of::<PyString>() {
+            if is_path_like(py, &v)? {
+                let text = py.import("os")?.call_method1("fspath", (&v,))?;
+                let Some(text) = text.cast::<PyString>().ok().and_then(utf8) else {
+                    return Err(config_error(
+                        py,
+                        "audit",
+                        format!(
+                            "`audit` must be a str path (a well-formed str or os.PathLike of str), not {}",
+                            type_name(&v)
+                        ),
+                    ));
+                };
+                Ok(Value::String(text))
+            } else if v.is_callable() {
+                callback = Some(v.clone().unbind());
+                continue;
+            } else {
+                walker.value(&v, &Path::Key(&Path::Root, &key), 1)
+            }
+        } else {
+            walker.value(&v, &Path::Key(&Path::Root, &key), 1)
+        };
+        let value = value.map_err(|(field, message)| config_error(py, &field, message))?;
+        doc.insert(key, value);
+    }
+    Ok((Value::Object(doc), callback))
+}
+
+/// Whether `obj` is an `os.PathLike` (has `__fspath__`).
+fn is_path_like(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static PATH_LIKE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    obj.is_instance(PATH_LIKE.import(py, "os", "PathLike")?)
+}
+
+/// The audit callback as a sink. It runs in the evaluating thread, under the engine's
+/// chain lock, which that thread took with the GIL released: re-attaching here cannot
+/// deadlock. A call back into this engine from here is refused by the core (and fails
+/// the outer `evaluate`); so is a callback that raises or returns an awaitable.
+fn callback_sink(cb: Py<PyAny>) -> Box<dyn AuditSink> {
+    Box::new(CallbackSink(move |rec: &aegis_core::AuditRecord, _line: &str| -> Result<(), String> {
+        Python::attach(|py| {
+            let d = audit_dict(py, rec).map_err(|e| e.to_string())?;
+            let result = cb.bind(py).call1((d,)).map_err(|e| format!("the callback raised {e}"))?;
+            refuse_awaitable(py, &result)
+        })
+    }))
+}
+
+/// Opens an engine the one way every binding does (`aegis_ship::open`): the options
+/// validated by the core, the audit file opened and locked, the callback added, the
+/// bundle loaded (GIL released), the collector started.
+fn open_engine(py: Python<'_>, bundle: Bundle<'_>, options: &Bound<'_, PyAny>) -> PyResult<NativeEngine> {
+    let (doc, callback) = config_document(py, options)?;
+    let config = EngineConfig::from_value_with(&doc, Spelling::Snake, callback.is_some())
+        .map_err(|e| raise(py, ErrorInfo::from(&e)))?;
+    let sinks: Vec<Box<dyn AuditSink>> = callback.map(callback_sink).into_iter().collect();
+    let opened = py.detach(move || open(bundle, &config, sinks)).map_err(|e| raise(py, e))?;
+    Ok(NativeEngine { inner: RwLock::new(Some(Arc::new(opened.engine))), collector: opened.collector.map(Arc::new) })
 }
 
 fn scope(py: Python<'_>, s: &Bound<'_, PyAny>) -> PyResult<KillScope> {
@@ -567,14 +586,33 @@ fn audit_dict<'py>(py: Python<'py>, r: &aegis_core::AuditRecord) -> PyResult<Bou
     Ok(d)
 }
 
-impl NativeEngine {
-    fn open(e: aegis_core::Engine, cfg: Option<CollectorConfig>) -> NativeEngine {
-        NativeEngine {
-            inner: RwLock::new(Some(Arc::new(e))),
-            collector: cfg.map(|c| Arc::new(Collector::from_config(c))),
+/// A value as plain Python (dict, list, str, int, float, bool, None); a number as
+/// [`number`] gives it (an integral one is an `int`). Recursion is bounded by the walk
+/// that made the value (the request depth limit, at most 100).
+fn plain<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => number(py, *n)?,
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(plain(py, item)?)?;
+            }
+            list.into_any()
         }
-    }
+        Value::Object(map) => {
+            let d = PyDict::new(py);
+            for (k, item) in map.iter() {
+                d.set_item(k, plain(py, item)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
 
+impl NativeEngine {
     /// The engine, or `invalid_argument` once it is closed.
     fn engine(&self, py: Python<'_>) -> PyResult<Arc<aegis_core::Engine>> {
         let g = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -588,58 +626,38 @@ fn yaml_text(py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<String> {
         return Err(arg_error(py, format!("the bundle text must be a str, not {}", type_name(text))));
     };
     utf8(s).ok_or_else(|| {
-        let items = vec![("<yaml>".to_owned(), 1usize, 1usize, format!("the bundle text {SURROGATE}"), None::<String>)];
-        py_error(py, "PolicyError", (format!("<yaml>:1:1: error: the bundle text {SURROGATE}"), items))
+        let message = format!("the bundle text {SURROGATE}");
+        let at = ErrorLocation { file: "<yaml>".into(), line: 1, column: 1, message: message.clone(), help: None };
+        raise(
+            py,
+            ErrorInfo {
+                errors: vec![at],
+                ..ErrorInfo::new(ErrorCode::PolicyInvalid, format!("<yaml>:1:1: error: {message}"))
+            },
+        )
     })
 }
 
 #[pymethods]
 impl NativeEngine {
+    /// Loads a bundle from a file or folder with `options`, the caller's keyword
+    /// arguments as one dict ([`config_document`]).
     #[staticmethod]
-    #[pyo3(signature = (path, audit=None, fsync=None, approval_key=None, signing_key=None, signing_key_id=None, collector=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn from_path(
-        py: Python<'_>,
-        path: &Bound<'_, PyAny>,
-        audit: Option<&Bound<'_, PyAny>>,
-        fsync: Option<&Bound<'_, PyAny>>,
-        approval_key: Option<&Bound<'_, PyAny>>,
-        signing_key: Option<&Bound<'_, PyAny>>,
-        signing_key_id: Option<&Bound<'_, PyAny>>,
-        collector: Option<&str>,
-    ) -> PyResult<Self> {
+    fn from_path(py: Python<'_>, path: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>) -> PyResult<Self> {
         let path: std::path::PathBuf = path
             .extract()
             .map_err(|_| arg_error(py, format!("the bundle path must be a str path, not {}", type_name(path))))?;
         if path.as_os_str().as_encoded_bytes().contains(&0) {
             return Err(arg_error(py, "the bundle path contains a NUL character"));
         }
-        let cfg = collector_config(py, collector, audit_path(py, audit)?.as_deref())?;
-        let always = PyString::new(py, "always").into_any();
-        let opts = build_options(py, audit, fsync.unwrap_or(&always), approval_key, signing_key, signing_key_id)?;
-        let e = py.detach(|| aegis_core::Engine::from_path(path, opts)).map_err(|e| policy_error(py, &e))?;
-        Ok(NativeEngine::open(e, cfg))
+        open_engine(py, Bundle::Path(&path), options)
     }
 
+    /// Loads a one-file bundle from YAML text (named `<yaml>`) with `options`.
     #[staticmethod]
-    #[pyo3(signature = (text, audit=None, fsync=None, approval_key=None, signing_key=None, signing_key_id=None, collector=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn from_yaml(
-        py: Python<'_>,
-        text: &Bound<'_, PyAny>,
-        audit: Option<&Bound<'_, PyAny>>,
-        fsync: Option<&Bound<'_, PyAny>>,
-        approval_key: Option<&Bound<'_, PyAny>>,
-        signing_key: Option<&Bound<'_, PyAny>>,
-        signing_key_id: Option<&Bound<'_, PyAny>>,
-        collector: Option<&str>,
-    ) -> PyResult<Self> {
+    fn from_yaml(py: Python<'_>, text: &Bound<'_, PyAny>, options: &Bound<'_, PyAny>) -> PyResult<Self> {
         let text = yaml_text(py, text)?;
-        let cfg = collector_config(py, collector, audit_path(py, audit)?.as_deref())?;
-        let always = PyString::new(py, "always").into_any();
-        let opts = build_options(py, audit, fsync.unwrap_or(&always), approval_key, signing_key, signing_key_id)?;
-        let e = py.detach(move || aegis_core::Engine::from_yaml(&text, opts)).map_err(|e| policy_error(py, &e))?;
-        Ok(NativeEngine::open(e, cfg))
+        open_engine(py, Bundle::Yaml(&text), options)
     }
 
     /// Releases the engine: its audit file (and the file's lock) is closed once calls
@@ -699,6 +717,23 @@ impl NativeEngine {
             d.errors.into_iter().map(|e| (e.rule, e.path, e.message)).collect(),
             audit,
         ))
+    }
+
+    /// The request dict as this engine reads it, rendered back to plain Python: a deep
+    /// copy made by the same bounded walk as `evaluate` (so it fails with the same
+    /// `RequestError`), of dicts, lists, str, int, float, bool and None only. A guarded
+    /// tool decides on this copy and receives it, so nothing that changes the caller's
+    /// objects meanwhile changes what runs.
+    fn snapshot<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine(py)?;
+        if !request.is_instance_of::<PyDict>() {
+            let msg = format!("a request is a dict, found {}", type_name(request));
+            return Err(request_error(py, &RequestError::new("", msg)));
+        }
+        let v = Walker::new(engine.request_limits())
+            .value(request, &Path::Root, 0)
+            .map_err(|(f, m)| request_error(py, &RequestError::new(&f, m)))?;
+        plain(py, &v)
     }
 
     /// Evaluates request JSON text; returns the decision line (canonical JSON).

@@ -22,12 +22,6 @@ import aegis
 
 from conftest import POLICIES
 
-NEEDS_FILE = (
-    "invalid collector configuration: `collector` needs `audit` to be a file path "
-    "(the shipper reads the durable audit file)"
-)
-
-
 def test_unknown_key_is_named_with_a_suggestion(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError) as e:
         aegis.Engine.from_path(
@@ -44,28 +38,35 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: pathlib.Path) -> None:
     [
         ({"endpoint": "ftp://x"}, "`endpoint` must be an http:// or https:// URL"),
         ({"endpoint": "http://h", "batch": True}, "`batch` must be an integer"),
-        ({"endpoint": "http://h", "batch_age_ms": float("nan")}, "invalid collector configuration: Out of range float"),
+        ({"endpoint": "http://h", "batch_age_ms": float("nan")}, "`collector.batch_age_ms` is NaN; numbers must be finite"),
         ({"endpoint": "http://h", "headers": {"X": "a\r\nEvil: 1"}}, "control character"),
-        ({"endpoint": "http://h", "headers": {"X": object()}}, "invalid collector configuration: Object of type object"),
-        ([("endpoint", "http://h")], "invalid collector configuration: not a JSON object"),
-        ("http://h", "`collector` must be a dict, not str"),
-        ({"endpoint": "http://h", "headers": {1: "x"}}, "keys must be str, found int 1 in `collector.headers`"),
-        ({"endpoint": "http://h", 2: 3}, "keys must be str, found int 2 in `collector`"),
-        ({"endpoint": b"http://h"}, "invalid collector configuration: Object of type bytes"),
+        ({"endpoint": "http://h", "headers": {"X": object()}}, "`collector.headers.X` is of type object, which is not allowed"),
+        ([("endpoint", "http://h")], '`collector` must be an object, not [["endpoint","http://h"]]'),
+        ("http://h", '`collector` must be an object, not "http://h"'),
+        ({"endpoint": "http://h", "headers": {1: "x"}}, "`collector.headers` has a key that is not a str: int"),
+        ({"endpoint": "http://h", 2: 3}, "`collector` has a key that is not a str: int"),
+        ({"endpoint": b"http://h"}, 'invalid collector configuration: `endpoint` must be a string, not `{"base64":'),
         ({}, "`endpoint` is required"),
     ],
 )
 def test_bad_configurations(tmp_path: pathlib.Path, cfg: object, message: str) -> None:
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(aegis.ConfigError) as e:
         aegis.Engine.from_yaml("aegis: 1\nrules: []\n", audit=str(tmp_path / "a.jsonl"), collector=cfg)  # type: ignore[arg-type]
     assert message in str(e.value)
+    assert e.value.code == "config_invalid" and e.value.field == "collector" and e.value.errors == []
+    assert isinstance(e.value, ValueError)
+    assert not (tmp_path / "a.jsonl").exists(), "validated before the audit file is opened"
 
 
 def test_collector_needs_a_file_audit_sink() -> None:
-    for audit in (None, lambda rec: None):
-        with pytest.raises(ValueError) as e:
+    for audit, fix in [
+        (None, "give `audit` too (a file path)"),
+        (lambda rec: None, "`audit` is a callback here; give `audit` as a file path"),
+    ]:
+        with pytest.raises(aegis.ConfigError) as e:
             aegis.Engine.from_yaml("aegis: 1\nrules: []\n", audit=audit, collector={"endpoint": "http://h"})
-        assert str(e.value) == NEEDS_FILE
+        assert str(e.value) == f"`collector` ships the audit file; {fix}"
+        assert e.value.field == "collector"
 
 
 def test_no_collector() -> None:

@@ -347,3 +347,163 @@ def test_kill_switch_through_decorator() -> None:
     with agent_context(agent="fin"):
         pay(2)
     assert ran == [2]
+
+
+# --------------------------------------------- §17: chains only grow inside a context
+
+
+def test_an_explicit_inner_chain_cannot_hide_the_callers() -> None:
+    records: List[Dict[str, Any]] = []
+    e = make(audit=records.append)
+    ran: List[int] = []
+
+    @secure_tool(e, tool="payments")
+    def pay(amount: int) -> None:
+        ran.append(amount)
+
+    with agent_context(agent="rogue"):
+        # before §17 an explicit chain replaced the outer one: ["helper"] hid "rogue"
+        with agent_context(agent="fin", chain=["helper"]):
+            assert aegis.current_agent_context().chain == ("rogue", "helper")
+            with pytest.raises(aegis.PolicyDenied):
+                pay(1)
+        with agent_context(chain=[]):  # an empty chain adds nothing and removes nothing
+            assert aegis.current_agent_context().chain == ()
+        with agent_context(agent="a", chain=[]):
+            assert aegis.current_agent_context().chain == ("rogue",)
+    assert ran == [] and records[-1]["chain"] == ["rogue", "helper"]
+    with agent_context(agent="fin", chain=["user"]):
+        with agent_context(session="s", chain=["relay"]):  # no agent: same agent, chain grows
+            c = aegis.current_agent_context()
+            assert (c.agent, c.chain, c.session) == ("fin", ("user", "relay"), "s")
+            with agent_context(agent="worker", chain=["x", "y"]):
+                assert aegis.current_agent_context().chain == ("user", "relay", "fin", "x", "y")
+        assert aegis.current_agent_context().chain == ("user",)
+
+
+def test_a_chain_given_as_a_str_is_refused() -> None:
+    with pytest.raises(aegis.ArgumentError) as ei:
+        with agent_context(agent="a", chain="rogue"):
+            pass
+    assert ei.value.code == "invalid_argument" and ei.value.field == "chain"
+
+
+# -------------------------------- §17: the tool receives the snapshot that was decided
+
+
+def test_the_tool_receives_the_snapshot_not_the_callers_objects() -> None:
+    to = ["alice@example.com"]
+    memo = {"note": "rent"}
+
+    def mutate(record: Dict[str, Any]) -> None:
+        # while the call is decided: the caller's objects change
+        to[:] = ["mallory@evil.example"]
+        memo["note"] = "exfiltrate"
+
+    e = make(audit=mutate)
+    got: List[Any] = []
+
+    @secure_tool(e, tool="files", action="read")
+    def send(path: str, to: List[str], memo: Dict[str, str], *, cc: Optional[List[str]] = None) -> str:
+        got.append((to, memo, cc))
+        return "sent"
+
+    with agent_context(agent="fin"):
+        assert send("/data/out", to, memo) == "sent"
+    assert got == [(["alice@example.com"], {"note": "rent"}, None)]
+    assert got[0][0] is not to and got[0][1] is not memo
+    assert to == ["mallory@evil.example"], "the caller's list did change meanwhile"
+
+
+def test_the_snapshot_is_what_is_re_decided_with_a_grant() -> None:
+    records: List[Dict[str, Any]] = []
+    e = make(audit=records.append)
+    args = {"amount": 6000}
+    got: List[Any] = []
+
+    def handler(d: aegis.Decision) -> Optional[str]:
+        args["amount"] = 1  # a handler (or another thread) changes the caller's dict
+        assert d.approval is not None
+        return e.grant(d.approval.id, "alice", 60)
+
+    @secure_tool(e, tool="payments", approval_handler=handler)
+    def pay(payment: Dict[str, int]) -> None:
+        got.append(payment)
+
+    with agent_context(agent="fin"):
+        pay(args)
+    assert got == [{"amount": 6000}]
+    first, second = records[-2], records[-1]
+    assert first["params_sha256"] == second["params_sha256"], "the grant was for the same params"
+    assert second["outcome"] == "allow" and second["approved_by"] == "alice"
+
+
+def test_the_snapshot_rebuilds_every_kind_of_parameter() -> None:
+    e = make()
+    got: List[Any] = []
+
+    class Tools:
+        @secure_tool(e, tool="files", action="read")
+        def read(self, path: str, /, mode: str = "r", *rest: Any, flag: bool = False, **extra: Any) -> Any:
+            got.append((self, path, mode, rest, flag, extra))
+            return "ok"
+
+        @classmethod
+        @secure_tool(e, tool="files", action="read")
+        def cread(cls, path: str) -> Any:
+            got.append((cls, path))
+            return "ok"
+
+    t = Tools()
+    with agent_context(agent="fin"):
+        assert t.read("/data/a", "rb", (1, 2), 5.0, flag=True, z={"k": (3,)}, a=None) == "ok"
+        assert t.read("/data/b") == "ok"
+        assert Tools.cread("/data/c") == "ok"
+    # self/cls passed through as given; the rest is the snapshot: plain JSON values, a
+    # tuple as a list, an integral float as an int; **extra in the caller's order
+    assert got[0] == (t, "/data/a", "rb", ([1, 2], 5), True, {"z": {"k": [3]}, "a": None})
+    assert got[0][0] is t and type(got[0][3]) is tuple and type(got[0][3][1]) is int
+    assert list(got[0][5]) == ["z", "a"]
+    assert got[1] == (t, "/data/b", "r", (), False, {})
+    assert got[2] == (Tools, "/data/c")
+
+
+def test_async_tools_receive_the_snapshot_too() -> None:
+    items = [1, 2]
+
+    def mutate(record: Dict[str, Any]) -> None:
+        items.append(3)
+
+    e = make(audit=mutate)
+
+    @secure_tool(e, tool="files", action="read")
+    async def read(path: str, items: List[int]) -> List[int]:
+        await asyncio.sleep(0)
+        return items
+
+    async def main() -> List[int]:
+        with agent_context(agent="fin"):
+            return await read("/data/x", items)
+
+    assert asyncio.run(main()) == [1, 2] and items == [1, 2, 3]
+
+
+def test_a_failing_audit_callback_fails_the_guarded_call_before_it_runs() -> None:
+    seen: List[Dict[str, Any]] = []
+
+    def cb(record: Dict[str, Any]) -> None:
+        seen.append(record)
+        raise OSError("disk full")
+
+    e = make(audit=cb)
+    ran: List[int] = []
+
+    @secure_tool(e, tool="payments")
+    def pay(amount: int) -> None:
+        ran.append(amount)
+
+    with agent_context(agent="fin"), pytest.raises(aegis.AegisError) as ei:
+        pay(1)
+    assert ei.value.code == "audit_failed" and "disk full" in str(ei.value)
+    assert not isinstance(ei.value, aegis.PolicyDenied)
+    assert len(seen) == 1 and ran == [], "the callback ran before evaluate returned; the tool never ran"

@@ -92,6 +92,8 @@ def test_kwargs_flattened_in_the_request_and_args_stay_a_list() -> None:
     orig = e.evaluate
 
     class Spy:
+        _snapshot = e._snapshot
+
         def evaluate(self, req: Dict[str, Any]) -> aegis.Decision:
             seen.append(req)
             return orig(req)
@@ -103,9 +105,9 @@ def test_kwargs_flattened_in_the_request_and_args_stay_a_list() -> None:
     with agent_context(agent="x"):
         f(1, 7, 8, c=3, d={"e": 4})
         f(1)
-    assert seen[0]["params"] == {"a": 1, "rest": (7, 8), "b": 2, "c": 3, "d": {"e": 4}}
-    assert seen[1]["params"] == {"a": 1, "rest": (), "b": 2}
-    # and the engine sees `rest` as a list
+    # the request is the snapshot: `rest` is a list, as the engine sees it
+    assert seen[0]["params"] == {"a": 1, "rest": [7, 8], "b": 2, "c": 3, "d": {"e": 4}}
+    assert seen[1]["params"] == {"a": 1, "rest": [], "b": 2}
     d = e.evaluate(seen[0])
     assert d.allowed
 

@@ -8,8 +8,10 @@ from typing import Optional
 import aegis
 
 engine: aegis.Engine = aegis.Engine.from_yaml(
-    "aegis: 1\ndefault: allow\n", approval_key=b"k", signing_key="s", fsync="never"
+    "aegis: 1\ndefault: allow\n", approval_key=b"k", signing_key="s", request_max_bytes=1 << 16, max_limit_counters=1000
 )
+options: aegis.EngineOptions = {"request_max_depth": 16, "signing_key": bytearray(b"s"), "signing_key_id": None}
+other: aegis.Engine = aegis.Engine.from_yaml("aegis: 1\ndefault: allow\n", **options)
 
 
 def handler(decision: aegis.Decision) -> Optional[str]:
@@ -43,7 +45,12 @@ def run() -> str:
     try:
         aegis.Engine.from_yaml("aegis: 1\n", approval_key=b"")
     except aegis.ConfigError as c:
-        assert c.code == "config_invalid" and c.field == "approval_key"
+        assert c.code == "config_invalid" and c.field == "approval_key" and c.errors == []
+    try:
+        aegis.Engine.from_yaml("aegis: 1\nrules:\n  - {id: a, outcome: alow}\n")
+    except aegis.PolicyError as p:
+        at: aegis.PolicyLoadError = p.errors[0]
+        assert p.code == "policy_invalid" and at.line == 3 and at.help is not None
     with aegis.Engine.from_yaml("aegis: 1\n") as closing:
         pass
     closed: bool = closing.closed
@@ -58,6 +65,8 @@ def collector_usage(path: str) -> int:
     with aegis.Engine.from_yaml(
         "aegis: 1\nrules: []\n",
         audit=path,
+        fsync="batch",
+        rotate_bytes=1 << 20,
         collector={"endpoint": "http://127.0.0.1:4318", "headers": {"Authorization": "Bearer t"}, "batch": 64},
     ) as e:
         c: Optional[aegis.Collector] = e.collector

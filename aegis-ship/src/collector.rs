@@ -14,6 +14,7 @@
 //! option (the shipper reads the durable file sink), never from this object.
 
 use crate::{Metrics, ShipError, Shipper, ShipperConfig, ShipperHandle};
+use aegis_core::Spelling;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,12 +58,15 @@ fn err(msg: impl Into<String>) -> String {
     format!("invalid collector configuration: {}", msg.into())
 }
 
-fn ms(obj: &Map<String, Value>, key: &str, min: u64) -> Result<Option<Duration>, String> {
+fn ms(obj: &Map<String, Value>, key: &str, min: u64, sp: Spelling) -> Result<Option<Duration>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
             Some(n) if (min..=MAX_MS).contains(&n) => Ok(Some(Duration::from_millis(n))),
-            _ => Err(err(format!("`{key}` must be an integer from {min} to {MAX_MS} (milliseconds), not `{v}`"))),
+            _ => Err(err(format!(
+                "`{}` must be an integer from {min} to {MAX_MS} (milliseconds), not `{v}`",
+                sp.spell(key)
+            ))),
         },
     }
 }
@@ -100,18 +104,33 @@ impl CollectorConfig {
     /// Unknown keys, wrong types and out-of-range values are errors (a typo must not
     /// silently turn shipping off or change where records go).
     pub fn from_json(file: impl Into<PathBuf>, json: &str) -> Result<CollectorConfig, String> {
+        CollectorConfig::from_json_spelled(file, json, Spelling::Snake)
+    }
+
+    /// [`CollectorConfig::from_json`] with keys in the caller's spelling
+    /// (`batchAgeMs` from JavaScript); messages name keys that way too. Header names
+    /// are never respelt.
+    pub fn from_json_spelled(file: impl Into<PathBuf>, json: &str, sp: Spelling) -> Result<CollectorConfig, String> {
         let v: Value = serde_json::from_str(json).map_err(|e| err(format!("not a JSON object: {e}")))?;
-        let Value::Object(obj) = v else {
+        let Value::Object(given) = v else {
             return Err(err("not a JSON object"));
         };
-        for k in obj.keys() {
-            if !KEYS.contains(&k.as_str()) {
-                let hint = aegis_core::suggest::closest(k, KEYS.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return Err(err(format!("unknown option `{k}`{hint}")));
+        let mut obj = Map::new();
+        for (k, v) in given {
+            match sp.snake(&k).filter(|s| KEYS.contains(&s.as_str())) {
+                Some(snake) => {
+                    obj.insert(snake, v);
+                }
+                None => {
+                    let known: Vec<String> = KEYS.iter().map(|k| sp.spell(k)).collect();
+                    let hint = aegis_core::suggest::closest(&k, known.iter().map(String::as_str))
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    return Err(err(format!("unknown option `{k}`{hint}")));
+                }
             }
         }
+        let n = |k: &str| sp.spell(k);
         let endpoint = match obj.get("endpoint") {
             Some(Value::String(s)) => s.clone(),
             None | Some(Value::Null) => return Err(err("`endpoint` is required (e.g. \"http://127.0.0.1:4318\")")),
@@ -135,16 +154,18 @@ impl CollectorConfig {
         match obj.get("service_name") {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if !s.is_empty() => cfg.service_name = s.clone(),
-            Some(other) => return Err(err(format!("`service_name` must be a non-empty string, not `{other}`"))),
+            Some(other) => {
+                return Err(err(format!("`{}` must be a non-empty string, not `{other}`", n("service_name"))))
+            }
         }
         match obj.get("batch") {
             None | Some(Value::Null) => {}
             Some(v) => match v.as_u64() {
-                Some(n) if (1..=MAX_BATCH).contains(&n) => cfg.batch_max = n as usize,
+                Some(b) if (1..=MAX_BATCH).contains(&b) => cfg.batch_max = b as usize,
                 _ => return Err(err(format!("`batch` must be an integer from 1 to {MAX_BATCH}, not `{v}`"))),
             },
         }
-        if let Some(d) = ms(&obj, "batch_age_ms", 1)? {
+        if let Some(d) = ms(&obj, "batch_age_ms", 1, sp)? {
             cfg.batch_age = d;
         }
         match obj.get("gzip") {
@@ -157,14 +178,14 @@ impl CollectorConfig {
             Some(Value::String(s)) if !s.is_empty() && !s.contains('\0') => cfg.cursor_path = Some(PathBuf::from(s)),
             Some(other) => return Err(err(format!("`cursor` must be a file path, not `{other}`"))),
         }
-        if let Some(d) = ms(&obj, "request_timeout_ms", 1)? {
+        if let Some(d) = ms(&obj, "request_timeout_ms", 1, sp)? {
             cfg.request_timeout = d;
         }
-        if let Some(d) = ms(&obj, "max_backoff_ms", 1)? {
+        if let Some(d) = ms(&obj, "max_backoff_ms", 1, sp)? {
             cfg.backoff.max = d;
             cfg.backoff.initial = cfg.backoff.initial.min(d);
         }
-        let close_timeout = ms(&obj, "close_timeout_ms", 0)?.unwrap_or(Duration::from_secs(5));
+        let close_timeout = ms(&obj, "close_timeout_ms", 0, sp)?.unwrap_or(Duration::from_secs(5));
         Ok(CollectorConfig { shipper: cfg, close_timeout })
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod collector;
 pub mod cursor;
+pub mod open;
 pub mod otlp;
 pub mod reader;
 pub mod retry;

@@ -50,15 +50,26 @@ func main() {
 	if len(os.Args) > 1 {
 		path = os.Args[1]
 	}
-	var opts []aegis.Option
+	// Every With… option writes into one configuration document, validated by the core
+	// (the same validator, and messages, as in Python, Node and C).
+	opts := []aegis.Option{aegis.WithRequestMaxBytes(64 << 10)}
 	// An approval key from the environment: when AEGIS_APPROVAL_KEY is set but empty the
 	// engine refuses it (config_invalid) rather than accepting grants MACed with "".
 	if k, ok := os.LookupEnv("AEGIS_APPROVAL_KEY"); ok {
 		opts = append(opts, aegis.WithApprovalKey([]byte(k)))
 	}
+	// An audit file (locked while the engine lives), synced in batches.
+	if f := os.Getenv("AEGIS_AUDIT_FILE"); f != "" {
+		opts = append(opts, aegis.WithAuditFile(f), aegis.WithFsync(aegis.FsyncBatch))
+	}
 	e, err := aegis.NewEngineFromPath(path, opts...)
 	if err != nil {
-		log.Fatal(err)
+		var ae *aegis.Error
+		if errors.As(err, &ae) && ae.Code == aegis.CodeConfigInvalid {
+			// e.g. field "approval_key": "`approval_key` is empty; an empty HMAC key lets anyone forge what it protects"
+			log.Fatalf("option %s refused: %s", ae.Field, ae.Message)
+		}
+		log.Fatal(err) // policy_invalid: err lists every load error, ae.Errors has their locations
 	}
 	defer e.Close()
 	for _, c := range []struct {

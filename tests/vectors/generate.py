@@ -376,9 +376,10 @@ def _name_problem(field, value):
     return None
 
 
-def request_problems(req, text, where):
-    """The §1 violations of a request (empty list: valid).  Raises VectorError for
-    requests whose validity the spec leaves open."""
+def request_problems(req, text, where, max_size=MAX_SIZE, max_depth=MAX_DEPTH):
+    """The §1 violations of a request (empty list: valid) under the engine's request
+    bounds (§1 defaults; §17 `request_max_bytes`, `request_max_depth`).  Raises
+    VectorError for requests whose validity the spec leaves open."""
     if not isinstance(req, dict):
         return ["request is not an object"]
     problems = []
@@ -412,8 +413,8 @@ def request_problems(req, text, where):
             continue
         if any(_has_nested_null(x) for x in v.values()):
             raise VectorError(f"{where}: avoid null inside {f}: the spec does not say")
-        if _depth(v) > MAX_DEPTH:
-            problems.append(f"{f} is nested deeper than {MAX_DEPTH}")
+        if _depth(v) > max_depth:
+            problems.append(f"{f} is nested deeper than {max_depth}")
         if _has_inexact_number(v):
             problems.append(f"{f} holds a number beyond ±(2^53 − 1)")
     if req.get("time") is not None:
@@ -426,8 +427,8 @@ def request_problems(req, text, where):
             problems.append("approval is not a string")
         elif req["approval"] == "":
             raise VectorError(f"{where}: avoid an empty approval: the spec does not say")
-    if len(text.encode("utf-8")) > MAX_SIZE:
-        problems.append("request is larger than 1 MiB")
+    if len(text.encode("utf-8")) > max_size:
+        problems.append(f"request is larger than {max_size} bytes")
     return problems
 
 
@@ -536,29 +537,67 @@ def str_list(value, where, what, nonempty=False):
 # One vector
 # --------------------------------------------------------------------------
 
+KEY_OPTIONS = ("signing_key", "signing_key_id", "approval_key")
+BOUND_OPTIONS = {"request_max_bytes": (1, 64 << 20), "request_max_depth": (1, 100),
+                 "max_limit_counters": (1, 10_000_000)}
+
+
+def camel(key):
+    """§17: the JS spelling of a snake_case option key."""
+    head, *rest = key.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+def camel_options(options):
+    """The options object a JS caller writes: keys in camelCase, also inside
+    `collector` and `notify` (never header names)."""
+    out = {}
+    for k, v in options.items():
+        if k in ("collector", "notify") and isinstance(v, dict):
+            v = {(camel(ik) if ik != "headers" else ik): iv for ik, iv in v.items()}
+        out[camel(k)] = v
+    return out
+
+
 def build_vector(path):
     name = path.stem
     where = path.name
     doc = load_yaml(path.read_text(encoding="utf-8"), where)
     keys_of(doc, where, required=("description", "spec", "policy"),
-            optional=("options", "steps", "load_errors"))
+            optional=("options", "steps", "load_errors", "config_errors", "audit_callback"))
     want(doc["description"], (str,), where, "description")
     str_list(doc["spec"], where, "spec", nonempty=True)
     policy_text = want(doc["policy"], (str,), where, "policy")
     options = doc.get("options", {})
-    keys_of(options, f"{where}: options",
-            optional=("signing_key", "signing_key_id", "approval_key"))
+    keys_of(options, f"{where}: options", optional=KEY_OPTIONS + tuple(BOUND_OPTIONS))
     for k, v in options.items():
-        want(v, (str,), where, f"options.{k}")
-        if v == "":
-            raise VectorError(f"{where}: options.{k} is empty")
+        if k in KEY_OPTIONS:
+            want(v, (str,), where, f"options.{k}")
+            if v == "":
+                raise VectorError(f"{where}: options.{k} is empty")
+        else:
+            lo, hi = BOUND_OPTIONS[k]
+            if not lo <= want(v, (int,), where, f"options.{k}") <= hi:
+                raise VectorError(f"{where}: options.{k} must be from {lo} to {hi}")
     if "signing_key_id" in options and "signing_key" not in options:
         raise VectorError(f"{where}: signing_key_id without signing_key")
-    if ("steps" in doc) == ("load_errors" in doc):
-        raise VectorError(f"{where}: give exactly one of steps and load_errors")
+    if sum(k in doc for k in ("steps", "load_errors", "config_errors")) != 1:
+        raise VectorError(f"{where}: give exactly one of steps, load_errors and config_errors")
+    callback = want(doc.get("audit_callback", False), (bool,), where, "audit_callback")
+    if callback and "steps" not in doc:
+        raise VectorError(f"{where}: audit_callback goes with steps")
 
     out = {"name": name, "description": doc["description"].strip(), "options": options,
            "policy_yaml": policy_text}
+    if callback:
+        out["audit_callback"] = True
+
+    if "config_errors" in doc:
+        if options:
+            raise VectorError(f"{where}: a config_errors vector gives its options per case")
+        out["config_errors"] = config_cases(doc["config_errors"], where)
+        out["steps"] = []
+        return out
 
     if "load_errors" in doc:
         errs = want(doc["load_errors"], (list,), where, "load_errors")
@@ -600,6 +639,12 @@ def build_vector(path):
     if not steps:
         raise VectorError(f"{where}: no steps")
     chain = {"seq": 0, "prev": "0" * 64}
+    bounds = (options.get("request_max_bytes", MAX_SIZE), options.get("request_max_depth", MAX_DEPTH))
+    guarded = [isinstance(st, dict) and "guarded" in st for st in steps]
+    if any(guarded):
+        if not all(guarded) or not callback:
+            raise VectorError(f"{where}: a vector with guarded steps has only guarded steps "
+                              "and audit_callback: true (their records' time is the engine's clock)")
     out_steps = []
     names = set()
     earlier = {}  # step name -> approval id of its request under its expected rules
@@ -624,7 +669,11 @@ def build_vector(path):
             kills.discard(f"kill:{r['scope']}:{r['id']}")
             out_steps.append({"op": "revive", "scope": r["scope"], "id": r["id"]})
         else:
-            s = evaluate_step(step, w, options, phash, chain, earlier, known, kills)
+            if "guarded" in step:
+                s = guarded_step(step, w, known)
+            else:
+                s = evaluate_step(step, w, options, phash, chain, earlier, known, kills,
+                                  callback, bounds)
             if s["name"] in names:
                 raise VectorError(f"{w}: step name {s['name']!r} is used twice")
             names.add(s["name"])
@@ -670,10 +719,10 @@ def _check_names(expect, ew, known, kills):
                               "determining rules' approvers in bundle order)")
 
 
-def evaluate_step(step, w, options, phash, chain, earlier, known, kills):
+def evaluate_step(step, w, options, phash, chain, earlier, known, kills, callback, bounds):
     keys_of(step, w, required=("name",),
             optional=("request", "request_json", "expect", "expect_error", "grant",
-                      "grant_rules"))
+                      "grant_rules", "callback"))
     name = want(step["name"], (str,), w, "name")
     w = f"{w} ({name})"
     if ("request" in step) == ("request_json" in step):
@@ -695,12 +744,27 @@ def evaluate_step(step, w, options, phash, chain, earlier, known, kills):
             raise VectorError(f"{w}: grant needs `request`, not request_json")
         req = strict_json(text, w)
 
+    if "callback" in step:
+        if not callback or step["callback"] != "fail":
+            raise VectorError(f"{w}: callback: fail needs audit_callback: true")
+        if step.get("expect_error") != "audit_failed":
+            raise VectorError(f"{w}: a failing callback fails the call: expect_error: audit_failed")
     if "expect_error" in step:
-        if step["expect_error"] != "request":
-            raise VectorError(f"{w}: expect_error must be 'request'")
         if text is None:
             text = jcs(req)
-        if not request_problems(req, text, w):
+        problems = request_problems(req, text, w, *bounds)
+        if step["expect_error"] == "audit_failed":
+            if "callback" not in step:
+                raise VectorError(f"{w}: expect_error: audit_failed needs callback: fail")
+            if problems:
+                raise VectorError(f"{w}: the request is invalid ({'; '.join(problems)}): "
+                                  "it would fail before any record")
+            # no decision without its record, and the chain is not advanced (§9a, §17)
+            return {"op": "evaluate", "name": name, "request_json": text,
+                    "callback": "fail", "expect_error": "audit_failed"}
+        if step["expect_error"] != "request":
+            raise VectorError(f"{w}: expect_error must be 'request' or 'audit_failed'")
+        if not problems:
             raise VectorError(f"{w}: this request is valid under §1, yet expect_error is given")
         return {"op": "evaluate", "name": name, "request_json": text, "expect_error": "request"}
 
@@ -816,7 +880,7 @@ def evaluate_step(step, w, options, phash, chain, earlier, known, kills):
     if text is None:
         text = jcs(req)
     earlier[name] = approval_id(phash, req, rules)
-    problems = request_problems(req, text, w)
+    problems = request_problems(req, text, w, *bounds)
     if problems:
         raise VectorError(f"{w}: the request is invalid under §1 ({'; '.join(problems)}); "
                           "use expect_error: request")
@@ -869,6 +933,118 @@ def evaluate_step(step, w, options, phash, chain, earlier, known, kills):
             "expect_json": jcs(decision)}
 
 
+def config_cases(cases, where):
+    """§17 configuration errors: the options a caller gives and the one error every
+    language must answer with (the JS spelling of both beside them)."""
+    want(cases, (list,), where, "config_errors")
+    if not cases:
+        raise VectorError(f"{where}: config_errors is empty")
+    out = []
+    for i, c in enumerate(cases):
+        w = f"{where}: config_errors[{i}]"
+        keys_of(c, w, required=("options", "error"), optional=("camel",))
+        opts = want(c["options"], (dict,), w, "options")
+        err = c["error"]
+        keys_of(err, f"{w}: error", required=("field", "message"))
+        cam = c.get("camel", {})
+        keys_of(cam, f"{w}: camel", optional=("field", "message"))
+        for k in ("field", "message"):
+            want(err[k], (str,), w, f"error.{k}")
+            want(cam.get(k, ""), (str,), w, f"camel.{k}")
+        if err["field"] and err["field"] not in opts:
+            raise VectorError(f"{w}: error.field names no option of the case")
+        out.append({"options": opts, "options_camel": camel_options(opts), "code": "config_invalid",
+                    "field": err["field"], "message": err["message"],
+                    "field_camel": cam.get("field", camel(err["field"])),
+                    "message_camel": cam.get("message", err["message"])})
+    return out
+
+
+CONTEXT_KEYS = ("agent", "chain", "session", "environment", "context")
+
+
+def nested_context(contexts, w):
+    """§17: the request fields of nested agent contexts, outer to inner. An inner
+    context naming an agent is called by the outer agent: its chain is the outer chain,
+    then the outer agent, then any explicit `chain` — a chain only grows. Fields not
+    given are inherited."""
+    cur = {"chain": []}
+    for j, c in enumerate(want(contexts, (list,), w, "contexts")):
+        keys_of(c, f"{w}: contexts[{j}]", optional=CONTEXT_KEYS)
+        chain = list(cur["chain"])
+        if "agent" in c and cur.get("agent") is not None:
+            chain.append(cur["agent"])
+        chain += str_list(c.get("chain", []), w, "chain")
+        nxt = dict(cur)
+        nxt.update({k: v for k, v in c.items() if k != "chain"})
+        nxt["chain"] = chain
+        cur = nxt
+    return cur
+
+
+def guarded_step(step, w, known):
+    keys_of(step, w, required=("name", "guarded"),
+            optional=("expect_record", "tool_runs", "expect_error"))
+    name = want(step["name"], (str,), w, "name")
+    w = f"{w} ({name})"
+    g = step["guarded"]
+    keys_of(g, f"{w}: guarded", required=("contexts", "tool", "args"),
+            optional=("action", "mutate"))
+    ctx = nested_context(g["contexts"], w)
+    args = want(g["args"], (dict,), w, "args")
+    for k, v in want(g.get("mutate", {}), (dict,), w, "mutate").items():
+        if k not in args or type(args[k]) is not type(v) or not isinstance(v, (list, dict)):
+            raise VectorError(f"{w}: mutate.{k} must replace the contents of a list or dict argument")
+    runs = want(step.get("tool_runs", True), (bool,), w, "tool_runs")
+    err = step.get("expect_error")
+    if err not in (None, "denied", "approval_required", "invalid_argument"):
+        raise VectorError(f"{w}: expect_error must be denied, approval_required or invalid_argument")
+    if runs == (err is not None):
+        raise VectorError(f"{w}: the tool runs exactly when the call raises nothing")
+    out = {"op": "guarded", "name": name, "contexts": g["contexts"], "tool": g["tool"]}
+    if "action" in g:
+        out["action"] = g["action"]
+    out["args"] = args
+    if "mutate" in g:
+        out["mutate"] = g["mutate"]
+    if err == "invalid_argument":
+        # no agent in context: nothing is decided, nothing recorded, the tool never runs
+        if ctx.get("agent") is not None or "expect_record" in step:
+            raise VectorError(f"{w}: invalid_argument is for a call with no agent in context "
+                              "(and no record)")
+        out["expect_error"] = err
+        return out
+    rec = step.get("expect_record")
+    if rec is None:
+        raise VectorError(f"{w}: expect_record is required")
+    keys_of(rec, f"{w}: expect_record", required=("agent", "tool", "outcome", "rules"),
+            optional=("chain", "action", "session", "environment"))
+    if rec["agent"] != ctx.get("agent") or rec.get("chain", []) != ctx["chain"]:
+        raise VectorError(f"{w}: expect_record agent/chain {rec['agent']!r}/{rec.get('chain', [])} "
+                          f"but the contexts give {ctx.get('agent')!r}/{ctx['chain']}")
+    for f in ("session", "environment"):
+        if rec.get(f) != ctx.get(f):
+            raise VectorError(f"{w}: expect_record {f} {rec.get(f)!r} but the contexts give {ctx.get(f)!r}")
+    if "chain" in rec and not rec["chain"]:
+        raise VectorError(f"{w}: leave an empty chain out of expect_record (records omit it)")
+    if rec["tool"] != g["tool"] or rec.get("action") != g.get("action"):
+        raise VectorError(f"{w}: expect_record tool/action differ from the call's")
+    want_outcome = {None: "allow", "denied": "deny", "approval_required": "require_approval"}
+    if rec["outcome"] != want_outcome[err]:
+        raise VectorError(f"{w}: outcome {rec['outcome']!r} does not fit expect_error {err!r}")
+    for r in str_list(rec["rules"], w, "rules", nonempty=True):
+        if r not in known["rules"] and r != "default":
+            raise VectorError(f"{w}: rules names {r!r}, which is not in the policy")
+    record = dict(rec)
+    record["params_sha256"] = sha256_hex(jcs_bytes(args))
+    out["expect_record"] = record
+    if runs:
+        out["expect_tool_args"] = args
+    if err is not None:
+        out["expect_error"] = err
+    return out
+
+
 # --------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------
@@ -877,15 +1053,33 @@ def render(vector):
     return json.dumps(vector, indent=2, ensure_ascii=False) + "\n"
 
 
+def schema_validator():
+    """The typed definition of the generated format (schema.json), which every runner
+    also enforces on its own."""
+    try:
+        import jsonschema
+    except ImportError:
+        sys.exit("generate.py needs jsonschema: pip install -r requirements-dev.txt")
+    schema = json.loads((HERE / "schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
 def generate_all():
     sources = sorted(p for p in HERE.glob("*.yaml"))
     if not sources:
         raise VectorError("no vectors found")
+    validator = schema_validator()
     outputs = {}
     failures = []
     for src in sources:
         try:
-            outputs[src.stem + ".json"] = render(build_vector(src))
+            vector = build_vector(src)
+            problems = sorted(validator.iter_errors(vector), key=lambda e: list(e.path))
+            if problems:
+                raise VectorError(f"{src.name}: the generated vector breaks schema.json: "
+                                  + "; ".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in problems[:3]))
+            outputs[src.stem + ".json"] = render(vector)
         except VectorError as e:
             failures.append(str(e))
     if failures:

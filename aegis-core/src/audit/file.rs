@@ -84,9 +84,9 @@ impl FileSink {
         let (last_line, cut_at) = tail(&mut file, len).map_err(|e| open_err(e.to_string()))?;
         let resume = match &last_line {
             Some(line) => Some(check_last(line).map_err(|m| open_err(format!("the last record is invalid: {m}")))?),
-            None => match rotated_files(&path).last() {
+            None => match try_rotated_files(&path).map_err(|e| open_err(e.to_string()))?.last() {
                 None => None,
-                Some(prev) => {
+                Some((_, prev)) => {
                     let mut f =
                         File::open(prev).map_err(|e| open_err(format!("cannot read `{}`: {e}", prev.display())))?;
                     let plen = f.metadata().map_err(|e| open_err(e.to_string()))?.len();
@@ -140,11 +140,8 @@ impl FileSink {
         if self.fsync != Fsync::Never {
             self.file.sync_all().map_err(io)?;
         }
-        let next = rotated_files(&self.path)
-            .last()
-            .and_then(|p| p.extension().and_then(|e| e.to_str()).and_then(|e| e.parse::<u64>().ok()))
-            .unwrap_or(0)
-            + 1;
+        // After the newest rotated file (the first rotation makes `.000001`).
+        let next = try_rotated_files(&self.path).map_err(io)?.last().map_or(0, |(n, _)| *n) + 1;
         let target = PathBuf::from(format!("{}.{next:06}", self.path.display()));
         if target.exists() {
             return Err(io(std::io::Error::other(format!("rotation target `{}` already exists", target.display()))));
@@ -152,15 +149,19 @@ impl FileSink {
         std::fs::rename(&self.path, &target).map_err(io)?;
         let file = OpenOptions::new().read(true).append(true).create_new(true).open(&self.path).map_err(io)?;
         lock_exclusive(&file).map_err(|m| io(std::io::Error::other(m)))?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
         self.file = Arc::new(file);
         self.size = 0;
         if let Some(g) = &self.group {
             g.rotated(self.file.clone());
+        }
+        // Make the rename durable too. A directory that cannot be opened (not
+        // supported on every platform) is skipped; one that opens but fails to sync
+        // fails this write, with the sink already on the new file.
+        if self.fsync != Fsync::Never {
+            let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if let Ok(d) = File::open(dir) {
+                d.sync_all().map_err(io)?;
+            }
         }
         Ok(())
     }
@@ -189,28 +190,46 @@ fn lock_exclusive(file: &File) -> Result<(), String> {
     }
 }
 
-/// The rotated files of `path` (`FILE.000001`, …), oldest first.
+/// The rotated files of `path` (`FILE.000001`, …), oldest first (none when the
+/// folder cannot be read: readers then see the chain's gap; the sink itself uses
+/// `try_rotated_files` and fails instead).
 pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Vec::new() };
+    try_rotated_files(path).map(|v| v.into_iter().map(|(_, p)| p).collect()).unwrap_or_default()
+}
+
+/// The rotated files of `path` with their numbers, oldest first; fails when the
+/// folder cannot be read (a sink that resumed without them would fork the chain).
+fn try_rotated_files(path: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let Some(name) = path.file_name() else {
+        return Err(std::io::Error::other(format!("`{}` names no file", path.display())));
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let prefix = format!("{name}.");
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter_map(|e| {
-                    let n = e.file_name().to_str()?.to_owned();
-                    let num = n.strip_prefix(&prefix)?;
-                    (num.len() >= 6 && num.bytes().all(|b| b.is_ascii_digit())).then(|| (num.parse().ok(), e.path()))
-                })
-                .filter_map(|(n, p)| n.map(|n| (n, p)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut prefix = name.as_encoded_bytes().to_vec();
+    prefix.push(b'.');
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(num) = file_name.as_encoded_bytes().strip_prefix(prefix.as_slice()) else { continue };
+        // `FILE.NNNNNN`: six digits or more; anything else in the folder is not ours.
+        if num.len() < 6 || !num.iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        match std::str::from_utf8(num).ok().and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) => found.push((n, entry.path())),
+            None => {
+                return Err(std::io::Error::other(format!(
+                    "`{}`: rotation number out of range",
+                    entry.path().display()
+                )))
+            }
+        }
+    }
     found.sort();
-    found.into_iter().map(|(_, p)| p).collect()
+    Ok(found)
 }
 
 /// Every file of a rotated log in chain order: the rotated files, then `path`.
@@ -247,10 +266,11 @@ fn tail(file: &mut File, len: u64) -> std::io::Result<(Option<String>, u64)> {
             continue;
         };
         let cut_at = start + last_nl as u64 + 1;
-        let before = buf.get(..last_nl).unwrap_or(&[]);
+        // `rposition` found both newlines inside `buf`: the splits are in range.
+        let (before, _) = buf.split_at(last_nl);
         match before.iter().rposition(|&b| b == b'\n') {
             Some(prev_nl) => {
-                let line = before.get(prev_nl + 1..).unwrap_or(&[]);
+                let (_, line) = before.split_at(prev_nl + 1);
                 return Ok((Some(String::from_utf8_lossy(line).into_owned()), cut_at));
             }
             None if start == 0 => return Ok((Some(String::from_utf8_lossy(before).into_owned()), cut_at)),

@@ -4,10 +4,10 @@ use super::{hmac_hex, sha256_hex, GENESIS};
 use crate::value::Value;
 use std::io::BufRead;
 
-/// A verified log.
+/// What verifying a log found: it is intact.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Records checked.
+    /// How many records were checked.
     pub records: u64,
     /// Hash of the last record (`GENESIS` when empty).
     pub head: String,
@@ -103,24 +103,22 @@ pub fn verify_files(paths: &[std::path::PathBuf], key: Option<&[u8]>) -> Result<
             at: name.clone(),
             message: format!("cannot open: {e}"),
         })?;
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let io_err = |e: std::io::Error| VerifyError { seq: None, at: name.clone(), message: e.to_string() };
+        let len = f.metadata().map_err(io_err)?.len();
         if len > 0 {
             // A file that does not end in a newline has a torn last line.
             use std::io::{Read, Seek, SeekFrom};
             let mut f2 = &f;
             let mut last = [0u8; 1];
-            if f2.seek(SeekFrom::End(-1)).and_then(|_| f2.read_exact(&mut last)).is_ok() && last[0] != b'\n' {
+            f2.seek(SeekFrom::End(-1)).and_then(|_| f2.read_exact(&mut last)).map_err(io_err)?;
+            if last != [b'\n'] {
                 return Err(VerifyError {
                     seq: None,
                     at: name,
                     message: "the file ends with a torn line (no final newline)".into(),
                 });
             }
-            f2.seek(SeekFrom::Start(0)).map_err(|e| VerifyError {
-                seq: None,
-                at: name.clone(),
-                message: e.to_string(),
-            })?;
+            f2.seek(SeekFrom::Start(0)).map_err(io_err)?;
         }
         let reader = std::io::BufReader::new(f);
         // `split` yields no empty trailing item for a final newline.

@@ -8,9 +8,9 @@ pub type CounterKey = (String, Vec<Option<String>>, i64);
 /// Calls and sum in one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Counter {
-    /// Calls counted.
+    /// Calls counted in the window (allowed calls only).
     pub calls: u64,
-    /// Running sum.
+    /// Sum of the `sum` values of the calls counted.
     pub sum: f64,
 }
 
@@ -64,7 +64,7 @@ impl LimitTable {
         Ok(Counter::default())
     }
 
-    /// Stores a counter.
+    /// Stores a counter for its window (after an allowed call).
     pub fn put(&mut self, key: CounterKey, c: Counter, window_end_ms: i64) {
         self.counters.insert(key, (c, window_end_ms));
     }

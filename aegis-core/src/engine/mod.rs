@@ -1,35 +1,36 @@
 //! The engine: decides requests (§4), keeps the audit chain (§5), kill switches
 //! (§6.1), approvals (§6.2), limits (§6.3) and reloads (§6.4).
 
+mod decision;
 pub mod grant;
 pub mod limits;
+mod phases;
 
-use crate::audit::{default_kid, AuditError, AuditRecord, AuditSink, Durable, LimitState, GENESIS};
-use crate::compile::Index;
-use crate::eval::{self, Ctx, FailedTest, Sink, Tri};
-use crate::json::{write_string, write_value};
+use crate::audit::{default_kid, hex_into, hmac_hex, sha256_hex, AuditError, AuditRecord, AuditSink, Durable, GENESIS};
+use crate::compile::{Index, Proven};
+use crate::eval::Ctx;
 use crate::key::{Key, KeyId};
-use crate::policy::{self, Bundle, LoadErrors, Outcome, Rule};
-use crate::request::{check_name, Request, RequestError, RequestLimits};
+use crate::policy::{self, Bundle, LoadErrors};
+use crate::request::{check_name, Field, Request, RequestError, RequestLimits};
 use crate::time::{self, Millis};
-use crate::value::{Map, Value};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-pub use grant::{Grant, GrantRejection};
+pub use decision::{Approval, Decision, DecisionError, DecisionKey, ExplainEntry};
+pub use grant::{issue_grant, parse_ttl, Grant, GrantRejection};
 
 /// A bundle compiled for evaluation.
 pub struct Compiled {
-    /// The bundle.
+    /// The bundle the index was built over.
     pub bundle: Bundle,
     index: Index,
 }
 
 impl Compiled {
-    /// Compiles a bundle.
+    /// Builds the index over a bundle.
     pub fn new(bundle: Bundle) -> Compiled {
         let index = Index::build(&bundle);
         Compiled { bundle, index }
@@ -43,12 +44,24 @@ impl Compiled {
 
     /// The candidates as `evaluate` gets them: with the selector fields they are
     /// known to match ([`Index::lookup`]).
-    pub fn lookup(&self, agent: &str, tool: &str, action: Option<&str>) -> (&[u32], crate::compile::Proven) {
+    pub fn lookup(&self, agent: &str, tool: &str, action: Option<&str>) -> (&[u32], Proven) {
         self.index.lookup(agent, tool, action)
+    }
+
+    /// [`lookup`](Self::lookup) for an evaluation: refused when the index was built
+    /// over a bundle with another number of rules — it is not this bundle's index,
+    /// and its candidates could name the wrong rules or miss one.
+    fn checked_lookup(&self, req: &Request) -> Result<(&[u32], Proven), EvalError> {
+        let (built, have) = (self.index.rule_count(), self.bundle.rules.len());
+        if built != have {
+            return Err(EvalError::invariant(format!("the index was built over {built} rules, the bundle has {have}")));
+        }
+        Ok(self.index.lookup(&req.agent, &req.tool, req.action.as_deref()))
     }
 }
 
-/// Engine configuration.
+/// How an engine is built (the bindings make one from an
+/// [`EngineConfig`](crate::EngineConfig) document).
 pub struct EngineOptions {
     /// HMAC key for record signatures.
     pub signing_key: Option<Key>,
@@ -56,7 +69,7 @@ pub struct EngineOptions {
     pub signing_key_id: Option<KeyId>,
     /// HMAC key for approval grants.
     pub approval_key: Option<Key>,
-    /// Request bounds.
+    /// Bounds on a request's size and depth (§1).
     pub request_limits: RequestLimits,
     /// Most limit counters kept (beyond it, new counters fail closed).
     pub max_limit_counters: usize,
@@ -85,9 +98,9 @@ impl Default for EngineOptions {
 pub enum KillScope {
     /// An agent, also matched anywhere in the chain.
     Agent,
-    /// A tool.
+    /// A tool, whoever calls it.
     Tool,
-    /// A session.
+    /// A session (conversation or run), whatever it calls.
     Session,
     /// Everything (id `*`).
     All,
@@ -102,6 +115,16 @@ impl KillScope {
             "session" => Some(KillScope::Session),
             "all" => Some(KillScope::All),
             _ => None,
+        }
+    }
+
+    /// The request field a kill of this scope names (`None` for `all`).
+    pub fn field(self) -> Option<Field> {
+        match self {
+            KillScope::Agent => Some(Field::Agent),
+            KillScope::Tool => Some(Field::Tool),
+            KillScope::Session => Some(Field::Session),
+            KillScope::All => None,
         }
     }
 
@@ -123,158 +146,6 @@ struct Kill {
     reason: String,
 }
 
-/// A condition error listed in a decision.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecisionError {
-    /// The rule (or `limit:ID`).
-    pub rule: String,
-    /// The path.
-    pub path: String,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// The approval request of a `require_approval` decision.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Approval {
-    /// `apr_` + 32 hex.
-    pub id: String,
-    /// Who may approve.
-    pub approvers: Vec<String>,
-}
-
-/// One candidate rule in an explain trace.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExplainEntry {
-    /// The rule.
-    pub rule: String,
-    /// Its outcome.
-    pub outcome: Outcome,
-    /// Whether it applied.
-    pub applied: bool,
-    /// `true`, `false` or `error`.
-    pub result: Tri,
-    /// Tests that did not hold.
-    pub failed: Vec<FailedTest>,
-}
-
-/// A decision (§4).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
-    /// The outcome.
-    pub outcome: Outcome,
-    /// Determining rules.
-    pub rules: Vec<String>,
-    /// Why.
-    pub reason: String,
-    /// Present only for `require_approval`.
-    pub approval: Option<Approval>,
-    /// Condition errors.
-    pub errors: Vec<DecisionError>,
-    /// The audit record.
-    pub audit: AuditRecord,
-    /// The explain trace, when asked for.
-    pub explain: Option<Vec<ExplainEntry>>,
-}
-
-impl Decision {
-    /// Whether the call may run.
-    pub fn allowed(&self) -> bool {
-        self.outcome == Outcome::Allow
-    }
-
-    /// The decision as one line of canonical JSON.
-    pub fn to_json(&self) -> String {
-        let mut o = String::with_capacity(1024);
-        o.push('{');
-        if let Some(a) = &self.approval {
-            o.push_str("\"approval\":{\"approvers\":");
-            str_list(&mut o, &a.approvers);
-            o.push_str(",\"id\":");
-            write_string(&mut o, &a.id);
-            o.push_str("},");
-        }
-        o.push_str("\"audit\":");
-        self.audit.write_json(&mut o, true);
-        o.push_str(",\"errors\":[");
-        for (i, e) in self.errors.iter().enumerate() {
-            if i > 0 {
-                o.push(',');
-            }
-            o.push_str("{\"message\":");
-            write_string(&mut o, &e.message);
-            o.push_str(",\"path\":");
-            write_string(&mut o, &e.path);
-            o.push_str(",\"rule\":");
-            write_string(&mut o, &e.rule);
-            o.push('}');
-        }
-        o.push(']');
-        if let Some(ex) = &self.explain {
-            o.push_str(",\"explain\":");
-            write_value(&mut o, &explain_value(ex));
-        }
-        o.push_str(",\"outcome\":");
-        write_string(&mut o, self.outcome.as_str());
-        o.push_str(",\"reason\":");
-        write_string(&mut o, &self.reason);
-        o.push_str(",\"rules\":");
-        str_list(&mut o, &self.rules);
-        o.push('}');
-        o
-    }
-}
-
-fn str_list(o: &mut String, items: &[String]) {
-    o.push('[');
-    for (i, s) in items.iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        write_string(o, s);
-    }
-    o.push(']');
-}
-
-fn tri_str(t: Tri) -> &'static str {
-    match t {
-        Tri::True => "true",
-        Tri::False => "false",
-        Tri::Error => "error",
-    }
-}
-
-fn explain_value(ex: &[ExplainEntry]) -> Value {
-    Value::Array(
-        ex.iter()
-            .map(|e| {
-                let mut m = Map::new();
-                m.insert("rule".into(), Value::from(e.rule.as_str()));
-                m.insert("outcome".into(), Value::from(e.outcome.as_str()));
-                m.insert("applied".into(), Value::Bool(e.applied));
-                m.insert("result".into(), Value::from(tri_str(e.result)));
-                let failed = e
-                    .failed
-                    .iter()
-                    .map(|f| {
-                        let mut t = Map::new();
-                        t.insert("path".into(), Value::from(f.path.as_str()));
-                        t.insert("op".into(), Value::from(f.op.as_str()));
-                        t.insert("operand".into(), f.operand.clone());
-                        if let Some(v) = &f.value {
-                            t.insert("value".into(), v.clone());
-                        }
-                        t.insert("result".into(), Value::from(tri_str(f.result)));
-                        Value::Object(t)
-                    })
-                    .collect();
-                m.insert("failed".into(), Value::Array(failed));
-                Value::Object(m)
-            })
-            .collect(),
-    )
-}
-
 /// Why `evaluate` returned no decision.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -284,6 +155,24 @@ pub enum EvalError {
     /// The record could not be written: the call must not run.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// An internal invariant does not hold (a compiled index that is not its
+    /// bundle's, segments of a record that do not fit): a bug, never a property of
+    /// the request. Nothing was decided or recorded and the call must not run —
+    /// rather than decide without a rule or record a wrong hash.
+    #[error("internal invariant broken, nothing was decided: {0}")]
+    Invariant(String),
+}
+
+impl EvalError {
+    fn invariant(message: String) -> EvalError {
+        EvalError::Invariant(message)
+    }
+}
+
+impl From<crate::audit::SegmentError> for EvalError {
+    fn from(e: crate::audit::SegmentError) -> EvalError {
+        EvalError::Invariant(e.to_string())
+    }
 }
 
 /// A bad argument to `kill`, `revive` or `grant`.
@@ -343,41 +232,6 @@ fn lock_spinning<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     lock(m)
 }
 
-/// The determining rules while combining: the first kept inline, so the usual single
-/// winner costs no allocation.
-#[derive(Default)]
-struct Winners<'a> {
-    first: Option<&'a Rule>,
-    rest: Vec<&'a Rule>,
-}
-
-impl<'a> Winners<'a> {
-    fn clear(&mut self) {
-        self.first = None;
-        self.rest.clear();
-    }
-
-    fn push(&mut self, r: &'a Rule) {
-        if self.first.is_none() {
-            self.first = Some(r);
-        } else {
-            self.rest.push(r);
-        }
-    }
-
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
-
-    fn first(&self) -> Option<&'a Rule> {
-        self.first
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &'a Rule> + '_ {
-        self.first.into_iter().chain(self.rest.iter().copied())
-    }
-}
-
 /// Per-thread scratch buffers reused across evaluations (the canonical `params` and
 /// the record being sealed), so the hot path does not allocate them each time.
 /// `take` leaves an empty string behind, so a re-entrant call simply allocates.
@@ -411,7 +265,7 @@ mod scratch {
     }
 }
 
-/// How to evaluate.
+/// Per-call evaluation options.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvalOptions {
     /// Record an explain trace in the decision.
@@ -503,324 +357,70 @@ impl Engine {
         self.evaluate_with(req, EvalOptions::default())
     }
 
-    /// Decides a request with options (explain).
+    /// Decides a request with options (explain), in phases (`engine/phases.rs`): a kill
+    /// switch in force decides at once; otherwise match rules, check limits,
+    /// combine, grant, commit. The decision is then sealed into the audit chain; it
+    /// is returned only once its record is written.
     pub fn evaluate_with(&self, req: &Request, opts: EvalOptions) -> Result<Decision, EvalError> {
         reentry::refuse(self.id).map_err(|m| EvalError::Audit(AuditError::Callback(m.into())))?;
-        let time_ms = req.time.unwrap_or_else(|| self.now());
+        let time_ms = req.time_or(|| self.now());
         let time_str = time::format_utc(time_ms);
         let compiled = self.policy.load();
         let bundle = &compiled.bundle;
         let ctx = Ctx { req, time_ms, time_str: &time_str };
         let mut params_json = scratch::take(&scratch::PARAMS);
         crate::json::write_object(&mut params_json, &req.params);
-        let params_sha256 = crate::policy::hex(&Sha256::digest(params_json.as_bytes()));
+        let params_sha256 = sha256_hex(params_json.as_bytes());
 
-        let mut d = Decision {
-            outcome: Outcome::Deny,
-            rules: Vec::new(),
-            reason: String::new(),
-            approval: None,
-            errors: Vec::new(),
-            audit: AuditRecord::default(),
-            explain: None,
+        let mut d = Decision::undecided();
+        let facts = match self.killed(req) {
+            Some(k) => {
+                d.rules.push(format!("kill:{}:{}", k.scope.as_str(), k.id));
+                d.reason =
+                    if k.reason.is_empty() { format!("killed: {} \"{}\"", k.scope.as_str(), k.id) } else { k.reason };
+                phases::RecordFacts::default()
+            }
+            None => {
+                let (candidates, proven) = compiled.checked_lookup(req)?;
+                let mut matched = phases::match_rules(&bundle.rules, candidates, proven, &ctx, opts.explain)?;
+                d.errors = std::mem::take(&mut matched.errors);
+                let limits = phases::check_limits(&bundle.limits, &ctx, &self.limits, &mut d.errors)?;
+                phases::combine(bundle.default, &matched, &limits.exceeded, &mut d)?;
+                d.explain = matched.explain;
+                let grant =
+                    phases::grant(self.approval_key.as_deref(), &bundle.hash, req, &params_json, time_ms, &mut d);
+                phases::commit(&mut d, grant, &self.grants, time_ms, limits)?
+            }
         };
-        let mut approved_by = None;
-        let mut approval_id = None;
-        let mut limit_states = Vec::new();
-
-        if let Some(k) = self.killed(req) {
-            d.rules.push(format!("kill:{}:{}", k.scope.as_str(), k.id));
-            d.reason =
-                if k.reason.is_empty() { format!("killed: {} \"{}\"", k.scope.as_str(), k.id) } else { k.reason };
-        } else {
-            let mut trace_buf = Vec::new();
-            let mut explain = opts.explain.then(Vec::new);
-            let mut best: Option<Outcome> = None;
-            let mut winners = Winners::default();
-            let mut errs = Vec::new();
-            let (candidates, proven) = compiled.index.lookup(&req.agent, &req.tool, req.action.as_deref());
-            for &i in candidates {
-                let Some(rule) = bundle.rules.get(i as usize) else { continue };
-                errs.clear();
-                trace_buf.clear();
-                let tri = {
-                    let trace = if explain.is_some() { Some(&mut trace_buf) } else { None };
-                    let mut sink = Sink { errors: std::mem::take(&mut errs), trace };
-                    let t = eval::eval_rule_proven(rule, &ctx, &mut sink, proven);
-                    errs = sink.errors;
-                    t
-                };
-                let applies = match tri {
-                    Tri::True => true,
-                    Tri::False => false,
-                    Tri::Error => rule.outcome != Outcome::Allow,
-                };
-                if tri == Tri::Error {
-                    for e in errs.drain(..) {
-                        d.errors.push(DecisionError { rule: rule.id.clone(), path: e.path, message: e.message });
-                    }
-                }
-                if let Some(ex) = explain.as_mut() {
-                    ex.push(ExplainEntry {
-                        rule: rule.id.clone(),
-                        outcome: rule.outcome,
-                        applied: applies,
-                        result: tri,
-                        failed: std::mem::take(&mut trace_buf),
-                    });
-                }
-                if applies {
-                    match best {
-                        Some(b) if b > rule.outcome => {}
-                        Some(b) if b == rule.outcome => winners.push(rule),
-                        _ => {
-                            best = Some(rule.outcome);
-                            winners.clear();
-                            winners.push(rule);
-                        }
-                    }
-                }
-            }
-            d.explain = explain;
-
-            // Limits whose selectors match (a missing field matches, fail closed).
-            let mut matched = Vec::new();
-            for l in &bundle.limits {
-                let mut s = Sink { errors: Vec::new(), trace: None };
-                let tri = eval::eval_selectors(&l.selectors, &ctx, &mut s, true);
-                if tri != Tri::False {
-                    for e in s.errors {
-                        d.errors.push(DecisionError {
-                            rule: format!("limit:{}", l.id),
-                            path: e.path,
-                            message: e.message,
-                        });
-                    }
-                    matched.push(l);
-                }
-            }
-
-            let mut limit_guard = (!matched.is_empty()).then(|| lock(&self.limits));
-            // (limit, key, counter before, value to add, window end, exceeded reason)
-            let mut checks = Vec::with_capacity(matched.len());
-            let mut exceeded: Vec<(&policy::Limit, String)> = Vec::new();
-            if let Some(table) = limit_guard.as_mut() {
-                for l in &matched {
-                    let window = time_ms.div_euclid(l.window.millis);
-                    let window_end = window.saturating_add(1).saturating_mul(l.window.millis);
-                    let key: Vec<Option<String>> = l
-                        .per
-                        .iter()
-                        .map(|f| match f {
-                            policy::Field::Agent => Some(req.agent.clone()),
-                            policy::Field::Tool => Some(req.tool.clone()),
-                            policy::Field::Action => req.action.clone(),
-                            policy::Field::Session => req.session.clone(),
-                            policy::Field::Environment => req.environment.clone(),
-                        })
-                        .collect();
-                    let key = (l.id.clone(), key, window);
-                    let lid = format!("limit:{}", l.id);
-                    let (counter, unavailable) = match table.get(&key, window_end, time_ms) {
-                        Ok(c) => (c, None),
-                        Err(limits::CounterUnavailable::WindowClosed) => {
-                            (limits::Counter::default(), Some("its window has closed"))
-                        }
-                        Err(limits::CounterUnavailable::Full) => {
-                            (limits::Counter::default(), Some("the limit table is full"))
-                        }
-                    };
-                    let mut add = 0.0;
-                    let mut over: Option<String> = None;
-                    if let Some(why) = unavailable {
-                        d.errors.push(DecisionError {
-                            rule: lid.clone(),
-                            path: l.id.clone(),
-                            message: format!("limit state unavailable: {why}"),
-                        });
-                        over = Some(format!("limit \"{}\" exceeded: {why}", l.id));
-                    }
-                    if let Some(max) = l.max_calls {
-                        if counter.calls.saturating_add(1) > max && over.is_none() {
-                            over =
-                                Some(format!("limit \"{}\" exceeded: max_calls {} per {}", l.id, max, l.window.text));
-                        }
-                    }
-                    if let (Some((path, text)), Some(max)) = (&l.sum, l.max_sum) {
-                        let v = eval::resolve(path, &ctx);
-                        let bad = match v {
-                            None => Some(format!("no value at \"{text}\"")),
-                            Some(eval::Seen::Val(Value::Number(n))) if *n >= 0.0 => {
-                                add = *n;
-                                None
-                            }
-                            Some(eval::Seen::Val(Value::Number(n))) => {
-                                Some(format!("sum expects a number >= 0, found {}", eval::num(*n)))
-                            }
-                            Some(s) => Some(format!("sum expects a number, found {}", s.to_value().type_name())),
-                        };
-                        let sum_over = bad.is_some() || counter.sum + add > max;
-                        if let Some(m) = bad {
-                            d.errors.push(DecisionError { rule: lid.clone(), path: text.clone(), message: m });
-                        }
-                        if sum_over && over.is_none() {
-                            over = Some(format!(
-                                "limit \"{}\" exceeded: max_sum {} per {}",
-                                l.id,
-                                eval::num(max),
-                                l.window.text
-                            ));
-                        }
-                    }
-                    if let Some(reason) = over {
-                        exceeded.push((l, reason));
-                    }
-                    checks.push((*l, key, counter, add, window_end));
-                }
-            }
-
-            // Combine rules and exceeded limits: deny > require_approval > allow.
-            let limit_best = exceeded.iter().map(|(l, _)| l.outcome).max();
-            let outcome = match (best, limit_best) {
-                (None, None) => None,
-                (a, b) => a.max(b),
-            };
-            match outcome {
-                None => {
-                    d.outcome = bundle.default;
-                    d.rules.push("default".into());
-                    d.reason = String::with_capacity(48);
-                    d.reason.push_str("no rule applies; the bundle default is ");
-                    d.reason.push_str(bundle.default.as_str());
-                }
-                Some(o) => {
-                    d.outcome = o;
-                    if best == Some(o) {
-                        d.rules.reserve_exact(winners.len());
-                        d.rules.extend(winners.iter().map(|r| r.id.clone()));
-                        for r in winners.iter() {
-                            for a in &r.approvers {
-                                if o == Outcome::RequireApproval {
-                                    let list = &mut d
-                                        .approval
-                                        .get_or_insert_with(|| Approval { id: String::new(), approvers: Vec::new() })
-                                        .approvers;
-                                    if !list.contains(a) {
-                                        list.push(a.clone());
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    for (l, _) in exceeded.iter().filter(|(l, _)| l.outcome == o) {
-                        d.rules.push(format!("limit:{}", l.id));
-                    }
-                    d.reason = match winners.first().filter(|_| best == Some(o)) {
-                        Some(r) => r.reason.clone().or_else(|| r.description.clone()).unwrap_or_else(|| {
-                            // `rule "<id>" decided <outcome>`, without the formatter.
-                            let o = o.as_str();
-                            let mut t = String::with_capacity(r.id.len() + o.len() + 15);
-                            t.push_str("rule \"");
-                            t.push_str(&r.id);
-                            t.push_str("\" decided ");
-                            t.push_str(o);
-                            t
-                        }),
-                        None => exceeded
-                            .iter()
-                            .find(|(l, _)| l.outcome == o)
-                            .map(|(_, why)| why.clone())
-                            .unwrap_or_default(),
-                    };
-                }
-            }
-
-            if d.outcome == Outcome::RequireApproval {
-                let id = approval_id_with(&bundle.hash, req, &params_json, &d.rules);
-                let approval = d.approval.get_or_insert_with(|| Approval { id: String::new(), approvers: Vec::new() });
-                approval.id = id.clone();
-                approval_id = Some(id.clone());
-                if let Some(token) = &req.approval {
-                    let first = d.rules.first().cloned().unwrap_or_default();
-                    let checked = grant::check(self.approval_key.as_deref(), token, &id, time_ms)
-                        .and_then(|c| lock(&self.grants).consume(&c, time_ms).map(|()| c));
-                    match checked {
-                        Ok(c) => {
-                            d.outcome = Outcome::Allow;
-                            d.approval = None;
-                            d.reason = format!("approved by {}: {}", c.grant.by, d.reason);
-                            approved_by = Some(c.grant.by);
-                        }
-                        Err(why) => d.errors.push(DecisionError {
-                            rule: first,
-                            path: "approval".into(),
-                            message: why.message().into(),
-                        }),
-                    }
-                }
-            }
-
-            if let Some(table) = limit_guard.as_mut() {
-                for (l, key, mut counter, add, window_end) in checks {
-                    if d.outcome == Outcome::Allow {
-                        counter.calls = counter.calls.saturating_add(1);
-                        counter.sum += add;
-                        table.put(key, counter, window_end);
-                    }
-                    limit_states.push(LimitState {
-                        id: l.id.clone(),
-                        calls: counter.calls,
-                        sum: l.max_sum.map(|_| counter.sum),
-                    });
-                }
-            }
-            drop(limit_guard);
-        }
-
         scratch::put(&scratch::PARAMS, params_json);
-        d.audit = AuditRecord {
-            seq: 0,
-            time: time_str,
-            agent: req.agent.clone(),
-            chain: req.chain.clone(),
-            tool: req.tool.clone(),
-            action: req.action.clone(),
-            session: req.session.clone(),
-            environment: req.environment.clone(),
-            params_sha256,
-            outcome: Some(d.outcome),
-            rules: d.rules.clone(),
-            reason: d.reason.clone(),
-            approval_id,
-            approved_by,
-            errors: d.errors.len(),
-            limits: limit_states,
-            kid: self.kid.clone(),
-            policy: bundle.hash.clone(),
-            prev: String::new(),
-            hash: String::new(),
-            sig: None,
-        };
-        self.record(&mut d.audit)?;
+        d.audit = phases::build_record(req, time_str, params_sha256, &d, facts, self.kid.clone(), bundle.hash.clone());
+        self.seal(&mut d.audit)?;
         Ok(d)
     }
 
-    /// Seals the record into the chain and hands it to every sink, in order. Only the
-    /// tail of the hash (from `prev` on) is computed under the chain lock, and without
-    /// a sink nothing is allocated there: the lock is held for a few SHA-256 blocks.
-    fn record(&self, rec: &mut AuditRecord) -> Result<(), AuditError> {
+    /// Phase 6b — seal: chains the record (`seq`, `prev`), computes its `hash` (and
+    /// `sig` with a signing key) and hands it to every sink, in order.
+    ///
+    /// Guarantees: the hash covers every key but `hash` and `sig` in canonical form;
+    /// the record is chained once the first sink accepts it, so a later sink's
+    /// failure fails the call but never forks the chain (§9a), and a first sink's
+    /// failure leaves the chain as it was; with a group-commit sink, the record is
+    /// durable before this returns. Only the tail of the hash (from `prev` on) is
+    /// computed under the chain lock, and without a sink nothing is allocated there:
+    /// the lock is held for a few SHA-256 blocks.
+    fn seal(&self, rec: &mut AuditRecord) -> Result<(), EvalError> {
         let seg = rec.segments_in(scratch::take(&scratch::RECORD));
         let mut head = Sha256::new();
-        head.update(seg.head().as_bytes());
+        seg.hash_head(&mut head)?;
         let mut new_prev = String::with_capacity(64);
         let mut digest = None;
         let (seq, durables) = {
             let mut chain = lock_spinning(&self.chain);
             if chain.sinks.is_empty() {
                 let seq = chain.seq;
-                seg.hash_tail(&mut head, &chain.prev, seq);
+                seg.hash_tail(&mut head, &chain.prev, seq)?;
                 let d = head.finalize();
-                crate::policy::hex_into(&mut new_prev, &d);
+                hex_into(&mut new_prev, &d);
                 digest = Some(d);
                 rec.seq = seq;
                 rec.prev = std::mem::replace(&mut chain.prev, new_prev);
@@ -829,9 +429,9 @@ impl Engine {
             } else {
                 rec.seq = chain.seq;
                 rec.prev.clone_from(&chain.prev);
-                rec.seal_from(&seg, head, self.signing_key.as_deref());
+                rec.seal_from(&seg, head, self.signing_key.as_deref())?;
                 let mut line = String::with_capacity(seg.len() + 320);
-                seg.write(&mut line, rec, true);
+                seg.write(&mut line, rec, true)?;
                 // §9a: the record is chained once the first sink accepts it, so a
                 // later sink's failure fails the call but never forks the chain (the
                 // next record must not reuse a `seq` already in the first sink).
@@ -841,7 +441,7 @@ impl Engine {
                     if let Err(e) = written {
                         if i == 0 {
                             scratch::put(&scratch::RECORD, seg.into_buf());
-                            return Err(e);
+                            return Err(e.into());
                         }
                         failed.get_or_insert(e);
                     }
@@ -850,18 +450,20 @@ impl Engine {
                 chain.prev.clone_from(&rec.hash);
                 if let Some(e) = failed {
                     scratch::put(&scratch::RECORD, seg.into_buf());
-                    return Err(e);
+                    return Err(e.into());
                 }
                 (rec.seq, chain.durables.clone())
             }
         };
         scratch::put(&scratch::RECORD, seg.into_buf());
         if let Some(d) = digest {
-            rec.hash = crate::policy::hex(&d);
+            let mut hash = String::with_capacity(64);
+            hex_into(&mut hash, &d);
+            rec.hash = hash;
         }
         if rec.sig.is_none() {
             if let Some(k) = self.signing_key.as_deref() {
-                rec.sig = Some(crate::audit::hmac_hex(k, rec.hash.as_bytes()));
+                rec.sig = Some(hmac_hex(k, rec.hash.as_bytes()));
             }
         }
         for d in durables {
@@ -870,13 +472,12 @@ impl Engine {
         Ok(())
     }
 
-    /// The approval id of a request under a policy with these determining rules:
-    /// `apr_` + the first 32 hex of SHA-256 of the canonical JSON of
-    /// `{"policy", "request", "rules"}` (§4).
+    /// The approval id of a request under a policy with these determining rules
+    /// ([`grant::approval_id`]).
     pub fn approval_id(&self, policy_hash: &str, req: &Request, rules: &[String]) -> String {
         let mut params = String::with_capacity(128);
         crate::json::write_object(&mut params, &req.params);
-        approval_id_with(policy_hash, req, &params, rules)
+        grant::approval_id(policy_hash, req, &params, rules)
     }
 
     fn killed(&self, req: &Request) -> Option<Kill> {
@@ -885,11 +486,12 @@ impl Engine {
         }
         let kills = self.kills.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let find = |scope: KillScope, id: &str| kills.iter().find(|k| k.scope == scope && k.id == id).cloned();
+        let named = |scope: KillScope| scope.field().and_then(|f| f.name_in(req)).and_then(|id| find(scope, id));
         find(KillScope::All, "*")
-            .or_else(|| find(KillScope::Agent, &req.agent))
+            .or_else(|| named(KillScope::Agent))
             .or_else(|| req.chain.iter().find_map(|a| find(KillScope::Agent, a)))
-            .or_else(|| find(KillScope::Tool, &req.tool))
-            .or_else(|| req.session.as_deref().and_then(|s| find(KillScope::Session, s)))
+            .or_else(|| named(KillScope::Tool))
+            .or_else(|| named(KillScope::Session))
     }
 
     /// Kills `scope`/`id` (`all` takes id `*`): the next evaluation in every thread is
@@ -971,76 +573,6 @@ impl Engine {
         let keep: Vec<&str> = ids.iter().map(String::as_str).collect();
         lock(&self.limits).retain_ids(&keep);
     }
-}
-
-/// The approval id, streaming the canonical JSON (keys in RFC 8785 order) with the
-/// request's params already in canonical form.
-fn approval_id_with(policy_hash: &str, req: &Request, params_json: &str, rules: &[String]) -> String {
-    let mut o = String::with_capacity(256 + params_json.len());
-    o.push_str("{\"policy\":");
-    write_string(&mut o, policy_hash);
-    o.push_str(",\"request\":{");
-    if let Some(a) = &req.action {
-        o.push_str("\"action\":");
-        write_string(&mut o, a);
-        o.push(',');
-    }
-    o.push_str("\"agent\":");
-    write_string(&mut o, &req.agent);
-    o.push_str(",\"chain\":");
-    str_list(&mut o, &req.chain);
-    o.push_str(",\"context\":");
-    match &req.context {
-        Some(c) => crate::json::write_object(&mut o, c),
-        None => o.push_str("{}"),
-    }
-    if let Some(e) = &req.environment {
-        o.push_str(",\"environment\":");
-        write_string(&mut o, e);
-    }
-    o.push_str(",\"params\":");
-    o.push_str(params_json);
-    if let Some(x) = &req.session {
-        o.push_str(",\"session\":");
-        write_string(&mut o, x);
-    }
-    o.push_str(",\"tool\":");
-    write_string(&mut o, &req.tool);
-    o.push_str("},\"rules\":");
-    str_list(&mut o, rules);
-    o.push('}');
-    let h = crate::audit::sha256_hex(o.as_bytes());
-    format!("apr_{}", h.get(..32).unwrap_or(&h))
-}
-
-/// Builds a grant token (the CLI's `aegis grant`): `exp = floor(now) + ttl`.
-pub fn issue_grant(
-    key: &[u8],
-    approval_id: &str,
-    approver: &str,
-    ttl_seconds: u64,
-    now_ms: Millis,
-) -> Result<String, ControlError> {
-    let valid_id = approval_id.len() == 36
-        && approval_id.starts_with("apr_")
-        && approval_id.bytes().skip(4).all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !valid_id {
-        return Err(ControlError(format!("`{approval_id}` is not an approval id (apr_ and 32 hex digits)")));
-    }
-    check_name("approver", approver).map_err(|e| ControlError(e.message))?;
-    if ttl_seconds == 0 || ttl_seconds > 366 * 86_400 {
-        return Err(ControlError("the ttl must be between 1 second and 366 days".into()));
-    }
-    let exp = now_ms.div_euclid(1000) + ttl_seconds as i64;
-    Ok(grant::make_token(key, &Grant { by: approver.to_owned(), exp, id: approval_id.to_owned() }))
-}
-
-/// Parses a ttl: `N` seconds or `N` followed by `s`, `m`, `h` or `d`.
-pub fn parse_ttl(s: &str) -> Option<u64> {
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(n);
-    }
-    crate::policy::parse_duration(s).map(|ms| (ms / 1000) as u64)
 }
 
 /// Calls into an engine from inside one of its own audit callbacks (§9a): the callback

@@ -133,8 +133,11 @@ pub fn host_of(value: &str) -> Result<Host, &'static str> {
         if !scheme_ok {
             return Err("not a URL scheme before `://`");
         }
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = rest.get(..end).unwrap_or_default();
+        // The authority runs to the first `/`, `?` or `#`, or to the end.
+        let authority = match rest.find(['/', '?', '#']) {
+            Some(end) => rest.split_at(end).0,
+            None => rest,
+        };
         if authority.chars().any(|c| c == '\\' || c == '%' || c.is_whitespace() || c.is_control()) {
             return Err("the URL's authority holds `\\`, `%`, white space or a control character");
         }
@@ -189,7 +192,7 @@ fn canonical_host(host: &str) -> Result<Host, &'static str> {
 /// WHATWG URL's "ends in a number": the last label is all digits or a `0x` number, so
 /// the host is read as an IPv4 address (`2130706433`, `0x7f000001`, `127.1`).
 fn ends_in_a_number(host: &str) -> bool {
-    let last = host.rsplit('.').next().unwrap_or_default();
+    let last = host.rsplit_once('.').map_or(host, |(_, last)| last);
     (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || ipv4_number(last).is_some()
 }
 

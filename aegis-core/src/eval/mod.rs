@@ -3,7 +3,7 @@
 pub mod boundary;
 
 use crate::json;
-use crate::policy::{Cond, Field, Op, Path, PathRoot, Pattern, Rule, Selectors, Test};
+use crate::policy::{Cond, Field, Op, Path, Pattern, Rule, Selectors, Test};
 use crate::request::Request;
 use crate::time::Millis;
 use crate::value::{Map, TypeName, Value};
@@ -11,9 +11,9 @@ use crate::value::{Map, TypeName, Value};
 /// A three-valued result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tri {
-    /// Holds.
+    /// The test or condition holds.
     True,
-    /// Does not hold.
+    /// It does not hold.
     False,
     /// Cannot be decided (missing value, wrong type…).
     Error,
@@ -45,9 +45,9 @@ pub struct FailedTest {
 
 /// What an evaluation reads: the request, its resolved time and that time as text.
 pub struct Ctx<'a> {
-    /// The request.
+    /// The request being decided.
     pub req: &'a Request,
-    /// The resolved time.
+    /// The request time, or the engine's clock when the request has none.
     pub time_ms: Millis,
     /// The resolved time in UTC form (the value of the path `time`).
     pub time_str: &'a str,
@@ -58,7 +58,7 @@ pub struct Ctx<'a> {
 pub enum Seen<'a> {
     /// A string field (agent, tool, time…) or a chain entry.
     Str(&'a str),
-    /// The chain.
+    /// The whole `chain` (a list of agent ids).
     Chain(&'a [String]),
     /// `params` or `context` themselves.
     Map(&'a Map),
@@ -146,24 +146,25 @@ impl<'a> Iterator for ListIter<'a> {
     }
 }
 
-/// Resolves a path against the request.
+/// Resolves a path against the request (`None`: no value there). A root that is not
+/// a path root ([`Field::is_path_root`]; the loader never makes one) has no value,
+/// which fails closed like any missing value.
 pub fn resolve<'a>(path: &Path, ctx: &Ctx<'a>) -> Option<Seen<'a>> {
     let r = ctx.req;
     let start = match path.root {
-        PathRoot::Agent => return Some(Seen::Str(&r.agent)),
-        PathRoot::Tool => return Some(Seen::Str(&r.tool)),
-        PathRoot::Action => return r.action.as_deref().map(Seen::Str),
-        PathRoot::Session => return r.session.as_deref().map(Seen::Str),
-        PathRoot::Environment => return r.environment.as_deref().map(Seen::Str),
-        PathRoot::Time => return Some(Seen::Str(ctx.time_str)),
-        PathRoot::Chain => {
+        Field::Agent | Field::Tool | Field::Action | Field::Session | Field::Environment => {
+            return path.root.name_in(r).map(Seen::Str)
+        }
+        Field::Time => return Some(Seen::Str(ctx.time_str)),
+        Field::Chain => {
             return match path.segments.first() {
                 None => Some(Seen::Chain(&r.chain)),
                 Some(seg) => seg.index.and_then(|i| r.chain.get(i)).map(|s| Seen::Str(s)),
             }
         }
-        PathRoot::Params => &r.params,
-        PathRoot::Context => r.context.as_ref()?,
+        Field::Params => &r.params,
+        Field::Context => r.context.as_ref()?,
+        Field::Approval => return None,
     };
     let mut segs = path.segments.iter();
     let Some(first) = segs.next() else { return Some(Seen::Map(start)) };
@@ -192,7 +193,7 @@ pub fn eval_rule(rule: &Rule, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
 }
 
 /// [`eval_rule`] for a candidate whose selectors on the fields in `proven` (bit
-/// `1 << Field as u8`) are known to match the request (see
+/// `1 << i` for [`Field::SELECTORS`]`[i]`) are known to match the request (see
 /// [`Index::lookup`](crate::compile::Index::lookup)): those are not tested again.
 pub fn eval_rule_proven(rule: &Rule, ctx: &Ctx<'_>, sink: &mut Sink<'_>, proven: u8) -> Tri {
     let mark = sink.errors.len();
@@ -219,25 +220,16 @@ pub fn eval_selectors(sel: &Selectors, ctx: &Ctx<'_>, sink: &mut Sink<'_>, short
     eval_selectors_except(sel, ctx, sink, short, 0)
 }
 
-/// [`eval_selectors`] without the fields in `skip` (bit `1 << Field as u8`).
+/// [`eval_selectors`] without the fields in `skip` (bit `1 << i` for
+/// [`Field::SELECTORS`]`[i]`). A field without a selector matches anything.
 pub fn eval_selectors_except(sel: &Selectors, ctx: &Ctx<'_>, sink: &mut Sink<'_>, short: bool, skip: u8) -> Tri {
     let mut result = Tri::True;
-    for f in Field::ALL {
-        if skip & (1 << f as u8) != 0 {
-            continue;
-        }
-        let Some(pats) = sel.get(f) else { continue };
-        let value = match f {
-            Field::Agent => Some(ctx.req.agent.as_str()),
-            Field::Tool => Some(ctx.req.tool.as_str()),
-            Field::Action => ctx.req.action.as_deref(),
-            Field::Session => ctx.req.session.as_deref(),
-            Field::Environment => ctx.req.environment.as_deref(),
-        };
-        match value {
+    for (i, (f, pats)) in sel.iter().enumerate() {
+        // No selector on the field: it matches anything. A proven one matches already.
+        let Some(pats) = pats.filter(|_| skip & (1u8 << i) == 0) else { continue };
+        match f.name_in(ctx.req) {
             None => {
-                sink.errors
-                    .push(TestError { path: f.as_str().into(), message: format!("no value at \"{}\"", f.as_str()) });
+                sink.errors.push(TestError { path: f.name().into(), message: format!("no value at \"{}\"", f.name()) });
                 trace_selector(sink, f, pats, None, Tri::Error);
                 result = Tri::Error;
             }
@@ -265,7 +257,7 @@ fn trace_selector(sink: &mut Sink<'_>, f: Field, pats: &[Pattern], v: Option<&st
                 })
                 .collect(),
         );
-        t.push(FailedTest { path: f.as_str().into(), op: "match".into(), operand, value: v.map(Value::from), result });
+        t.push(FailedTest { path: f.name().into(), op: "match".into(), operand, value: v.map(Value::from), result });
     }
 }
 

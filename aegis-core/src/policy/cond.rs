@@ -1,52 +1,8 @@
 //! Compiled conditions (§3).
 
+use crate::request::Field;
 use crate::value::Value;
 use regex::Regex;
-
-/// The root of a path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathRoot {
-    /// `agent`
-    Agent,
-    /// `tool`
-    Tool,
-    /// `action`
-    Action,
-    /// `session`
-    Session,
-    /// `environment`
-    Environment,
-    /// `chain`
-    Chain,
-    /// `time`
-    Time,
-    /// `params`
-    Params,
-    /// `context`
-    Context,
-}
-
-impl PathRoot {
-    /// Every root name.
-    pub const NAMES: [&'static str; 9] =
-        ["agent", "tool", "action", "session", "environment", "chain", "time", "params", "context"];
-
-    /// Parses a root name.
-    pub fn parse(s: &str) -> Option<PathRoot> {
-        Some(match s {
-            "agent" => PathRoot::Agent,
-            "tool" => PathRoot::Tool,
-            "action" => PathRoot::Action,
-            "session" => PathRoot::Session,
-            "environment" => PathRoot::Environment,
-            "chain" => PathRoot::Chain,
-            "time" => PathRoot::Time,
-            "params" => PathRoot::Params,
-            "context" => PathRoot::Context,
-            _ => return None,
-        })
-    }
-}
 
 /// One step of a path below its root.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,11 +16,11 @@ pub struct Segment {
 /// A dot-separated path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Path {
-    /// Its root.
-    pub root: PathRoot,
+    /// Its root: a field that [`Field::is_path_root`].
+    pub root: Field,
     /// Its steps below the root.
     pub segments: Vec<Segment>,
-    /// As written.
+    /// The path as written (named in errors and explain traces).
     pub text: String,
 }
 
@@ -75,7 +31,7 @@ pub struct During {
     pub days: Option<u8>,
     /// Minutes of the day `[start, end)`, wrapping when `start > end`; `None`: all day.
     pub hours: Option<(u16, u16)>,
-    /// The time zone.
+    /// The zone the days and hours are read in.
     pub zone: jiff::tz::TimeZone,
 }
 
@@ -181,7 +137,7 @@ impl Op {
 pub struct Test {
     /// The path tested.
     pub path: Path,
-    /// The operator.
+    /// The operator, with its operand compiled.
     pub op: Op,
     /// The operand as written, for explain traces.
     pub operand: Value,

@@ -1,6 +1,6 @@
 //! Reading bundle files and validating them into a [`Bundle`], collecting every error.
 
-use super::cond::{Cond, During, Op, Path, PathRoot, Segment, Test};
+use super::cond::{Cond, During, Op, Path, Segment, Test};
 use super::{Bundle, Field, Limit, LoadError, LoadErrors, Outcome, Pattern, Rule, Selectors, SourceLoc, Window};
 use crate::eval::boundary;
 use crate::suggest;
@@ -246,32 +246,9 @@ pub fn load_files(files: &[(String, String)]) -> Result<Bundle, LoadErrors> {
         return Err(LoadErrors(v.errors));
     }
     hasher.push("]");
-    let hash = hex(&hasher.finish());
+    let mut hash = String::with_capacity(64);
+    crate::audit::hex_into(&mut hash, &hasher.finish());
     Ok(Bundle { rules, limits, default: default.map_or(Outcome::Deny, |d| d.0), hash, files: names })
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    hex_into(&mut out, bytes);
-    out
-}
-
-/// Appends lower-case hex (no allocation when `out` has the capacity).
-pub(crate) fn hex_into(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // 32 input bytes (one SHA-256 digest) per chunk, pushed as one string.
-    for chunk in bytes.chunks(32) {
-        let mut buf = [0u8; 64];
-        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
-            if let [hi, lo] = pair {
-                *hi = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
-                *lo = HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0');
-            }
-        }
-        let used = buf.get(..chunk.len() * 2).unwrap_or_default();
-        out.push_str(std::str::from_utf8(used).unwrap_or_default());
-    }
 }
 
 struct Validator {
@@ -283,7 +260,6 @@ struct Validator {
 
 const FILE_KEYS: [&str; 4] = ["aegis", "default", "rules", "limits"];
 const RULE_KEYS: [&str; 8] = ["id", "description", "match", "when", "outcome", "reason", "approvers", "tags"];
-const MATCH_KEYS: [&str; 5] = ["agent", "tool", "action", "session", "environment"];
 const LIMIT_KEYS: [&str; 8] = ["id", "match", "per", "window", "max_calls", "sum", "max_sum", "outcome"];
 const OUTCOMES: [&str; 3] = ["allow", "deny", "require_approval"];
 
@@ -460,8 +436,9 @@ impl Validator {
         let mut sel = Selectors::default();
         let mut ok = true;
         for (key, kloc, value) in entries {
-            let Some(pos) = MATCH_KEYS.iter().position(|k| k == key) else {
-                self.unknown_key("`match`", key, *kloc, &MATCH_KEYS);
+            let slot = sel.fields.iter_mut().zip(Field::SELECTORS).find(|(_, f)| f.name() == key);
+            let Some((slot, _)) = slot else {
+                self.unknown_key("`match`", key, *kloc, &Field::SELECTOR_NAMES);
                 ok = false;
                 continue;
             };
@@ -489,9 +466,7 @@ impl Validator {
                     compiled.push(Pattern::new(&p));
                 }
             }
-            if let Some(slot) = sel.fields.get_mut(pos) {
-                *slot = Some(compiled);
-            }
+            *slot = Some(compiled);
         }
         ok.then_some(sel)
     }
@@ -579,13 +554,7 @@ impl Validator {
                     Kind::Seq(items) => {
                         for it in items {
                             let f = match &it.kind {
-                                Kind::String(s) => match s.as_str() {
-                                    "agent" => Some(Field::Agent),
-                                    "session" => Some(Field::Session),
-                                    "tool" => Some(Field::Tool),
-                                    "action" => Some(Field::Action),
-                                    _ => None,
-                                },
+                                Kind::String(s) => Field::parse(s).filter(|f| f.is_limit_key()),
                                 _ => None,
                             };
                             match f {
@@ -622,7 +591,7 @@ impl Validator {
                 "sum" => {
                     if let Some(s) = self.string(value, "`sum`") {
                         match parse_path(&s) {
-                            Ok(p) if p.root == PathRoot::Params => sum = Some((p, s)),
+                            Ok(p) if p.root == Field::Params => sum = Some((p, s)),
                             Ok(_) => self.err(
                                 value.loc,
                                 format!("`sum` must be a params path, found \"{s}\""),
@@ -807,7 +776,7 @@ impl Validator {
     }
 
     fn op(&mut self, path: &Path, name: &str, oloc: Loc, operand: &Node) -> Option<Op> {
-        if name == "during" && path.root != PathRoot::Time {
+        if name == "during" && path.root != Field::Time {
             self.err(oloc, format!("`during` only applies to `time`, not \"{}\"", path.text), None);
             return None;
         }
@@ -1093,17 +1062,21 @@ fn parse_hours(s: &str) -> Option<(u16, u16)> {
     Some((a, b))
 }
 
+/// `paths start with agent, tool, …, params or context`: the path roots of the
+/// request-field table.
+fn path_roots_help() -> String {
+    let [rest @ .., last] = Field::PATH_ROOT_NAMES;
+    format!("paths start with {} or {last}", rest.join(", "))
+}
+
 /// Parses a condition path.
 pub(crate) fn parse_path(text: &str) -> Result<Path, (String, Option<String>)> {
     let mut parts = text.split('.');
     let root_text = parts.next().unwrap_or("");
-    let Some(root) = PathRoot::parse(root_text) else {
-        let help =
-            suggest::closest(root_text, PathRoot::NAMES).map(|s| format!("did you mean \"{s}\"?")).or_else(|| {
-                Some(
-                    "paths start with agent, tool, action, session, environment, chain, time, params or context".into(),
-                )
-            });
+    let Some(root) = Field::parse_path_root(root_text) else {
+        let help = suggest::closest(root_text, Field::PATH_ROOT_NAMES)
+            .map(|s| format!("did you mean \"{s}\"?"))
+            .or_else(|| Some(path_roots_help()));
         return Err((format!("unknown path \"{text}\""), help));
     };
     let mut segments = Vec::new();
@@ -1115,8 +1088,8 @@ pub(crate) fn parse_path(text: &str) -> Result<Path, (String, Option<String>)> {
         segments.push(Segment { key: seg.to_owned(), index });
     }
     match root {
-        PathRoot::Params | PathRoot::Context => {}
-        PathRoot::Chain => {
+        Field::Params | Field::Context => {}
+        Field::Chain => {
             if segments.len() > 1 || segments.first().is_some_and(|s| s.index.is_none()) {
                 return Err((format!("\"{text}\": below `chain` only an index is allowed, like `chain.0`"), None));
             }
@@ -1133,6 +1106,24 @@ pub(crate) fn parse_path(text: &str) -> Result<Path, (String, Option<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The messages that list request fields say what the field table says.
+    #[test]
+    fn field_lists_in_messages_follow_the_table() {
+        assert_eq!(
+            path_roots_help(),
+            "paths start with agent, tool, action, session, environment, chain, time, params or context"
+        );
+        let yaml = "aegis: 1\nrules: []\nlimits:\n  - {id: l, per: [environment], window: 1m, max_calls: 1}\n";
+        let errs = load_yaml(yaml).unwrap_err();
+        let msg = &errs.0[0].message;
+        assert_eq!(msg, "`per` entries are agent, session, tool or action");
+        let mut named: Vec<Field> =
+            ["agent", "session", "tool", "action"].iter().filter_map(|n| Field::parse(n)).collect();
+        named.sort();
+        let keys: Vec<Field> = Field::ALL.into_iter().filter(|f| f.is_limit_key()).collect();
+        assert_eq!(named, keys);
+    }
 
     #[test]
     fn durations_days_hours() {

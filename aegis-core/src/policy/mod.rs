@@ -3,8 +3,8 @@
 mod cond;
 mod load;
 
-pub use cond::{Cond, During, Op, Path, PathRoot, Segment, Test};
-pub(crate) use load::{hex, hex_into, parse_duration};
+pub use cond::{Cond, During, Op, Path, Segment, Test};
+pub(crate) use load::parse_duration;
 pub use load::{is_policy_file_name, is_test_file_name, load_files, load_path, load_yaml};
 
 use std::fmt;
@@ -68,7 +68,7 @@ impl fmt::Display for SourceLoc {
 /// One problem in a bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadError {
-    /// Where.
+    /// The node at fault (a key, a value, the start of a rule).
     pub loc: SourceLoc,
     /// What is wrong (lower-case, no final period).
     pub message: String,
@@ -137,83 +137,60 @@ fn glob_match(parts: &[String], s: &str) -> bool {
     if parts.len() == 1 {
         return first == s;
     }
-    if s.len() < first.len() + last.len() || !s.starts_with(first.as_str()) || !s.ends_with(last.as_str()) {
+    // `s` starts with the first piece and ends with the last, without overlap.
+    let Some(mut rest) = s.strip_prefix(first.as_str()).and_then(|r| r.strip_suffix(last.as_str())) else {
         return false;
-    }
-    let mut rest = s.get(first.len()..s.len() - last.len()).unwrap_or("");
+    };
     for mid in parts.iter().skip(1).take(parts.len().saturating_sub(2)) {
         match rest.find(mid.as_str()) {
-            Some(i) => rest = rest.get(i + mid.len()..).unwrap_or(""),
+            // `find` gives a character boundary; the piece ends on one too.
+            Some(i) => rest = rest.split_at(i + mid.len()).1,
             None => return false,
         }
     }
     true
 }
 
-/// The request fields a selector can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
-    /// `agent`
-    Agent,
-    /// `tool`
-    Tool,
-    /// `action`
-    Action,
-    /// `session`
-    Session,
-    /// `environment`
-    Environment,
-}
+pub use crate::request::Field;
 
-impl Field {
-    /// All selector fields, in evaluation order.
-    pub const ALL: [Field; 5] = [Field::Agent, Field::Tool, Field::Action, Field::Session, Field::Environment];
-
-    /// The field's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Field::Agent => "agent",
-            Field::Tool => "tool",
-            Field::Action => "action",
-            Field::Session => "session",
-            Field::Environment => "environment",
-        }
-    }
-}
-
-/// A rule's or limit's `match`: for each field, the patterns (any of which may match);
-/// `None` matches anything.
+/// A rule's or limit's `match`: for each selector field, the patterns (any of which
+/// may match); `None` matches anything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selectors {
-    /// One entry per [`Field::ALL`] position.
-    pub fields: [Option<Vec<Pattern>>; 5],
+    /// One entry per [`Field::SELECTORS`] position.
+    pub fields: [Option<Vec<Pattern>>; Field::SELECTORS.len()],
 }
 
 impl Selectors {
-    /// The patterns for a field.
+    /// The patterns for a field (`None`: no selector on it, or not a selector field).
     pub fn get(&self, f: Field) -> Option<&[Pattern]> {
-        self.fields.get(f as usize).and_then(|x| x.as_deref())
+        self.iter().find(|(g, _)| *g == f).and_then(|(_, p)| p)
+    }
+
+    /// Every selector field with its patterns, in evaluation order.
+    pub fn iter(&self) -> impl Iterator<Item = (Field, Option<&[Pattern]>)> + '_ {
+        Field::SELECTORS.iter().copied().zip(self.fields.iter().map(Option::as_deref))
     }
 }
 
 /// A rule of the bundle.
 #[derive(Clone, Debug)]
 pub struct Rule {
-    /// Unique id.
+    /// The rule's id, unique in the bundle (named in decisions and records).
     pub id: String,
-    /// Optional description.
+    /// What the rule is for; the decision's reason when the rule has none.
     pub description: Option<String>,
-    /// Selectors.
+    /// Its `match`: the requests it is about.
     pub selectors: Selectors,
     /// Condition (`None`: always).
     pub when: Option<Cond>,
     /// Outcome when it applies.
     pub outcome: Outcome,
-    /// Optional reason text.
+    /// The decision's reason when the rule determines it.
     pub reason: Option<String>,
     /// Approvers (only with `require_approval`).
     pub approvers: Vec<String>,
-    /// Labels.
+    /// Free labels for people and tools (not used in deciding).
     pub tags: Vec<String>,
     /// Where the rule starts.
     pub loc: SourceLoc,
@@ -231,13 +208,13 @@ pub struct Window {
 /// A limit (§6.3).
 #[derive(Clone, Debug)]
 pub struct Limit {
-    /// Unique id (among limits).
+    /// The limit's id, unique among limits (`limit:ID` in decisions).
     pub id: String,
-    /// Selectors.
+    /// Its `match`: the calls it counts (a missing field matches: fail closed).
     pub selectors: Selectors,
-    /// Counter key fields (`agent`, `session`, `tool`, `action`).
+    /// Counter key fields (each [`Field::is_limit_key`]), in the order written.
     pub per: Vec<Field>,
-    /// Window length.
+    /// The fixed window counters are kept for (aligned to the epoch).
     pub window: Window,
     /// Most calls per window.
     pub max_calls: Option<u64>,
@@ -245,7 +222,7 @@ pub struct Limit {
     pub sum: Option<(Path, String)>,
     /// Most sum per window.
     pub max_sum: Option<f64>,
-    /// Outcome when exceeded.
+    /// The outcome of a call that would exceed it (deny or require_approval).
     pub outcome: Outcome,
     /// Where the limit starts.
     pub loc: SourceLoc,

@@ -6,7 +6,7 @@
 """
 
 from ._decorator import AgentContext, ApprovalHandler, agent_context, current_agent_context, secure_tool
-from ._engine import Approval, AuditSink, Collector, CollectorConfig, Decision, Engine, Outcome
+from ._engine import Approval, AuditSink, Collector, CollectorConfig, Decision, Engine, EngineOptions, Outcome
 from ._errors import (
     AegisError,
     ApprovalRequired,
@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Engine",
+    "EngineOptions",
     "Outcome",
     "PolicyDenied",
     "PolicyError",

@@ -1,12 +1,10 @@
 # Hand-written stub of the native module `aegis._aegis` (aegis-py/src/lib.rs).
 # Private: use the `aegis` package API.
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, final
 
 __all__ = ["CORE_VERSION", "NativeEngine"]
 
-_Key = Union[bytes, bytearray, str, None]
-_Audit = Union[str, os.PathLike[str], Callable[[Dict[str, Any]], Any], None]
 _RawDecision = Tuple[
     str,
     List[str],
@@ -21,28 +19,13 @@ CORE_VERSION: str
 @final
 class NativeEngine:
     @staticmethod
-    def from_path(
-        path: Union[str, os.PathLike[str]],
-        audit: _Audit = None,
-        fsync: Optional[str] = None,
-        approval_key: _Key = None,
-        signing_key: _Key = None,
-        signing_key_id: Optional[str] = None,
-        collector: Optional[str] = None,
-    ) -> NativeEngine: ...
+    def from_path(path: Union[str, os.PathLike[str]], options: Mapping[str, object]) -> NativeEngine: ...
     @staticmethod
-    def from_yaml(
-        text: str,
-        audit: _Audit = None,
-        fsync: Optional[str] = None,
-        approval_key: _Key = None,
-        signing_key: _Key = None,
-        signing_key_id: Optional[str] = None,
-        collector: Optional[str] = None,
-    ) -> NativeEngine: ...
+    def from_yaml(text: str, options: Mapping[str, object]) -> NativeEngine: ...
     def close(self) -> None: ...
     def is_closed(self) -> bool: ...
     def evaluate(self, request: Any) -> _RawDecision: ...
+    def snapshot(self, request: Any) -> Dict[str, Any]: ...
     def evaluate_json(self, request_json: str) -> str: ...
     def kill(self, scope_name: str, id: str, reason: Optional[str] = None) -> None: ...
     def revive(self, scope_name: str, id: str) -> bool: ...

@@ -15,6 +15,7 @@ from typing import (
     Callable,
     Dict,
     Iterator,
+    List,
     Mapping,
     Optional,
     Sequence,
@@ -69,16 +70,19 @@ def agent_context(
     """Sets the calling agent for guarded tools in this block (a ``contextvars``
     variable, so it follows threads' contexts and asyncio tasks).
 
-    Nested: an inner ``agent`` is called by the outer one, so its chain is the outer
-    chain plus the outer agent (unless ``chain`` is given); the other fields are
-    inherited unless given."""
+    Nested (SPEC §17), a chain only grows: the inner chain is the outer chain, then the
+    outer agent (when this block names an agent and the outer block has one: the inner
+    agent is called by the outer one), then the ``chain`` given here, if any. An inner
+    block can never replace or hide its callers (or a killed ancestor). The other
+    fields are inherited unless given."""
+    if isinstance(chain, (str, bytes)):
+        raise ArgumentError(f"chain must be a sequence of agent names, not a {type(chain).__name__}", "chain")
     outer = _CURRENT.get()
+    new_chain = outer.chain
+    if agent is not None and outer.agent is not None:
+        new_chain += (outer.agent,)
     if chain is not None:
-        new_chain = tuple(chain)
-    elif agent is not None and outer.agent is not None:
-        new_chain = outer.chain + (outer.agent,)
-    else:
-        new_chain = outer.chain
+        new_chain += tuple(chain)
     ctx = AgentContext(
         agent=agent if agent is not None else outer.agent,
         chain=new_chain,
@@ -93,11 +97,46 @@ def agent_context(
         _CURRENT.reset(token)
 
 
-def _params(sig: inspect.Signature, args: Any, kwargs: Any) -> Dict[str, Any]:
+class _Call:
+    """One guarded call: its request (a snapshot) and how to call the tool with it."""
+
+    __slots__ = ("request", "bound", "skip", "extra")
+
+    def __init__(
+        self, request: Dict[str, Any], bound: inspect.BoundArguments, skip: Optional[str], extra: List[str]
+    ) -> None:
+        self.request = request
+        self.bound = bound
+        self.skip = skip
+        self.extra = extra
+
+    def arguments(self) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+        """The tool's ``*args, **kwargs`` rebuilt from the snapshot's params (a first
+        ``self``/``cls`` passed through as given)."""
+        params = self.request["params"]
+        sig = self.bound.signature
+        for name in list(self.bound.arguments):
+            if name == self.skip:
+                continue
+            kind = sig.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                self.bound.arguments[name] = {k: params[k] for k in self.extra}
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                self.bound.arguments[name] = tuple(params[name])
+            else:
+                self.bound.arguments[name] = params[name]
+        return self.bound.args, self.bound.kwargs
+
+
+def _params(
+    sig: inspect.Signature, args: Any, kwargs: Any
+) -> Tuple[Dict[str, Any], inspect.BoundArguments, Optional[str], List[str]]:
     """The call's arguments by name (SPEC §9, §9a): defaults applied, a first
     ``self``/``cls`` left out, ``*args`` a list under its own name, and the arguments
     gathered by ``**kwargs`` at the top level beside the named ones (a ``bcc=`` passed
-    through ``**extra`` is ``params.bcc``, where a rule on ``params.bcc`` sees it)."""
+    through ``**extra`` is ``params.bcc``, where a rule on ``params.bcc`` sees it).
+    Also the bound arguments, the left-out name and the ``**kwargs`` names, to call
+    the tool with the snapshot."""
     bound = sig.bind(*args, **kwargs)
     bound.apply_defaults()
     names = list(sig.parameters)
@@ -123,16 +162,22 @@ def _params(sig: inspect.Signature, args: Any, kwargs: Any) -> Dict[str, Any]:
                 "params",
             )
         params[key] = value
-    return params
+    return params, bound, skip, list(extra)
 
 
-def _request(tool: str, action: Optional[str], sig: inspect.Signature, args: Any, kwargs: Any) -> Dict[str, Any]:
+def _call(engine: Engine, tool: str, action: Optional[str], sig: inspect.Signature, args: Any, kwargs: Any) -> _Call:
+    """The request of one guarded call, as a snapshot (SPEC §17): the arguments (and
+    the context) are deep-copied by the engine's own walk before anything is decided
+    — plain dicts, lists, str, int, float, bool and None, exactly the values the
+    decision sees — and that copy is what is decided, re-decided with a grant, and
+    passed to the tool. A caller's object changed meanwhile (by an audit callback, an
+    approval handler or another thread) changes neither the decision nor the call."""
     ctx = _CURRENT.get()
     if ctx.agent is None:
         raise ArgumentError(
             f"tool {tool!r} called with no agent in context; wrap the call in `with aegis.agent_context(agent=...)`"
         )
-    params = _params(sig, args, kwargs)
+    params, bound, skip, extra = _params(sig, args, kwargs)
     req: Dict[str, Any] = {"agent": ctx.agent, "tool": tool, "params": params}
     if action is not None:
         req["action"] = action
@@ -144,7 +189,7 @@ def _request(tool: str, action: Optional[str], sig: inspect.Signature, args: Any
         req["environment"] = ctx.environment
     if ctx.context is not None:
         req["context"] = dict(ctx.context)
-    return req
+    return _Call(engine._snapshot(req), bound, skip, extra)
 
 
 def _check_token(token: Any) -> Optional[str]:
@@ -224,6 +269,13 @@ def secure_tool(
     the top level); agent, chain, session, environment and context come from
     :func:`agent_context`. ``tool`` defaults to the function's name.
 
+    The request is a snapshot (SPEC §17): the arguments are deep-copied by the
+    engine's walk before deciding (plain ``dict``/``list``/``str``/``int``/``float``/
+    ``bool``/``None``; a tuple arrives as a list, an integral float such as ``5.0`` as
+    the int ``5``, a ``str``/``dict``/``list`` subclass as the plain type), and the
+    body is called with that copy, never with the caller's objects, which may change
+    while the call is decided. ``self``/``cls`` is passed through as given.
+
     Raises :class:`AegisError` (no agent in context, audit failure),
     :class:`RequestError` (arguments that are not JSON-like), :class:`PolicyDenied`
     or :class:`ApprovalRequired`. With ``approval_handler``, a ``require_approval``
@@ -238,25 +290,27 @@ def secure_tool(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                request = _request(name, action, sig, args, kwargs)
-                decision = engine.evaluate(request)
+                call = _call(engine, name, action, sig, args, kwargs)
+                decision = engine.evaluate(call.request)
                 if decision.outcome is Outcome.REQUIRE_APPROVAL and approval_handler is not None:
                     token = await _async_handler(approval_handler, decision, approval_timeout)
-                    decision = _regrant(engine, request, decision, token)
+                    decision = _regrant(engine, call.request, decision, token)
                 _verdict(decision)
-                return await fn(*args, **kwargs)
+                a, kw = call.arguments()
+                return await fn(*a, **kw)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            request = _request(name, action, sig, args, kwargs)
-            decision = engine.evaluate(request)
+            call = _call(engine, name, action, sig, args, kwargs)
+            decision = engine.evaluate(call.request)
             if decision.outcome is Outcome.REQUIRE_APPROVAL and approval_handler is not None:
                 token = _sync_handler(approval_handler, decision, approval_timeout)
-                decision = _regrant(engine, request, decision, token)
+                decision = _regrant(engine, call.request, decision, token)
             _verdict(decision)
-            return fn(*args, **kwargs)
+            a, kw = call.arguments()
+            return fn(*a, **kw)
 
         return cast(F, wrapper)
 

@@ -7,60 +7,45 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Type, TypedDict, Union
 
 from . import _aegis
-from ._errors import AegisError, ConfigError
+from ._errors import AegisError
 
-__all__ = ["Engine", "Decision", "Approval", "Outcome", "AuditSink", "Collector", "CollectorConfig"]
+if TYPE_CHECKING:  # Python >= 3.11 has typing.Unpack; typing_extensions is only for mypy
+    from typing_extensions import Unpack
+
+__all__ = ["Engine", "EngineOptions", "Decision", "Approval", "Outcome", "AuditSink", "Collector", "CollectorConfig"]
 
 #: An audit destination: a path (durable JSONL file sink) or a callable that
 #: receives each record as a dict.
 AuditSink = Union[str, "os.PathLike[str]", Callable[[Dict[str, Any]], Any]]
-Key = Union[bytes, str]
+#: A key: its bytes, a ``str`` (its UTF-8 bytes) or ``{"base64": "…"}`` (its JSON form).
+Key = Union[bytes, bytearray, str, Mapping[str, str]]
 #: The ``collector`` option: ``endpoint`` (required), ``headers``, ``service_name``,
 #: ``batch``, ``batch_age_ms``, ``gzip``, ``cursor``, ``request_timeout_ms``,
 #: ``max_backoff_ms``, ``close_timeout_ms`` (see docs/collector.md).
 CollectorConfig = Mapping[str, Any]
 
 
-def _check_keys(value: Any, where: str, depth: int = 0) -> None:
-    # json.dumps would silently turn a non-str key into a string (``{1: "x"}`` becomes
-    # a header named "1"): refuse it instead, naming where it is.
-    if depth > 8:
-        return  # json.dumps reports cycles; the configuration is never this deep
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ConfigError(
-                    f"invalid collector configuration: keys must be str, found {type(k).__name__} "
-                    f"{k!r} in `{where}`",
-                    "collector",
-                )
-            _check_keys(v, f"{where}.{k}", depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_keys(v, f"{where}.{i}", depth + 1)
+class EngineOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`Engine.from_path` / :meth:`Engine.from_yaml`:
+    the engine configuration document of SPEC §17, validated by the core (so every
+    language accepts and refuses the same settings with the same message). ``None``
+    is "not given". Options of later releases (``state``, ``inbox``, ``marks_ttl``,
+    ``max_sessions``, ``metrics_agent_label``…) are refused as "not supported yet";
+    they are left out of this type until they work."""
 
-
-def _collector_json(collector: Optional[CollectorConfig]) -> Optional[str]:
-    """The ``collector`` option as JSON text for the native layer; everything that is
-    not a JSON object of JSON values is a :class:`ConfigError` (a ``ValueError``, like
-    aegis-ship's own rejections, which the native layer raises with the shipper's
-    message)."""
-    if collector is None:
-        return None
-    if not isinstance(collector, Mapping):
-        raise ConfigError(
-            "invalid collector configuration: not a JSON object "
-            f"(`collector` must be a dict, not {type(collector).__name__})",
-            "collector",
-        )
-    _check_keys(collector, "collector")
-    try:
-        return json.dumps(dict(collector), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as e:
-        raise ConfigError(f"invalid collector configuration: {e}", "collector") from None
+    audit: Optional[AuditSink]
+    fsync: Optional[Literal["always", "batch", "never"]]
+    rotate_bytes: Optional[int]
+    signing_key: Optional[Key]
+    signing_key_id: Optional[str]
+    approval_key: Optional[Key]
+    request_max_bytes: Optional[int]
+    request_max_depth: Optional[int]
+    max_limit_counters: Optional[int]
+    collector: Optional[CollectorConfig]
 
 
 class Collector:
@@ -210,55 +195,20 @@ class Engine:
             pass
 
     @classmethod
-    def from_path(
-        cls,
-        path: Union[str, "os.PathLike[str]"],
-        *,
-        audit: Optional[AuditSink] = None,
-        fsync: str = "always",
-        approval_key: Optional[Key] = None,
-        signing_key: Optional[Key] = None,
-        signing_key_id: Optional[str] = None,
-        collector: Optional[CollectorConfig] = None,
-    ) -> "Engine":
-        """Loads a bundle (a file or a directory). Raises :class:`PolicyError`.
+    def from_path(cls, path: Union[str, "os.PathLike[str]"], /, **options: Unpack[EngineOptions]) -> "Engine":
+        """Loads a bundle (a file or a directory). The keyword arguments are the
+        engine options (:class:`EngineOptions`), passed as one document to the core's
+        validator: an unknown or wrong one raises :class:`ConfigError` (with ``field``
+        and the core's message, e.g. "unknown option `fsnyc` (did you mean
+        `fsync`?)"). Raises :class:`PolicyError` (every load error in ``errors``).
         ``collector`` ships the ``audit`` file to an OpenTelemetry collector."""
-        return cls(
-            _aegis.NativeEngine.from_path(
-                os.fspath(path),
-                audit,
-                fsync,
-                approval_key,
-                signing_key,
-                signing_key_id,
-                _collector_json(collector),
-            )
-        )
+        return cls(_aegis.NativeEngine.from_path(os.fspath(path), options))
 
     @classmethod
-    def from_yaml(
-        cls,
-        text: str,
-        *,
-        audit: Optional[AuditSink] = None,
-        fsync: str = "always",
-        approval_key: Optional[Key] = None,
-        signing_key: Optional[Key] = None,
-        signing_key_id: Optional[str] = None,
-        collector: Optional[CollectorConfig] = None,
-    ) -> "Engine":
-        """Loads a one-file bundle from YAML text (file name ``<yaml>``)."""
-        return cls(
-            _aegis.NativeEngine.from_yaml(
-                text,
-                audit,
-                fsync,
-                approval_key,
-                signing_key,
-                signing_key_id,
-                _collector_json(collector),
-            )
-        )
+    def from_yaml(cls, text: str, /, **options: Unpack[EngineOptions]) -> "Engine":
+        """Loads a one-file bundle from YAML text (file name ``<yaml>``); the keyword
+        arguments as for :meth:`from_path`."""
+        return cls(_aegis.NativeEngine.from_yaml(text, options))
 
     def evaluate(self, request: Optional[Mapping[str, Any]] = None, /, **fields: Any) -> Decision:
         """Decides a request given as a dict or as keyword arguments (not both).
@@ -271,6 +221,12 @@ class Engine:
         elif fields:
             raise TypeError("evaluate() takes a request dict or keyword fields, not both")
         return _decision(self._native.evaluate(request))
+
+    def _snapshot(self, request: Mapping[str, Any]) -> Dict[str, Any]:
+        # A deep copy of the request as this engine reads it (plain dicts, lists, str,
+        # int, float, bool, None), made by the native walk: see secure_tool.
+        result: Dict[str, Any] = self._native.snapshot(request)
+        return result
 
     def evaluate_json(self, request_json: str) -> str:
         """Decides request JSON text; returns the decision as one line of canonical
