@@ -76,11 +76,44 @@ pub struct AuditRecord {
     pub sig: Option<String>,
 }
 
-/// A key of an audit record. [`RecordKey::ALL`] is the one table the record's
-/// canonical JSON (hashed and sealed forms), the engine's sealing and
-/// [`AuditRecord::for_each_field`] are derived from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RecordKey {
+/// How many keys [`RecordKey::is_chain`] holds for: the places a record's
+/// serialisation leaves open until it is chained.
+const CHAIN_KEYS: usize = 4;
+
+/// What [`RecordKey::each`] calls for every key (implementations mark `key`
+/// `#[inline(always)]`).
+trait KeyVisitor {
+    fn key(&mut self, key: RecordKey);
+}
+
+/// Declares the table: the enum, [`RecordKey::ALL`] and [`RecordKey::each`] from one
+/// list.
+macro_rules! record_keys {
+    ($($(#[$doc:meta])* $key:ident),* $(,)?) => {
+        /// A key of an audit record. [`RecordKey::ALL`] is the one table the record's
+        /// canonical JSON (hashed and sealed forms), the engine's sealing and
+        /// [`AuditRecord::for_each_field`] are derived from.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum RecordKey {
+            $($(#[$doc])* $key,)*
+        }
+
+        impl RecordKey {
+            /// Every key, in canonical (RFC 8785) order — asserted by a test.
+            pub const ALL: [RecordKey; 22] = [$(RecordKey::$key),*];
+
+            /// Calls `v.key` with every key of [`ALL`](Self::ALL), in order, unrolled:
+            /// each (inlined) call sees its key as a constant, so a record is
+            /// serialised as straight-line code (the engine's hot path).
+            #[inline(always)]
+            fn each<V: KeyVisitor>(v: &mut V) {
+                $( v.key(RecordKey::$key); )*
+            }
+        }
+    };
+}
+
+record_keys!(
     /// `action` (a request field).
     Action,
     /// `agent` (a request field).
@@ -124,59 +157,6 @@ pub enum RecordKey {
     /// `tool` (a request field).
     Tool,
     /// `v`: the record format version, 1.
-    V,
-}
-
-/// How many keys [`RecordKey::is_chain`] holds for: the places a record's
-/// serialisation leaves open until it is chained.
-const CHAIN_KEYS: usize = 4;
-
-/// What [`RecordKey::each`] calls for every key (implementations mark `key`
-/// `#[inline(always)]`).
-trait KeyVisitor {
-    fn key(&mut self, key: RecordKey);
-}
-
-/// Declares the table: [`RecordKey::ALL`] and [`RecordKey::each`] from one list.
-macro_rules! record_keys {
-    ($($key:ident),* $(,)?) => {
-        impl RecordKey {
-            /// Every key, in canonical (RFC 8785) order — asserted by a test.
-            pub const ALL: [RecordKey; 22] = [$(RecordKey::$key),*];
-
-            /// Calls `v.key` with every key of [`ALL`](Self::ALL), in order, unrolled:
-            /// each (inlined) call sees its key as a constant, so a record is
-            /// serialised as straight-line code (the engine's hot path).
-            #[inline(always)]
-            fn each<V: KeyVisitor>(v: &mut V) {
-                $( v.key(RecordKey::$key); )*
-            }
-        }
-    };
-}
-
-record_keys!(
-    Action,
-    Agent,
-    ApprovalId,
-    ApprovedBy,
-    Chain,
-    Environment,
-    Errors,
-    Hash,
-    Kid,
-    Limits,
-    Outcome,
-    ParamsSha256,
-    Policy,
-    Prev,
-    Reason,
-    Rules,
-    Seq,
-    Session,
-    Sig,
-    Time,
-    Tool,
     V,
 );
 
