@@ -6,8 +6,7 @@ SHELL := /bin/bash
 export CARGO_BUILD_JOBS ?= 2
 CARGO ?= cargo
 PYTHON ?= python3
-VENV := .venv
-VPY := $(VENV)/bin/python
+include tools/venv.mk
 AEGIS := target/release/aegis
 DEMO_OUT := out/demo
 BUNDLES := finance support analytics marketing hr-files chains ssrf
@@ -24,13 +23,7 @@ all: build
 build:
 	$(CARGO) build --release -p aegis-cli
 
-$(VENV)/.ok: requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -r requirements-dev.txt
-	touch $@
-
-venv: $(VENV)/.ok
+venv: $(VENV_OK)
 
 # A realistic agent session per bundle: every request decided, every decision
 # recorded in a hash-chained audit log, and every log verified.
@@ -80,7 +73,7 @@ lint:
 	$(CARGO) fmt --all -- --check || { echo "run: cargo fmt --all"; exit 1; }
 
 # The generated vectors must match their authored sources (independent Python oracle).
-vectors-check: $(VENV)/.ok
+vectors-check: $(VENV_OK)
 	$(VPY) tests/vectors/generate.py --self-test
 	$(VPY) tests/vectors/generate.py --check
 

@@ -3,19 +3,13 @@
 #   make -f aegis-py/py.mk py-test
 # Needs rustup's cargo and python3 (>= 3.9) on PATH.
 
-PY_VENV    ?= .venv
+include tools/venv.mk
+PY_VENV    := $(VENV)
 PY_BIN     := $(PY_VENV)/bin
-PY_PYTHON  := $(PY_BIN)/python
-PY_STAMP   := $(PY_VENV)/.aegis-py-test-deps
+PY_PYTHON  := $(VPY)
+PY_STAMP   := $(VENV_OK)
 
 .PHONY: py-build py-test py-typecheck py-example
-
-$(PY_PYTHON):
-	python3 -m venv $(PY_VENV)
-
-$(PY_STAMP): aegis-py/requirements-test.txt | $(PY_PYTHON)
-	$(PY_PYTHON) -m pip install -q -r aegis-py/requirements-test.txt
-	touch $@
 
 # Builds the extension (release, 2 jobs) and installs it into the venv (editable).
 py-build: $(PY_STAMP)

@@ -5,8 +5,8 @@
 #            (rotel, pinned, from PyPI into .venv), stopped/restarted and SIGKILLed midway.
 SHIP_CARGO ?= cargo
 SHIP_PYTHON ?= python3
-SHIP_VENV ?= .venv
-SHIP_ROTEL := rotel==0.0.1a15
+include tools/venv.mk
+SHIP_VENV := $(VENV)
 export CARGO_BUILD_JOBS ?= 2
 
 .PHONY: ship-test ship-unit ship-e2e ship-rotel
@@ -14,9 +14,8 @@ export CARGO_BUILD_JOBS ?= 2
 # Also links the collector binary to $(SHIP_VENV)/bin/rotel-agent: the binding tests
 # (Python, Node, C/Go) start it from there (env AEGIS_ROTEL) to receive what their
 # engine's `collector` option ships.
-$(SHIP_VENV)/.ship-rotel-0.0.1a15:
-	test -x $(SHIP_VENV)/bin/python || $(SHIP_PYTHON) -m venv $(SHIP_VENV)
-	$(SHIP_VENV)/bin/python -m pip install --quiet --pre '$(SHIP_ROTEL)'
+# rotel itself is pinned in requirements-dev.txt (the one venv rule, tools/venv.mk).
+$(SHIP_VENV)/.ship-rotel-0.0.1a15: $(VENV_OK)
 	ln -sf "$$($(SHIP_VENV)/bin/python -c 'import rotel,os;print(os.path.join(os.path.dirname(rotel.__file__),"rotel-agent"))')" $(SHIP_VENV)/bin/rotel-agent
 	touch $@
 

@@ -2,8 +2,8 @@
 
 use crate::args::Args;
 use crate::Fail;
-use aegis_core::eval::Tri;
 use aegis_core::yaml::{self, Kind, Node};
+use aegis_core::Tri;
 use aegis_core::{Decision, Engine, EngineOptions, EvalOptions, Map, Outcome, Request, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -116,6 +116,12 @@ const NOT_YET: [(&str, &str); 12] = [
     ("metrics_agent_label", "metrics, §15"),
 ];
 
+/// The largest options document (JSON text, or what a binding's native options
+/// expand to): 1 MiB.
+pub const DOC_MAX_BYTES: usize = 1 << 20;
+/// The deepest options document (`collector.headers` is the deepest option, at 3).
+pub const DOC_MAX_DEPTH: usize = 8;
+
 /// The largest `request_max_bytes`: 64 MiB.
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 /// The deepest `request_max_depth` (the JSON reader's own recursion bound is 128).
@@ -159,9 +165,18 @@ impl EngineConfig {
 
     /// Reads and validates a JSON document.
     pub fn from_json(text: &str, spelling: Spelling) -> Result<EngineConfig, ConfigError> {
-        let v = crate::json::parse(text, 8)
+        EngineConfig::from_json_with(text, spelling, false)
+    }
+
+    /// [`EngineConfig::from_json`] for a caller that adds audit callbacks of its own
+    /// (see [`EngineConfig::from_value_with`]).
+    pub fn from_json_with(text: &str, spelling: Spelling, audit_callback: bool) -> Result<EngineConfig, ConfigError> {
+        if text.len() > DOC_MAX_BYTES {
+            return Err(ConfigError::new("", format!("the options are larger than {DOC_MAX_BYTES} bytes")));
+        }
+        let v = crate::json::parse(text, DOC_MAX_DEPTH)
             .map_err(|e| ConfigError::new("", format!("the options are not valid JSON: {}", e.message)))?;
-        EngineConfig::from_value(&v, spelling)
+        EngineConfig::from_value_with(&v, spelling, audit_callback)
     }
 
     /// Validates a document given as a value (what a binding builds from its native

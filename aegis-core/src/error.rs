@@ -195,6 +195,9 @@ impl From<&EvalError> for ErrorInfo {
 
 impl From<&LoadErrors> for ErrorInfo {
     fn from(e: &LoadErrors) -> ErrorInfo {
+        if e.is_reentry() {
+            return ErrorInfo::new(ErrorCode::AuditFailed, crate::engine::REENTRY_MESSAGE);
+        }
         let n = e.0.len();
         let message = match e.0.first() {
             Some(first) if n == 1 => first.to_string(),

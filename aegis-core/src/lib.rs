@@ -28,15 +28,11 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+// The public modules: what bindings, the CLI and tools build on.
 pub mod audit;
-pub mod compile;
 pub mod config;
-pub mod engine;
 pub mod error;
-pub mod eval;
 pub mod json;
-pub mod key;
-pub mod map;
 pub mod policy;
 pub mod request;
 pub mod suggest;
@@ -44,12 +40,30 @@ pub mod time;
 pub mod value;
 pub mod yaml;
 
+// The engine's insides: reached through the re-exports below.
+mod compile;
+mod engine;
+mod eval;
+mod key;
+mod map;
+
 pub use audit::{AuditError, AuditRecord, AuditSink, CallbackSink, FileSink, Fsync, MemorySink};
 pub use config::{EngineConfig, Spelling};
 pub use engine::{
-    issue_grant, parse_ttl, Approval, ControlError, Decision, DecisionError, Engine, EngineOptions, EvalError,
-    EvalOptions, KillScope,
+    issue_grant, parse_ttl, Approval, ControlError, Decision, DecisionError, DecisionKey, Engine, EngineOptions,
+    EvalError, EvalOptions, ExplainEntry, Grant, GrantRejection, KillScope, REENTRY_MESSAGE,
 };
+pub use eval::{FailedTest, Tri};
+
+/// Not part of the API: the compiled index and the rule evaluator, for the benchmarks
+/// (`benches/`, which time the rule loop on its own) and the fuzz targets. No semver
+/// promise; bindings must not use it.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::compile::{Index, Proven};
+    pub use crate::engine::Compiled;
+    pub use crate::eval::{eval_rule_proven, Ctx, Sink};
+}
 pub use error::{ErrorCode, ErrorInfo, ErrorLocation};
 pub use key::{ConfigError, Key, KeyId};
 pub use policy::{LoadError, LoadErrors, Outcome};

@@ -49,6 +49,19 @@ pub fn is_exact_magnitude(n: f64) -> bool {
     n.abs() <= MAX_EXACT_INT as f64
 }
 
+/// The message for a non-finite number given natively (JSON text cannot hold one), the
+/// same in every binding: `is NaN; numbers must be finite` (or `Infinity`, `-Infinity`).
+pub fn non_finite_message(n: f64) -> String {
+    let shown = if n.is_nan() {
+        "NaN"
+    } else if n > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    };
+    format!("is {shown}; numbers must be finite")
+}
+
 /// A JSON value with finite binary64 numbers.
 #[derive(Clone, Debug, Default)]
 pub enum Value {

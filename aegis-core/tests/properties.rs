@@ -188,8 +188,8 @@ fn reload_is_atomic_and_keeps_old_bundle_on_error() {
     let v1 = "aegis: 1\ndefault: deny\nrules:\n  - id: v1\n    outcome: allow\n";
     let v2 = "aegis: 1\ndefault: deny\nrules:\n  - id: v2\n    outcome: deny\n";
     let e = Arc::new(Engine::from_yaml(v1, o).unwrap());
-    let h1 = e.policy_hash();
-    let h2 = Engine::from_yaml(v2, EngineOptions::default()).unwrap().policy_hash();
+    let h1 = e.policy_hash().unwrap();
+    let h2 = Engine::from_yaml(v2, EngineOptions::default()).unwrap().policy_hash().unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
         .map(|_| {
@@ -227,7 +227,7 @@ fn reload_is_atomic_and_keeps_old_bundle_on_error() {
     std::fs::write(&f, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
     assert_eq!(verify_files(std::slice::from_ref(&f), None).unwrap().records as usize, total);
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(e.policy_hash(), h1);
+    assert_eq!(e.policy_hash().unwrap(), h1);
 }
 
 #[test]

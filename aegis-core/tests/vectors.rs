@@ -339,8 +339,9 @@ fn run_vector(path: &Path, counts: &mut Counts) -> Vec<String> {
         Err(errs) => return vec![format!("{name}: bundle failed to load:\n{errs}")],
     };
     if let Some(h) = &v.policy_hash {
-        if &engine.policy_hash() != h {
-            failures.push(format!("{name}: policy hash {} != expected {h}", engine.policy_hash()));
+        if &engine.policy_hash().expect("policy hash") != h {
+            failures
+                .push(format!("{name}: policy hash {} != expected {h}", engine.policy_hash().expect("policy hash")));
         }
     }
     for (i, step) in v.steps.iter().enumerate() {

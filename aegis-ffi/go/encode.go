@@ -306,9 +306,22 @@ func (e *encoder) str(s string) error {
 	return nil
 }
 
+// nonFinite is the core's message for a non-finite number given natively
+// (aegis_core::value::non_finite_message), so Go, Python and Node say the same.
+func nonFinite(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "is NaN; numbers must be finite"
+	case f > 0:
+		return "is Infinity; numbers must be finite"
+	default:
+		return "is -Infinity; numbers must be finite"
+	}
+}
+
 func (e *encoder) float(f float64, bits int) error {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return e.fail("is " + strconv.FormatFloat(f, 'g', -1, 64) + "; numbers must be finite")
+		return e.fail(nonFinite(f))
 	}
 	// As encoding/json (and ES6) write numbers: fixed notation for 1e-6 ≤ |f| < 1e21.
 	abs := math.Abs(f)

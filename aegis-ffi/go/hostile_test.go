@@ -292,6 +292,17 @@ func TestNativeValuesAreBounded(t *testing.T) {
 		_, err := e.Evaluate(Request{Agent: "a", Tool: "notes", Params: map[string]any{"x": v}})
 		wantCode(t, err, CodeRequestInvalid, "params")
 	}
+	// The core's words for non-finite numbers (as Python and Node give them).
+	for v, want := range map[float64]string{math.Inf(1): "`params.x` is Infinity; numbers must be finite", math.Inf(-1): "`params.x` is -Infinity; numbers must be finite"} {
+		_, err := e.Evaluate(Request{Agent: "a", Tool: "notes", Params: map[string]any{"x": v}})
+		if ae := wantCode(t, err, CodeRequestInvalid, "params"); !strings.HasSuffix(ae.Message, want) {
+			t.Fatalf("%v: %q", v, ae.Message)
+		}
+	}
+	_, err = e.Evaluate(Request{Agent: "a", Tool: "notes", Params: map[string]any{"x": math.NaN()}})
+	if ae := wantCode(t, err, CodeRequestInvalid, "params"); !strings.HasSuffix(ae.Message, "`params.x` is NaN; numbers must be finite") {
+		t.Fatalf("NaN: %q", ae.Message)
+	}
 	if _, err := e.Evaluate(Request{Agent: "a", Tool: "notes", Params: map[string]any{"n": int64(maxSafeInteger), "m": -maxSafeInteger}}); err != nil {
 		t.Fatal(err)
 	}

@@ -41,10 +41,10 @@ use std::time::Duration;
 
 use aegis_core::{
     AuditRecord, AuditSink, CallbackSink, ConfigError, ControlError, Engine, EngineConfig, ErrorCode, ErrorInfo,
-    ErrorLocation, EvalError, KillScope, Outcome, Spelling, Value,
+    ErrorLocation, EvalError, KillScope, Outcome, Spelling,
 };
 use aegis_ship::open::{open, Bundle};
-use aegis_ship::{Collector, CollectorConfig};
+use aegis_ship::Collector;
 
 /// Status of every call. The numbers are stable and never renumbered. Each stands for
 /// one SPEC §17 code (the table is in docs/errors.md); `aegis_last_error_json()` gives
@@ -207,9 +207,10 @@ unsafe impl Send for Callback {}
 /// its own audit file).
 #[derive(Default)]
 pub struct aegis_engine_options {
-    /// The document of the last successful `aegis_engine_options_set_json` (validated
-    /// then, validated again by each constructor); `None`: every option at its default.
-    document: Option<Value>,
+    /// The JSON text of the last successful `aegis_engine_options_set_json` (validated
+    /// then, validated again by each constructor, which knows whether callbacks were
+    /// added); `None`: every option at its default.
+    document: Option<String>,
     callbacks: Vec<Callback>,
 }
 
@@ -459,38 +460,11 @@ fn parse_scope(s: &str) -> R<KillScope> {
 // ---------------------------------------------------------------------------------------
 // the configuration document
 
-/// Reads the document's JSON text. Text that is not a JSON value gets the core's own
-/// message, from `EngineConfig::from_json`.
-fn parse_document(text: &str) -> R<Value> {
-    /// How deep the document may nest: the core's own bound (`EngineConfig::from_json`).
-    const DEPTH: usize = 8;
-    aegis_core::json::parse(text, DEPTH).map_err(|_| match EngineConfig::from_json(text, Spelling::Snake) {
-        Err(e) => Fail::from(&e),
-        // Not reached: both read the text with the same reader.
-        Ok(_) => Fail::new(aegis_status::AEGIS_CONFIG_INVALID, "the options are not valid JSON"),
-    })
-}
-
 /// Validates a document (`None`: every option at its default) for a builder with or
 /// without audit callbacks — with them, `audit` given as a callback, the file options
-/// need `audit` as a path as well.
-fn read_config(document: Option<&Value>, callbacks: bool) -> R<EngineConfig> {
-    let empty = Value::Object(Default::default());
-    EngineConfig::from_value_with(document.unwrap_or(&empty), Spelling::Snake, callbacks).map_err(|e| Fail::from(&e))
-}
-
-/// Checks the `collector` settings when the document is set, as the constructors do
-/// again (`aegis_ship::open`), with the same message. The document guarantees `audit`
-/// is a path when `collector` is given.
-fn check_collector(config: &EngineConfig) -> R<()> {
-    let (Some(settings), Some(file)) = (&config.collector, &config.audit) else { return Ok(()) };
-    match CollectorConfig::from_json_spelled(file.clone(), &settings.to_canonical_json(), Spelling::Snake) {
-        Ok(_) => Ok(()),
-        Err(message) => Err(Fail::from(ErrorInfo {
-            field: "collector".to_owned(),
-            ..ErrorInfo::new(ErrorCode::ConfigInvalid, message)
-        })),
-    }
+/// need `audit` as a path as well — with the same reader and bounds as every binding.
+fn read_config(document: Option<&str>, callbacks: bool) -> R<EngineConfig> {
+    EngineConfig::from_json_with(document.unwrap_or("{}"), Spelling::Snake, callbacks).map_err(|e| Fail::from(&e))
 }
 
 /// Opens an engine on `bundle` with the builder's document and callbacks (`options`
@@ -502,7 +476,7 @@ fn check_collector(config: &EngineConfig) -> R<()> {
 unsafe fn construct(bundle: Bundle<'_>, options: *const aegis_engine_options, out: *mut *mut aegis_engine) -> R<()> {
     // SAFETY: `options` is NULL or a live builder.
     let (document, callbacks) = match unsafe { options.as_ref() } {
-        Some(o) => (o.document.as_ref(), o.callbacks.as_slice()),
+        Some(o) => (o.document.as_deref(), o.callbacks.as_slice()),
         None => (None, &[][..]),
     };
     let config = read_config(document, !callbacks.is_empty())?;
@@ -605,9 +579,10 @@ pub unsafe extern "C" fn aegis_engine_options_set_json(
         let o = unsafe { options_mut(o) }?;
         // SAFETY: forwarded caller contract.
         let text = unsafe { str_from_len(json, len, "json") }?;
-        let document = parse_document(text)?;
-        check_collector(&read_config(Some(&document), !o.callbacks.is_empty())?)?;
-        o.document = Some(document);
+        // The collector settings are checked now too, with the message `open` gives.
+        let config = read_config(Some(text), !o.callbacks.is_empty())?;
+        aegis_ship::open::collector_config(&config).map_err(Fail::from)?;
+        o.document = Some(text.to_owned());
         Ok(())
     })
 }
@@ -932,7 +907,7 @@ pub unsafe extern "C" fn aegis_engine_policy_hash(
     error_out: *mut *mut c_char,
 ) -> aegis_status {
     // SAFETY: forwarded caller contract.
-    let hash = || Ok(unsafe { engine(e) }?.policy_hash());
+    let hash = || Ok(unsafe { engine(e) }?.policy_hash()?);
     // SAFETY: forwarded caller contract.
     unsafe { run_string(error_out, hash_out, "hash_out", hash) }
 }

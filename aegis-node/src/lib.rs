@@ -496,10 +496,10 @@ enum Mode {
     },
 }
 
-/// The largest options document, in the bytes of its canonical JSON (as charged).
-const MAX_OPTIONS_BYTES: usize = 1 << 20;
-/// The deepest options document (the core's JSON reader of options allows 8 levels).
-const MAX_OPTIONS_DEPTH: usize = 8;
+/// The options document's bounds are the core's (the JSON reader of C's
+/// `aegis_engine_options_set_json` applies the same).
+const MAX_OPTIONS_BYTES: usize = aegis_core::config::DOC_MAX_BYTES;
+const MAX_OPTIONS_DEPTH: usize = aegis_core::config::DOC_MAX_DEPTH;
 
 /// Converts a JS value into an `aegis_core::Value`, refusing what JSON (and so the CLI)
 /// cannot carry, and bounded as it goes (§9a):
@@ -745,14 +745,8 @@ impl Walker {
                 // SAFETY: a number value of this env.
                 check(unsafe { sys::napi_get_value_double(self.env, v, &mut n) })?;
                 if !n.is_finite() {
-                    let js = if n.is_nan() {
-                        "NaN"
-                    } else if n > 0.0 {
-                        "Infinity"
-                    } else {
-                        "-Infinity"
-                    };
-                    return Err(self.bad(at, format!("{} is {js}; numbers must be finite", self.shown(at))));
+                    let why = aegis_core::value::non_finite_message(n);
+                    return Err(self.bad(at, format!("{} {why}", self.shown(at))));
                 }
                 Value::Number(if n == 0.0 { 0.0 } else { n })
             }
@@ -1215,7 +1209,7 @@ impl NativeEngine {
     /// The hex SHA-256 policy hash of the loaded bundle.
     #[napi]
     pub fn policy_hash(&self, env: Env) -> Result<String> {
-        js(&env, || Ok(self.engine()?.policy_hash()))
+        js(&env, || Ok(self.engine()?.policy_hash().map_err(|e| ErrorInfo::from(&e))?))
     }
 
     /// Drops the engine: its sinks are dropped, which closes the audit file and

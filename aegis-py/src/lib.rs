@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use aegis_core::config::{DOC_MAX_BYTES, DOC_MAX_DEPTH};
 use aegis_core::{
     AuditSink, CallbackSink, ConfigError, ControlError, EngineConfig, ErrorCode, ErrorInfo, ErrorLocation, EvalError,
     KillScope, LoadErrors, Map, Request, RequestError, RequestLimits, Spelling, Value,
@@ -124,27 +125,44 @@ const BYTES: &str =
 ///   keys, NaN/±inf, integers beyond ±(2^53 − 1) (refused by the core, or here when they
 ///   do not fit 64 bits) and every other type are request errors.
 ///
-/// The same walk reads engine options ([`Walker::for_options`]), where the only
-/// difference is that byte strings (`bytes`, `bytearray`) become `{"base64": "…"}`, a
-/// key's JSON form (§17), which the core's validator then accepts or refuses.
+/// The same walk reads engine options ([`Walker::for_options`]), bounded as the core
+/// bounds an options document given as JSON text ([`DOC_MAX_BYTES`], every value
+/// charged; [`DOC_MAX_DEPTH`], counting the document as depth 1): byte strings
+/// (`bytes`, `bytearray`) become `{"base64": "…"}`, a key's JSON form (§17), which the
+/// core's validator then accepts or refuses.
 struct Walker {
     used: usize,
     max_bytes: usize,
+    /// The deepest container walked (a top-level request field or option is depth 1).
     max_depth: usize,
+    /// The depth limit as the caller knows it, for the message.
+    shown_depth: usize,
     /// Reading engine options rather than a request.
     options: bool,
 }
 
-/// The bounds of the options walk: far beyond any real configuration document.
-const OPTIONS_LIMITS: RequestLimits = RequestLimits { max_bytes: 1 << 20, max_depth: 8 };
-
 impl Walker {
     fn new(limits: &RequestLimits) -> Walker {
-        Walker { used: 0, max_bytes: limits.max_bytes, max_depth: limits.max_depth, options: false }
+        // `params` is depth 1: one level beyond the core's limit is walked, so that the
+        // core refuses it, naming the depth.
+        Walker {
+            used: 0,
+            max_bytes: limits.max_bytes,
+            max_depth: limits.max_depth + 1,
+            shown_depth: limits.max_depth,
+            options: false,
+        }
     }
 
     fn for_options() -> Walker {
-        Walker { options: true, ..Walker::new(&OPTIONS_LIMITS) }
+        // An option's value is depth 2 of the document, as the JSON reader counts.
+        Walker {
+            used: 0,
+            max_bytes: DOC_MAX_BYTES,
+            max_depth: DOC_MAX_DEPTH - 1,
+            shown_depth: DOC_MAX_DEPTH,
+            options: true,
+        }
     }
 
     fn too_large(&self) -> ConvError {
@@ -182,7 +200,9 @@ impl Walker {
     /// Converts `obj` at `path`; `depth` is its nesting (a top-level request field is
     /// depth 1, `params`' values depth 2).
     fn value(&mut self, obj: &Bound<'_, PyAny>, path: &Path<'_>, depth: usize) -> Result<Value, ConvError> {
-        let charged = depth >= 2;
+        // Options are charged whole; a request's scalar top-level fields are bounded by
+        // the core.
+        let charged = depth >= 2 || self.options;
         if obj.is_none() {
             if charged {
                 self.charge(4)?;
@@ -230,7 +250,7 @@ impl Walker {
             }
             let v = f.value();
             if !v.is_finite() {
-                return Err(conv_err(path, format!("is {v}; numbers must be finite")));
+                return Err(conv_err(path, aegis_core::value::non_finite_message(v)));
             }
             return Ok(Value::Number(v));
         }
@@ -263,10 +283,10 @@ impl Walker {
             };
             return Err(conv_err(path, format!("is of type {}, which is not allowed (use {allowed})", type_name(obj))));
         }
-        if depth > self.max_depth + 1 {
+        if depth > self.max_depth {
             return Err(conv_err(
                 path,
-                format!("is nested deeper than {} levels (or is a cyclic structure)", self.max_depth),
+                format!("is nested deeper than {} levels (or is a cyclic structure)", self.shown_depth),
             ));
         }
         if depth == 1 && is_dict {
@@ -513,6 +533,43 @@ type RawDecision<'py> = (
     Bound<'py, PyDict>,
 );
 
+/// The raw decision tuple of a [`Decision`](aegis_core::Decision).
+fn raw_decision(py: Python<'_>, d: aegis_core::Decision) -> PyResult<RawDecision<'_>> {
+    let audit = audit_dict(py, &d.audit)?;
+    Ok((
+        d.outcome.as_str(),
+        d.rules,
+        d.reason,
+        d.approval.map(|a| (a.id, a.approvers)),
+        d.errors.into_iter().map(|e| (e.rule, e.path, e.message)).collect(),
+        audit,
+    ))
+}
+
+/// A guarded call's decision: the raw decision, the params as decided (when it is
+/// `allow`) and the request to re-decide with a grant (when it is `require_approval`).
+type Guarded<'py> = (RawDecision<'py>, Option<Bound<'py, PyDict>>, Option<PendingApproval>);
+
+/// A guarded call decided `require_approval`: its converted request and the time the
+/// decision resolved, for [`NativeEngine::evaluate_granted`]. Opaque to Python.
+#[pyclass(frozen, module = "aegis._aegis")]
+struct PendingApproval {
+    request: Request,
+    time: String,
+}
+
+fn guarded<'py>(py: Python<'py>, request: Request, d: aegis_core::Decision) -> PyResult<Guarded<'py>> {
+    let params = match d.outcome {
+        aegis_core::Outcome::Allow => Some(plain_map(py, &request.params)?),
+        _ => None,
+    };
+    let pending = match d.outcome {
+        aegis_core::Outcome::RequireApproval => Some(PendingApproval { time: d.audit.time.clone(), request }),
+        _ => None,
+    };
+    Ok((raw_decision(py, d)?, params, pending))
+}
+
 /// A record number as `json.loads` would give it from the canonical line: an `int` when
 /// it is written without fraction or exponent (integral and below 1e21), else a `float`.
 fn number<'py>(py: Python<'py>, n: f64) -> PyResult<Bound<'py, PyAny>> {
@@ -526,64 +583,52 @@ fn number<'py>(py: Python<'py>, n: f64) -> PyResult<Bound<'py, PyAny>> {
 }
 
 /// The audit record as the dict `json.loads(record.to_json())` would give (same keys,
-/// same key order, same value types), built from its fields without JSON text.
+/// same key order, same value types), built from the core's one table of record
+/// fields ([`AuditRecord::for_each_field`](aegis_core::AuditRecord::for_each_field),
+/// the table the JSON line is written from), without JSON text.
 fn audit_dict<'py>(py: Python<'py>, r: &aegis_core::AuditRecord) -> PyResult<Bound<'py, PyDict>> {
-    use pyo3::intern;
+    use aegis_core::audit::RecordKey;
+    /// The record's keys as interned `str`s, in table order (made once).
+    static KEYS: PyOnceLock<Vec<(&'static str, Py<PyString>)>> = PyOnceLock::new();
+    let keys = KEYS.get_or_init(py, || {
+        RecordKey::ALL.iter().map(|k| (k.name(), PyString::intern(py, k.name()).unbind())).collect()
+    });
     let d = PyDict::new(py);
-    // Canonical (RFC 8785) key order, as in the record's JSON line.
-    if let Some(a) = &r.action {
-        d.set_item(intern!(py, "action"), a)?;
-    }
-    d.set_item(intern!(py, "agent"), &r.agent)?;
-    if let Some(a) = &r.approval_id {
-        d.set_item(intern!(py, "approval_id"), a)?;
-    }
-    if let Some(a) = &r.approved_by {
-        d.set_item(intern!(py, "approved_by"), a)?;
-    }
-    if !r.chain.is_empty() {
-        d.set_item(intern!(py, "chain"), &r.chain)?;
-    }
-    if let Some(e) = &r.environment {
-        d.set_item(intern!(py, "environment"), e)?;
-    }
-    if r.errors > 0 {
-        d.set_item(intern!(py, "errors"), r.errors)?;
-    }
-    d.set_item(intern!(py, "hash"), &r.hash)?;
-    if let Some(k) = &r.kid {
-        d.set_item(intern!(py, "kid"), k)?;
-    }
-    if !r.limits.is_empty() {
-        let list = PyList::empty(py);
-        for l in &r.limits {
-            let ld = PyDict::new(py);
-            ld.set_item(intern!(py, "calls"), l.calls)?;
-            ld.set_item(intern!(py, "id"), &l.id)?;
-            if let Some(sum) = l.sum {
-                ld.set_item(intern!(py, "sum"), number(py, sum)?)?;
-            }
-            list.append(ld)?;
+    let mut cached = keys.iter();
+    let mut result = Ok(());
+    r.for_each_field(|name, value| {
+        if result.is_err() {
+            return;
         }
-        d.set_item(intern!(py, "limits"), list)?;
-    }
-    d.set_item(intern!(py, "outcome"), r.outcome.map_or("deny", aegis_core::Outcome::as_str))?;
-    d.set_item(intern!(py, "params_sha256"), &r.params_sha256)?;
-    d.set_item(intern!(py, "policy"), &r.policy)?;
-    d.set_item(intern!(py, "prev"), &r.prev)?;
-    d.set_item(intern!(py, "reason"), &r.reason)?;
-    d.set_item(intern!(py, "rules"), &r.rules)?;
-    d.set_item(intern!(py, "seq"), r.seq)?;
-    if let Some(x) = &r.session {
-        d.set_item(intern!(py, "session"), x)?;
-    }
-    if let Some(x) = &r.sig {
-        d.set_item(intern!(py, "sig"), x)?;
-    }
-    d.set_item(intern!(py, "time"), &r.time)?;
-    d.set_item(intern!(py, "tool"), &r.tool)?;
-    d.set_item(intern!(py, "v"), 1)?;
-    Ok(d)
+        // The fields come in table order: each key is a later cached one.
+        let key = cached.find(|(n, _)| *n == name).map_or_else(|| PyString::new(py, name), |(_, k)| k.bind(py).clone());
+        result = record_value(py, value).and_then(|v| d.set_item(key, v));
+    });
+    result.map(|()| d)
+}
+
+/// A record value as `json.loads` gives it (a limit's `sum` as [`number`] does).
+fn record_value<'py>(py: Python<'py>, value: aegis_core::audit::RecordValue<'_>) -> PyResult<Bound<'py, PyAny>> {
+    use aegis_core::audit::RecordValue;
+    use pyo3::intern;
+    Ok(match value {
+        RecordValue::Str(s) => PyString::new(py, s).into_any(),
+        RecordValue::U64(n) => n.into_pyobject(py)?.into_any(),
+        RecordValue::StrList(items) => PyList::new(py, items)?.into_any(),
+        RecordValue::Limits(limits) => {
+            let list = PyList::empty(py);
+            for l in limits {
+                let ld = PyDict::new(py);
+                ld.set_item(intern!(py, "calls"), l.calls)?;
+                ld.set_item(intern!(py, "id"), &l.id)?;
+                if let Some(sum) = l.sum {
+                    ld.set_item(intern!(py, "sum"), number(py, sum)?)?;
+                }
+                list.append(ld)?;
+            }
+            list.into_any()
+        }
+    })
 }
 
 /// A value as plain Python (dict, list, str, int, float, bool, None); a number as
@@ -602,14 +647,16 @@ fn plain<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
             }
             list.into_any()
         }
-        Value::Object(map) => {
-            let d = PyDict::new(py);
-            for (k, item) in map.iter() {
-                d.set_item(k, plain(py, item)?)?;
-            }
-            d.into_any()
-        }
+        Value::Object(map) => plain_map(py, map)?.into_any(),
     })
+}
+
+fn plain_map<'py>(py: Python<'py>, map: &Map) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, item) in map.iter() {
+        d.set_item(k, plain(py, item)?)?;
+    }
+    Ok(d)
 }
 
 impl NativeEngine {
@@ -707,33 +754,48 @@ impl NativeEngine {
     fn evaluate<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<RawDecision<'py>> {
         let engine = self.engine(py)?;
         let req = request_from_py(py, request, &engine)?;
-        let d = py.detach(move || engine.evaluate(&req)).map_err(|e| eval_error(py, &e))?;
-        let audit = audit_dict(py, &d.audit)?;
-        Ok((
-            d.outcome.as_str(),
-            d.rules,
-            d.reason,
-            d.approval.map(|a| (a.id, a.approvers)),
-            d.errors.into_iter().map(|e| (e.rule, e.path, e.message)).collect(),
-            audit,
-        ))
+        let d = py.detach(|| engine.evaluate(&req)).map_err(|e| eval_error(py, &e))?;
+        raw_decision(py, d)
     }
 
-    /// The request dict as this engine reads it, rendered back to plain Python: a deep
-    /// copy made by the same bounded walk as `evaluate` (so it fails with the same
-    /// `RequestError`), of dicts, lists, str, int, float, bool and None only. A guarded
-    /// tool decides on this copy and receives it, so nothing that changes the caller's
-    /// objects meanwhile changes what runs.
-    fn snapshot<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    /// A guarded tool's call (`secure_tool`): the request dict converted once, by the
+    /// walk of `evaluate`, and decided. Returns the raw decision, the params as
+    /// decided rendered as plain Python (dicts, lists, str, int, float, bool, None: a
+    /// deep copy, which the tool is called with) when it is `allow`, and, when it is
+    /// `require_approval`, the request as decided to re-decide with a grant
+    /// ([`NativeEngine::evaluate_granted`]). Nothing that changes the caller's objects
+    /// meanwhile changes what is decided or what runs.
+    fn evaluate_guarded<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> PyResult<Guarded<'py>> {
         let engine = self.engine(py)?;
-        if !request.is_instance_of::<PyDict>() {
-            let msg = format!("a request is a dict, found {}", type_name(request));
-            return Err(request_error(py, &RequestError::new("", msg)));
-        }
-        let v = Walker::new(engine.request_limits())
-            .value(request, &Path::Root, 0)
+        let req = request_from_py(py, request, &engine)?;
+        let d = py.detach(|| engine.evaluate(&req)).map_err(|e| eval_error(py, &e))?;
+        guarded(py, req, d)
+    }
+
+    /// Re-decides a guarded call's `require_approval` request with a grant token: the
+    /// same converted request, with `approval` and the first decision's resolved
+    /// `time` (§6.2), validated by the core as any request. Returns as
+    /// `evaluate_guarded` does.
+    fn evaluate_granted<'py>(
+        &self,
+        py: Python<'py>,
+        pending: &Bound<'py, PendingApproval>,
+        token: &Bound<'py, PyAny>,
+    ) -> PyResult<Guarded<'py>> {
+        let engine = self.engine(py)?;
+        let limits = engine.request_limits();
+        let pending = pending.get();
+        let token = Walker::new(limits)
+            .value(token, &Path::Key(&Path::Root, "approval"), 1)
             .map_err(|(f, m)| request_error(py, &RequestError::new(&f, m)))?;
-        plain(py, &v)
+        let mut v = pending.request.to_value();
+        if let Value::Object(m) = &mut v {
+            m.insert("approval".to_owned(), token);
+            m.insert("time".to_owned(), Value::String(pending.time.clone()));
+        }
+        let req = Request::from_value(v, limits).map_err(|e| request_error(py, &e))?;
+        let d = py.detach(|| engine.evaluate(&req)).map_err(|e| eval_error(py, &e))?;
+        guarded(py, req, d)
     }
 
     /// Evaluates request JSON text; returns the decision line (canonical JSON).
@@ -806,7 +868,7 @@ impl NativeEngine {
     }
 
     fn policy_hash(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(self.engine(py)?.policy_hash())
+        self.engine(py)?.policy_hash().map_err(|e| control_error(py, &e))
     }
 }
 
@@ -814,6 +876,7 @@ impl NativeEngine {
 #[pymodule]
 fn _aegis(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeEngine>()?;
+    m.add_class::<PendingApproval>()?;
     m.add("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

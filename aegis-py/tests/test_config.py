@@ -83,6 +83,32 @@ def test_a_value_json_cannot_carry_is_config_invalid_naming_the_option(tmp_path:
     assert refused(audit=str(tmp_path / "a.jsonl"), collector=nested).field == "collector"
 
 
+def test_options_are_bounded_as_the_json_document_is(tmp_path: pathlib.Path) -> None:
+    # The core's bounds of an options document given as JSON text (aegis_core::config::
+    # DOC_MAX_DEPTH, the document being depth 1, and DOC_MAX_BYTES), so C's JSON options
+    # and Python's keyword arguments refuse the same documents.
+    def headers(levels: int) -> Dict[str, Any]:
+        v: Any = "x"
+        for _ in range(levels):
+            v = [v]
+        return {"endpoint": "http://h", "headers": {"X": v}}
+
+    audit = str(tmp_path / "a.jsonl")
+    # document 1, collector 2, headers 3, five lists 4–8: walked, judged by the shipper
+    e = refused(audit=audit, collector=headers(5))
+    assert e.field == "collector" and "header `X` must be a string" in str(e), str(e)
+    # a sixth list is depth 9
+    e = refused(audit=audit, collector=headers(6))
+    assert (e.field, str(e)) == (
+        "collector",
+        "`collector.headers.X.0.0.0.0.0` is nested deeper than 8 levels (or is a cyclic structure)",
+    )
+    # a top-level value is charged too: one string beyond 1 MiB is a document beyond it
+    e = refused(signing_key="k" * (1 << 20), signing_key_id="ops")
+    assert str(e) == "the options are larger than 1048576 bytes"
+    assert not (tmp_path / "a.jsonl").exists()
+
+
 # ------------------------------------------------------------- every option works
 
 

@@ -64,13 +64,13 @@ def test_allow_runs_with_bound_params() -> None:
 def test_params_are_bound_arguments() -> None:
     seen: List[Dict[str, Any]] = []
     e = make()
-    orig = e.evaluate
+    orig = e._guarded
 
     class Spy:
         def __getattr__(self, n: str) -> Any:
             return getattr(e, n)
 
-        def evaluate(self, req: Dict[str, Any]) -> aegis.Decision:
+        def _guarded(self, req: Dict[str, Any]) -> Any:
             seen.append(req)
             return orig(req)
 
@@ -436,6 +436,53 @@ def test_the_snapshot_is_what_is_re_decided_with_a_grant() -> None:
     first, second = records[-2], records[-1]
     assert first["params_sha256"] == second["params_sha256"], "the grant was for the same params"
     assert second["outcome"] == "allow" and second["approved_by"] == "alice"
+
+
+def test_a_guarded_call_converts_its_arguments_once() -> None:
+    # One native conversion per decision: the request is walked once and that
+    # converted request is what is decided and, with a grant, re-decided (never a
+    # snapshot walked again by `evaluate`).
+    e = make()
+    native = e._native
+    calls: List[str] = []
+
+    class Counting:
+        def __getattr__(self, n: str) -> Any:
+            calls.append(n)
+            return getattr(native, n)
+
+    e._native = Counting()  # type: ignore[misc]
+
+    def handler(d: aegis.Decision) -> Optional[str]:
+        assert d.approval is not None
+        return native.grant(d.approval.id, "alice", 60)
+
+    @secure_tool(e, tool="payments", approval_handler=handler)
+    def pay(amount: int, memo: Dict[str, Any]) -> int:
+        return amount
+
+    with agent_context(agent="fin"):
+        assert pay(10, {"k": [1, 2]}) == 10
+        assert calls == ["evaluate_guarded"]
+        calls.clear()
+        assert pay(6000, {"k": [1, 2]}) == 6000
+        assert calls == ["evaluate_guarded", "evaluate_granted"]
+
+
+def test_a_bad_token_from_the_handler_is_refused_as_a_request_field() -> None:
+    # the re-decided request is validated by the core like any request
+    ran: List[int] = []
+    for token, message in [("", "`approval` must be 1–4096 bytes"), ("\ud800", "`approval` contains a lone surrogate")]:
+
+        @secure_tool(make(), tool="payments", approval_handler=lambda d, t=token: t)
+        def pay(amount: int) -> None:
+            ran.append(amount)
+
+        with agent_context(agent="fin"):
+            with pytest.raises(aegis.RequestError) as ei:
+                pay(6000)
+        assert ei.value.field == "approval" and message in str(ei.value), str(ei.value)
+    assert ran == []
 
 
 def test_the_snapshot_rebuilds_every_kind_of_parameter() -> None:

@@ -268,6 +268,23 @@ def test_hostile_params(name: str, params: Dict[Any, Any]) -> None:
     assert e.evaluate(agent="a", tool="t").audit["seq"] == 0
 
 
+@pytest.mark.parametrize(
+    "n, shown", [(math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity")], ids=["nan", "inf", "-inf"]
+)
+def test_non_finite_numbers_get_the_cores_message(n: float, shown: str) -> None:
+    # aegis_core::value::non_finite_message: the same words in Python, Node and Go
+    e = engine()
+    with pytest.raises(aegis.RequestError) as ei:
+        e.evaluate(agent="a", tool="t", params={"n": [1, n]})
+    assert (ei.value.field, str(ei.value)) == (
+        "params",
+        f"invalid request: `params.n.1` is {shown}; numbers must be finite",
+    )
+    with pytest.raises(aegis.RequestError) as ei:
+        e.evaluate(agent="a", tool="t", context={"x": n})
+    assert ei.value.field == "context" and str(ei.value).endswith(f"`context.x` is {shown}; numbers must be finite")
+
+
 def test_cyclic_structures() -> None:
     e = engine()
     d: Dict[str, Any] = {}

@@ -89,14 +89,14 @@ def test_kwargs_are_params_at_the_top_level() -> None:
 def test_kwargs_flattened_in_the_request_and_args_stay_a_list() -> None:
     e = make()
     seen: List[Dict[str, Any]] = []
-    orig = e.evaluate
+    orig = e._guarded
 
     class Spy:
-        _snapshot = e._snapshot
-
-        def evaluate(self, req: Dict[str, Any]) -> aegis.Decision:
-            seen.append(req)
-            return orig(req)
+        def _guarded(self, req: Dict[str, Any]) -> Any:
+            # the request as decided: the params as the engine converted them
+            decided = orig(req)
+            seen.append({**req, "params": decided[1]})
+            return decided
 
     @secure_tool(Spy(), tool="t")  # type: ignore[arg-type]
     def f(a: int, *rest: int, b: int = 2, **kw: Any) -> None:
@@ -506,7 +506,7 @@ def test_raising_callback_fails_the_call() -> None:
     assert "sink down" in str(err) and ran == []
 
 
-@pytest.mark.parametrize("call", ["evaluate", "evaluate_json", "kill", "revive", "grant", "reload_yaml"])
+@pytest.mark.parametrize("call", ["evaluate", "evaluate_json", "kill", "revive", "grant", "reload_yaml", "reload"])
 def test_callback_calling_back_into_its_engine_fails_the_outer_call(call: str) -> None:
     holder: Dict[str, aegis.Engine] = {}
     inner: List[BaseException] = []
@@ -524,8 +524,10 @@ def test_callback_calling_back_into_its_engine_fails_the_outer_call(call: str) -
                 e.revive("agent", "x")
             elif call == "grant":
                 e.grant("apr_" + "0" * 32, "alice", 60)
-            else:
+            elif call == "reload_yaml":
                 e.reload_yaml("aegis: 1\ndefault: allow\n")
+            else:
+                e.reload()
         except aegis.AegisError as x:
             inner.append(x)  # swallowed: the outer call must fail all the same
 
@@ -546,8 +548,10 @@ def test_callback_calling_back_into_its_engine_fails_the_outer_call(call: str) -
     assert not t.is_alive(), "deadlock"
     assert box.get("ok"), box.get("error")
     assert ran == [] and inner
-    if call in ("evaluate", "evaluate_json", "kill", "revive", "grant"):
+    if call in ("evaluate", "evaluate_json", "kill", "revive", "grant", "reload_yaml", "reload"):
         assert all(getattr(x, "code", None) == "audit_failed" for x in inner), inner
+    # a reload refused from the callback is the engine misused, not a bundle that failed
+    assert not any(isinstance(x, aegis.PolicyError) or x.errors for x in inner), inner
     assert all("must not use the engine" in str(x) for x in inner), inner
     # the engine is not harmed: the bundle was not replaced
     assert holder["e"].policy_hash() == make().policy_hash()

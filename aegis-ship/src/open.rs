@@ -68,9 +68,10 @@ pub fn open(
     Ok(Opened { engine, collector: collector.map(Collector::from_config) })
 }
 
-/// The validated collector settings (the document guarantees `audit` is a path when
-/// `collector` is given).
-fn collector_config(config: &EngineConfig) -> Result<Option<CollectorConfig>, ErrorInfo> {
+/// The validated collector settings of a document (`None` without `collector`), with
+/// the error [`open`] gives: bindings that validate a document before opening (C's
+/// `aegis_engine_options_set_json`) call this so the message is the same.
+pub fn collector_config(config: &EngineConfig) -> Result<Option<CollectorConfig>, ErrorInfo> {
     let Some(doc) = &config.collector else { return Ok(None) };
     let field = config.spelling.spell("collector");
     let refuse =

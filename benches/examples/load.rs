@@ -29,7 +29,7 @@ fn main() {
     let b = aegis_core::policy::load_yaml(&text).unwrap();
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = std::time::Instant::now();
-    let c = aegis_core::engine::Compiled::new(b);
+    let c = aegis_core::internals::Compiled::new(b);
     let index_ms = t.elapsed().as_secs_f64() * 1000.0;
     drop(c);
     println!("phases: yaml parse {parse_ms:.1} ms, parse+validate+hash {load_ms:.1} ms, index {index_ms:.1} ms");

@@ -70,12 +70,13 @@ pub fn requests(n: usize, count: usize, seed: u64) -> Vec<Request> {
 /// combining (no kill switch, limits, record or hashing). Returns the winning outcome
 /// (`None`: no rule applies) and how many rules share it.
 pub fn decide(
-    compiled: &aegis_core::engine::Compiled,
+    compiled: &aegis_core::internals::Compiled,
     r: &Request,
     time: &str,
 ) -> (Option<aegis_core::Outcome>, usize) {
-    use aegis_core::eval::{eval_rule_proven, Ctx, Sink, Tri};
+    use aegis_core::internals::{eval_rule_proven, Ctx, Sink};
     use aegis_core::Outcome;
+    use aegis_core::Tri;
     let ctx = Ctx { req: r, time_ms: 0, time_str: time };
     let mut sink = Sink { errors: Vec::new(), trace: None };
     let mut best: Option<Outcome> = None;

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(bundle) => {
             // A loaded bundle compiles and has a 64-hex policy hash.
             assert_eq!(bundle.hash.len(), 64);
-            let _ = aegis_core::engine::Compiled::new(bundle);
+            let _ = aegis_core::internals::Compiled::new(bundle);
         }
         Err(errs) => {
             assert!(!errs.0.is_empty(), "a failed load reports at least one error");

@@ -20,7 +20,7 @@ pub struct DecisionError {
 /// The approval request of a `require_approval` decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Approval {
-    /// `apr_` + 32 hex: what a grant must name ([`grant::approval_id`](super::grant::approval_id)).
+    /// `apr_` + 32 hex: what a grant must name (see [`Engine::approval_id`](crate::Engine::approval_id)).
     pub id: String,
     /// Who may approve: the determining rules' approvers, in order, without repeats.
     pub approvers: Vec<String>,

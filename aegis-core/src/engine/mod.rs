@@ -326,9 +326,12 @@ impl Engine {
         &self.request_limits
     }
 
-    /// The current policy hash.
-    pub fn policy_hash(&self) -> String {
-        self.policy.load().bundle.hash.clone()
+    /// The current policy hash. Refused from inside one of this engine's own audit
+    /// callbacks, like every other call into it (§9a: the outer `evaluate` then fails
+    /// with `audit_failed`).
+    pub fn policy_hash(&self) -> Result<String, ControlError> {
+        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
+        Ok(self.policy.load().bundle.hash.clone())
     }
 
     /// The current compiled bundle.
@@ -473,7 +476,7 @@ impl Engine {
     }
 
     /// The approval id of a request under a policy with these determining rules
-    /// ([`grant::approval_id`]).
+    /// (§4: `apr_` + the first 32 hex of SHA-256 of the canonical JSON of the policy hash, the rules and the request).
     pub fn approval_id(&self, policy_hash: &str, req: &Request, rules: &[String]) -> String {
         let mut params = String::with_capacity(128);
         crate::json::write_object(&mut params, &req.params);
@@ -574,6 +577,9 @@ impl Engine {
         lock(&self.limits).retain_ids(&keep);
     }
 }
+
+/// What a call into an engine from inside one of its own audit callbacks is told.
+pub const REENTRY_MESSAGE: &str = reentry::MESSAGE;
 
 /// Calls into an engine from inside one of its own audit callbacks (§9a): the callback
 /// runs under the chain lock, so such a call would deadlock or act on a half-written

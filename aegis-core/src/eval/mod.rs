@@ -100,7 +100,7 @@ impl<'a> Seen<'a> {
     }
 
     /// The value as owned data (explain traces only).
-    pub fn to_value(&self) -> Value {
+    pub fn to_value(self) -> Value {
         match self {
             Seen::Str(s) => Value::String((*s).to_owned()),
             Seen::Chain(c) => Value::Array(c.iter().map(|s| Value::String(s.clone())).collect()),
@@ -187,12 +187,8 @@ pub struct Sink<'t> {
     pub trace: Option<&'t mut Vec<FailedTest>>,
 }
 
-/// Evaluates a rule's selectors and condition together: `all(selectors…, when)`.
-pub fn eval_rule(rule: &Rule, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
-    eval_rule_proven(rule, ctx, sink, 0)
-}
-
-/// [`eval_rule`] for a candidate whose selectors on the fields in `proven` (bit
+/// Evaluates a rule's selectors and condition together, `all(selectors…, when)`, for a
+/// candidate whose selectors on the fields in `proven` (bit
 /// `1 << i` for [`Field::SELECTORS`]`[i]`) are known to match the request (see
 /// [`Index::lookup`](crate::compile::Index::lookup)): those are not tested again.
 pub fn eval_rule_proven(rule: &Rule, ctx: &Ctx<'_>, sink: &mut Sink<'_>, proven: u8) -> Tri {

@@ -90,6 +90,15 @@ impl fmt::Display for LoadError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct LoadErrors(pub Vec<LoadError>);
 
+impl LoadErrors {
+    /// Whether this is the refusal of a reload called from inside one of the engine's
+    /// own audit callbacks (§9a): reported as `audit_failed`, like every other call
+    /// into an engine from its callback, not as a bundle that did not load.
+    pub fn is_reentry(&self) -> bool {
+        matches!(self.0.as_slice(), [e] if e.message == crate::engine::REENTRY_MESSAGE && &*e.loc.file == "<reload>")
+    }
+}
+
 impl fmt::Display for LoadErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {

@@ -1270,8 +1270,9 @@ typedef struct {
   int calls;
   int fail;
   int reenter;
-  aegis_status inner_eval, inner_kill, inner_head;
-  int inner_kill_audit_failed; /* the inner kill's last error had code audit_failed */
+  aegis_status inner_eval, inner_kill, inner_head, inner_reload;
+  int inner_kill_audit_failed;   /* the inner kill's last error had code audit_failed */
+  int inner_reload_audit_failed; /* so had the inner reload's: not policy_invalid */
 } reentry_state;
 
 static int reentry_cb(void *user, const char *line, size_t len) {
@@ -1290,6 +1291,8 @@ static int reentry_cb(void *user, const char *line, size_t len) {
     char *head = NULL;
     s->inner_head = aegis_engine_chain_head(s->engine, &seq, &head, NULL);
     aegis_string_free(head);
+    s->inner_reload = aegis_engine_reload_yaml(s->engine, POLICY, sizeof POLICY - 1, NULL);
+    s->inner_reload_audit_failed = last_error_has("\"code\":\"audit_failed\"");
   }
   return s->fail;
 }
@@ -1414,6 +1417,8 @@ static void test_issue16(void) {
   /* a control call from inside the callback: audit_failed, as in Python and Node */
   CHECK(s.inner_kill == AEGIS_IO_ERROR && s.inner_kill_audit_failed, "inner kill refused: %d", (int)s.inner_kill);
   CHECK(s.inner_head == AEGIS_IO_ERROR, "inner chain head refused: %d", (int)s.inner_head);
+  CHECK(s.inner_reload == AEGIS_IO_ERROR && s.inner_reload_audit_failed, "inner reload refused as audit_failed: %d",
+        (int)s.inner_reload);
   s.reenter = 0;
   CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK, "after re-entry");
   CHECK(aegis_evaluate(e, REQ, sizeof REQ - 1, &oc, NULL) == AEGIS_OK && oc == AEGIS_OUTCOME_ALLOW,

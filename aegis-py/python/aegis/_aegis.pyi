@@ -3,7 +3,7 @@
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, final
 
-__all__ = ["CORE_VERSION", "NativeEngine"]
+__all__ = ["CORE_VERSION", "NativeEngine", "PendingApproval"]
 
 _RawDecision = Tuple[
     str,
@@ -14,7 +14,14 @@ _RawDecision = Tuple[
     Dict[str, Any],
 ]
 
+# The raw decision, the params as decided (allow) and the request to re-decide with a
+# grant (require_approval).
+_Guarded = Tuple[_RawDecision, Optional[Dict[str, Any]], Optional[PendingApproval]]
+
 CORE_VERSION: str
+
+@final
+class PendingApproval: ...
 
 @final
 class NativeEngine:
@@ -25,7 +32,8 @@ class NativeEngine:
     def close(self) -> None: ...
     def is_closed(self) -> bool: ...
     def evaluate(self, request: Any) -> _RawDecision: ...
-    def snapshot(self, request: Any) -> Dict[str, Any]: ...
+    def evaluate_guarded(self, request: Any) -> _Guarded: ...
+    def evaluate_granted(self, pending: PendingApproval, token: str) -> _Guarded: ...
     def evaluate_json(self, request_json: str) -> str: ...
     def kill(self, scope_name: str, id: str, reason: Optional[str] = None) -> None: ...
     def revive(self, scope_name: str, id: str) -> bool: ...

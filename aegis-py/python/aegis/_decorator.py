@@ -25,6 +25,7 @@ from typing import (
     cast,
 )
 
+from ._aegis import PendingApproval
 from ._engine import Decision, Engine, Outcome
 from ._errors import AegisError, ApprovalRequired, ArgumentError, PolicyDenied
 
@@ -98,7 +99,8 @@ def agent_context(
 
 
 class _Call:
-    """One guarded call: its request (a snapshot) and how to call the tool with it."""
+    """One guarded call: its request and how to call the tool with the params as
+    decided."""
 
     __slots__ = ("request", "bound", "skip", "extra")
 
@@ -110,10 +112,9 @@ class _Call:
         self.skip = skip
         self.extra = extra
 
-    def arguments(self) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
-        """The tool's ``*args, **kwargs`` rebuilt from the snapshot's params (a first
+    def arguments(self, params: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+        """The tool's ``*args, **kwargs`` rebuilt from the params as decided (a first
         ``self``/``cls`` passed through as given)."""
-        params = self.request["params"]
         sig = self.bound.signature
         for name in list(self.bound.arguments):
             if name == self.skip:
@@ -136,7 +137,7 @@ def _params(
     gathered by ``**kwargs`` at the top level beside the named ones (a ``bcc=`` passed
     through ``**extra`` is ``params.bcc``, where a rule on ``params.bcc`` sees it).
     Also the bound arguments, the left-out name and the ``**kwargs`` names, to call
-    the tool with the snapshot."""
+    the tool with the params as decided."""
     bound = sig.bind(*args, **kwargs)
     bound.apply_defaults()
     names = list(sig.parameters)
@@ -165,13 +166,10 @@ def _params(
     return params, bound, skip, list(extra)
 
 
-def _call(engine: Engine, tool: str, action: Optional[str], sig: inspect.Signature, args: Any, kwargs: Any) -> _Call:
-    """The request of one guarded call, as a snapshot (SPEC §17): the arguments (and
-    the context) are deep-copied by the engine's own walk before anything is decided
-    — plain dicts, lists, str, int, float, bool and None, exactly the values the
-    decision sees — and that copy is what is decided, re-decided with a grant, and
-    passed to the tool. A caller's object changed meanwhile (by an audit callback, an
-    approval handler or another thread) changes neither the decision nor the call."""
+def _call(tool: str, action: Optional[str], sig: inspect.Signature, args: Any, kwargs: Any) -> _Call:
+    """The request of one guarded call (SPEC §9), as the caller's objects: the engine
+    converts it once (``Engine._guarded``) into the values that are decided, re-decided
+    with a grant and passed to the tool (SPEC §17)."""
     ctx = _CURRENT.get()
     if ctx.agent is None:
         raise ArgumentError(
@@ -189,7 +187,7 @@ def _call(engine: Engine, tool: str, action: Optional[str], sig: inspect.Signatu
         req["environment"] = ctx.environment
     if ctx.context is not None:
         req["context"] = dict(ctx.context)
-    return _Call(engine._snapshot(req), bound, skip, extra)
+    return _Call(req, bound, skip, extra)
 
 
 def _check_token(token: Any) -> Optional[str]:
@@ -198,18 +196,20 @@ def _check_token(token: Any) -> Optional[str]:
     raise AegisError(f"approval_handler must return a grant token (str) or None, not {type(token).__name__}")
 
 
-def _regrant(engine: Engine, request: Dict[str, Any], first: Decision, token: Optional[str]) -> Decision:
+def _regrant(
+    engine: Engine, pending: PendingApproval, first: Decision, token: Optional[str]
+) -> Tuple[Decision, Optional[Dict[str, Any]]]:
     if token is None:
         raise ApprovalRequired(first, code="approval_rejected")
-    again = dict(request)
-    again["approval"] = token
-    again["time"] = first.audit["time"]  # the same resolved time (SPEC §6.2)
-    return engine.evaluate(again)
+    decision, params, _ = engine._regrant(pending, token)
+    return decision, params
 
 
-def _verdict(decision: Decision) -> None:
+def _verdict(decision: Decision, params: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The params to call the tool with when the decision is ``allow`` (they are given
+    for every ``allow``); else raises."""
     if decision.outcome is Outcome.ALLOW:
-        return
+        return cast(Dict[str, Any], params)
     if decision.outcome is Outcome.DENY:
         raise PolicyDenied(decision)
     raise ApprovalRequired(decision)
@@ -269,12 +269,13 @@ def secure_tool(
     the top level); agent, chain, session, environment and context come from
     :func:`agent_context`. ``tool`` defaults to the function's name.
 
-    The request is a snapshot (SPEC §17): the arguments are deep-copied by the
-    engine's walk before deciding (plain ``dict``/``list``/``str``/``int``/``float``/
-    ``bool``/``None``; a tuple arrives as a list, an integral float such as ``5.0`` as
-    the int ``5``, a ``str``/``dict``/``list`` subclass as the plain type), and the
-    body is called with that copy, never with the caller's objects, which may change
-    while the call is decided. ``self``/``cls`` is passed through as given.
+    The request is a snapshot (SPEC §17): the arguments are converted once, by the
+    engine's walk, into the values that are decided, and the body is called with a
+    deep copy of those (plain ``dict``/``list``/``str``/``int``/``float``/``bool``/
+    ``None``; a tuple arrives as a list, an integral float such as ``5.0`` as the int
+    ``5``, a ``str``/``dict``/``list`` subclass as the plain type), never with the
+    caller's objects, which may change while the call is decided. ``self``/``cls`` is
+    passed through as given.
 
     Raises :class:`AegisError` (no agent in context, audit failure),
     :class:`RequestError` (arguments that are not JSON-like), :class:`PolicyDenied`
@@ -290,26 +291,24 @@ def secure_tool(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                call = _call(engine, name, action, sig, args, kwargs)
-                decision = engine.evaluate(call.request)
-                if decision.outcome is Outcome.REQUIRE_APPROVAL and approval_handler is not None:
+                call = _call(name, action, sig, args, kwargs)
+                decision, params, pending = engine._guarded(call.request)
+                if pending is not None and approval_handler is not None:
                     token = await _async_handler(approval_handler, decision, approval_timeout)
-                    decision = _regrant(engine, call.request, decision, token)
-                _verdict(decision)
-                a, kw = call.arguments()
+                    decision, params = _regrant(engine, pending, decision, token)
+                a, kw = call.arguments(_verdict(decision, params))
                 return await fn(*a, **kw)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            call = _call(engine, name, action, sig, args, kwargs)
-            decision = engine.evaluate(call.request)
-            if decision.outcome is Outcome.REQUIRE_APPROVAL and approval_handler is not None:
+            call = _call(name, action, sig, args, kwargs)
+            decision, params, pending = engine._guarded(call.request)
+            if pending is not None and approval_handler is not None:
                 token = _sync_handler(approval_handler, decision, approval_timeout)
-                decision = _regrant(engine, call.request, decision, token)
-            _verdict(decision)
-            a, kw = call.arguments()
+                decision, params = _regrant(engine, pending, decision, token)
+            a, kw = call.arguments(_verdict(decision, params))
             return fn(*a, **kw)
 
         return cast(F, wrapper)

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Type, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple, Type, TypedDict, Union
 
 from . import _aegis
 from ._errors import AegisError
@@ -120,6 +120,10 @@ class Decision:
         return self.outcome is Outcome.ALLOW
 
 
+#: A guarded call's decision, the params as decided (when allowed) and the request to
+#: re-decide with a grant (when it needs an approval): see ``Engine._guarded``.
+_Guarded = Tuple[Decision, Optional[Dict[str, Any]], Optional[_aegis.PendingApproval]]
+
 _OUTCOMES = {o.value: o for o in Outcome}
 _new_object = object.__new__
 
@@ -222,11 +226,19 @@ class Engine:
             raise TypeError("evaluate() takes a request dict or keyword fields, not both")
         return _decision(self._native.evaluate(request))
 
-    def _snapshot(self, request: Mapping[str, Any]) -> Dict[str, Any]:
-        # A deep copy of the request as this engine reads it (plain dicts, lists, str,
-        # int, float, bool, None), made by the native walk: see secure_tool.
-        result: Dict[str, Any] = self._native.snapshot(request)
-        return result
+    def _guarded(self, request: Mapping[str, Any]) -> _Guarded:
+        # A guarded call (see secure_tool): the request converted once by the native
+        # walk and decided; with the params as decided (a plain deep copy) when allowed
+        # and, when it needs an approval, the converted request to re-decide with a
+        # grant (_regrant).
+        raw, params, pending = self._native.evaluate_guarded(request)
+        return _decision(raw), params, pending
+
+    def _regrant(self, pending: _aegis.PendingApproval, token: str) -> _Guarded:
+        # The same converted request re-decided with `approval` and the first
+        # decision's resolved time (SPEC §6.2).
+        raw, params, again = self._native.evaluate_granted(pending, token)
+        return _decision(raw), params, again
 
     def evaluate_json(self, request_json: str) -> str:
         """Decides request JSON text; returns the decision as one line of canonical
