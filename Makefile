@@ -9,7 +9,7 @@ PYTHON ?= python3
 include tools/venv.mk
 AEGIS := target/release/aegis
 DEMO_OUT := out/demo
-BUNDLES := finance support analytics marketing hr-files chains ssrf
+BUNDLES := finance support analytics marketing hr-files chains ssrf trifecta
 
 .PHONY: all build demo test check test-rust lint vectors-check policy-test audit-doc-test cross-test bench clean venv fuzz fuzz-smoke
 

@@ -42,6 +42,10 @@ export declare class NativeEngine {
   revive(scopeName: string, id: string): boolean
   /** Issues an approval grant token. */
   grant(approvalId: string, approver: string, ttlSeconds: number): string
+  /** The session's live marks at the engine's clock, sorted (§10). */
+  marks(session: string): Array<string>
+  /** Forgets the session's marks; `true` if it had live ones. */
+  clearMarks(session: string): boolean
   /** Reloads the bundle from its path (engines made with `fromPath`). */
   reload(): void
   /** Replaces the bundle with one-file YAML text. */

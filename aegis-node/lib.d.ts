@@ -59,6 +59,11 @@ export interface AuditRecord {
   approved_by?: string
   errors?: number
   limits?: Array<{ id: string; calls: number; sum?: number }>
+  /**
+   * The session's live marks after the call, sorted (spec §10): present when a matching
+   * rule tests `session.marks` or a rule in `rules` has marks, omitted when empty.
+   */
+  marks?: string[]
   kid?: string
   sig?: string
 }
@@ -124,10 +129,15 @@ export interface EngineOptions {
    * thread, off the `evaluate` path. Needs `audit` to be a file path. See `Collector`.
    */
   collector?: CollectorOptions | null
-  /** Not supported yet (session marks, §10): refused. */
-  maxSessions?: null
-  /** Not supported yet (session marks, §10): refused. */
-  marksTtl?: null
+  /**
+   * The most sessions with live marks an engine keeps (spec §10; default 100000, at most
+   * 10000000). While the table is full, a call that would mark a session it does not
+   * hold is denied (rule `state:full`) and `session.marks` of such a session is an
+   * error (fail closed).
+   */
+  maxSessions?: number | null
+  /** The ttl of a mark given without one: N + `s`|`m`|`h`|`d` (default `'24h'`). */
+  marksTtl?: string | null
   /** Not supported yet (fleet state, §11): refused. */
   state?: null
   /** Not supported yet (fleet state, §11): refused. */
@@ -248,6 +258,14 @@ export declare class Engine {
   kill(scope: KillScope, id: string, reason?: string): void
   revive(scope: KillScope, id: string): boolean
   grant(approvalId: string, approver: string, ttlSeconds: number): string
+  /**
+   * The session's live marks (spec §10) at the engine's clock, sorted (`[]` when none is
+   * live). They survive `reload`. A bad session name (empty, over 256 bytes, a control
+   * character) throws an AegisError (`invalid_argument`).
+   */
+  marks(session: string): string[]
+  /** Forgets the session's marks (an operator's act); returns whether it had live ones. */
+  clearMarks(session: string): boolean
   reload(): void
   reloadYaml(text: string): void
   policyHash(): string

@@ -447,6 +447,24 @@ class Engine {
     return native(() => this.#native.grant(approvalId, approver, ttlSeconds))
   }
 
+  /**
+   * The session's live marks (spec §10) at the engine's clock, sorted (`[]` when none
+   * is live). An empty session name, one over 256 bytes or with a control character
+   * is an AegisError (`invalid_argument`).
+   */
+  marks(session) {
+    this.#guard()
+    textArg(session, 'marks: session')
+    return native(() => this.#native.marks(session))
+  }
+
+  /** Forgets the session's marks (an operator's act); returns whether it had live ones. */
+  clearMarks(session) {
+    this.#guard()
+    textArg(session, 'clearMarks: session')
+    return native(() => this.#native.clearMarks(session))
+  }
+
   reload() {
     this.#guard()
     native(() => this.#native.reload())

@@ -39,9 +39,59 @@ for d in decisions:
 # Evaluate: every vector policy paired with its own requests.
 for path in sorted(glob.glob(os.path.join(ROOT, "tests/vectors/generated/*.json"))):
     v = json.load(open(path))
-    for s in v.get("steps", []):
-        if v.get("policy_yaml") and "request_json" in s:
-            put("evaluate", v["policy_yaml"] + "\0" + s["request_json"])
+    reqs = [s["request_json"] for s in v.get("steps", []) if "request_json" in s]
+    if v.get("policy_yaml") and reqs:
+        for r in reqs:
+            put("evaluate", v["policy_yaml"] + "\0" + r)
+        # the whole sequence on one engine (marks, limits and grants carry over)
+        put("evaluate", v["policy_yaml"] + "\0" + "\0".join(reqs[:16]))
+# Evaluate: session marks (§10) by hand — marks with and without ttl, every kind of
+# session.marks test, the fuzz target's table of two sessions filling up, calls
+# without a session, a back-dated call (requests separated by NUL, as above).
+MARKS_POLICY = """aegis: 1
+default: allow
+rules:
+  - id: reads
+    match: {tool: files}
+    outcome: allow
+    marks: [pii, {label: a.b, ttl: 1s}]
+  - id: fetch
+    match: {tool: web}
+    outcome: allow
+    marks: [{label: untrusted, ttl: 2m}]
+  - id: bad
+    match: {tool: db}
+    when: {params.q: {contains_any: [drop]}}
+    outcome: deny
+    marks: [sus]
+  - id: trifecta
+    match: {tool: mail}
+    when: {session.marks: {contains_all: [pii, untrusted]}}
+    outcome: require_approval
+    approvers: [sec]
+    marks: [mailed]
+  - id: quarantine
+    when: {any: [{session.marks: {contains: sus}}, {session.marks.0: {eq: B}}, {session.marks: {count: {gte: 4}}}]}
+    outcome: deny
+  - id: clean
+    match: {tool: calc}
+    when: {not: {session.marks: {exists: true}}}
+    outcome: deny
+"""
+def marks_seq(*reqs):
+    return MARKS_POLICY + "\0" + "\0".join(json.dumps(r, separators=(",", ":")) for r in reqs)
+def mreq(tool, session=None, t=None, **params):
+    r = {"agent": "a", "tool": tool}
+    if session: r["session"] = session
+    if t: r["time"] = "2026-01-05T" + t + "Z"
+    if params: r["params"] = params
+    return r
+put("evaluate", marks_seq(mreq("files", "s1"), mreq("web", "s1"), mreq("mail", "s1"), mreq("mail", "s2")))
+put("evaluate", marks_seq(mreq("db", "s1", q="DROP x"), mreq("calc", "s1"), mreq("files", "s2"), mreq("web", "s3"),
+                          mreq("db", "s3", q="drop")))
+put("evaluate", marks_seq(mreq("files"), mreq("calc"), mreq("db", q="drop"), mreq("mail")))
+put("evaluate", marks_seq(mreq("files", "s1", "10:00:00"), mreq("files", "s1", "10:00:01"), mreq("web", "s2", "10:00:02"),
+                          mreq("web", "s3", "10:02:03"), mreq("files", "s1", "09:00:00"), mreq("mail", "s1", "10:01:00")))
 # Audit files: whole chains from the vectors (records joined), then truncated copies.
 for path in sorted(glob.glob(os.path.join(ROOT, "tests/vectors/generated/*.json"))):
     v = json.load(open(path))

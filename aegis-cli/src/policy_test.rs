@@ -298,6 +298,8 @@ struct Expect {
     reason: Option<String>,
     approvers: Option<Vec<String>>,
     errors: Option<bool>,
+    /// The record's `marks` (§10), exactly; absent from the record is `[]`.
+    marks: Option<Vec<String>>,
 }
 
 impl Expect {
@@ -316,7 +318,7 @@ impl Expect {
                 .collect::<Result<Vec<_>, _>>(),
             _ => Err(node_err(file, n, "expected a list of strings")),
         };
-        let mut e = Expect { outcome: None, rules: None, reason: None, approvers: None, errors: None };
+        let mut e = Expect { outcome: None, rules: None, reason: None, approvers: None, errors: None, marks: None };
         match &n.kind {
             Kind::String(_) => e.outcome = Some(outcome_of(n)?),
             Kind::Map(entries) => {
@@ -325,6 +327,7 @@ impl Expect {
                         "outcome" => e.outcome = Some(outcome_of(v)?),
                         "rules" => e.rules = Some(strings(v)?),
                         "approvers" => e.approvers = Some(strings(v)?),
+                        "marks" => e.marks = Some(strings(v)?),
                         "reason" => match &v.kind {
                             Kind::String(s) => e.reason = Some(s.clone()),
                             _ => return Err(node_err(file, v, "`reason` is a substring to find")),
@@ -337,7 +340,7 @@ impl Expect {
                             return Err(node_err(
                                 file,
                                 v,
-                                &format!("unknown key \"{other}\" in `expect` (expected outcome, rules, reason, approvers, errors)"),
+                                &format!("unknown key \"{other}\" in `expect` (expected outcome, rules, reason, approvers, errors, marks)"),
                             ))
                         }
                     }
@@ -369,6 +372,11 @@ impl Expect {
             let got = d.approval.as_ref().map(|x| x.approvers.clone()).unwrap_or_default();
             if *a != got {
                 out.push(format!("approvers: expected [{}], got [{}]", a.join(", "), got.join(", ")));
+            }
+        }
+        if let Some(m) = &self.marks {
+            if *m != d.audit.marks {
+                out.push(format!("marks:    expected [{}], got [{}]", m.join(", "), d.audit.marks.join(", ")));
             }
         }
         if let Some(want) = self.errors {

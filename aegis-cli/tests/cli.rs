@@ -158,3 +158,64 @@ fn grant_round_trip_through_eval() {
         Some(2)
     );
 }
+
+const MARKS: &str = "aegis: 1
+default: deny
+rules:
+  - {id: crm-read, match: {tool: crm}, outcome: allow, marks: [pii]}
+  - {id: fetch, match: {tool: browser}, outcome: allow, marks: [{label: untrusted, ttl: 2h}]}
+  - {id: mail-ok, match: {tool: mail}, outcome: allow}
+  - id: trifecta
+    match: {tool: mail}
+    when: {session.marks: {contains_all: [pii, untrusted]}}
+    outcome: require_approval
+    approvers: [security]
+";
+
+/// Session marks (§10) carry from line to line in `eval` and `replay`, and from case to
+/// case in `aegis test`.
+#[test]
+fn marks_carry_through_eval_replay_and_test() {
+    let d = tmp("marks");
+    std::fs::write(d.join("p.yaml"), MARKS).unwrap();
+    let line = |tool: &str, t: &str| {
+        format!("{{\"agent\":\"a\",\"tool\":\"{tool}\",\"session\":\"s\",\"time\":\"2026-01-05T{t}Z\"}}\n")
+    };
+    let stream = [line("crm", "10:00:00"), line("browser", "10:01:00"), line("mail", "10:02:00")].concat();
+    std::fs::write(d.join("r.jsonl"), &stream).unwrap();
+    let o = aegis(&["eval", "-p", "p.yaml", "r.jsonl"], &d);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[1].contains(r#""marks":["pii","untrusted"]"#), "{out}");
+    assert!(
+        lines[2].contains(r#""outcome":"require_approval""#) && lines[2].contains(r#""rules":["trifecta"]"#),
+        "{out}"
+    );
+    // The new bundle no longer marks fetched pages: only the third line changes.
+    std::fs::write(d.join("new.yaml"), MARKS.replace(", marks: [{label: untrusted, ttl: 2h}]", "")).unwrap();
+    let o = aegis(&["replay", "-p", "new.yaml", "--baseline", "p.yaml", "r.jsonl"], &d);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let changed: Vec<&str> = out.lines().filter(|l| l.starts_with("line ")).collect();
+    assert_eq!(changed, vec!["line 3: require_approval [trifecta] -> allow [mail-ok]"], "{out}");
+    // `aegis test`: expect.marks is the record's marks, exactly; cases share one engine.
+    let suite = "policies: p.yaml
+defaults: {agent: a, session: s, time: \"2026-01-05T10:00:00Z\"}
+cases:
+  - {name: crm, request: {tool: crm}, expect: {outcome: allow, marks: [pii]}}
+  - {name: web, request: {tool: browser}, expect: {outcome: allow, marks: [pii, untrusted]}}
+  - {name: mail, request: {tool: mail}, expect: {outcome: require_approval, marks: [pii, untrusted]}}
+  - {name: other session, request: {tool: mail, session: t}, expect: {outcome: allow, marks: []}}
+";
+    std::fs::write(d.join("p.test.yaml"), suite).unwrap();
+    let o = aegis(&["test", "p.test.yaml"], &d);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    std::fs::write(d.join("p.test.yaml"), suite.replace("marks: [pii]}", "marks: [pii, x]}")).unwrap();
+    let o = aegis(&["test", "p.test.yaml"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("marks:    expected [pii, x], got [pii]"), "{}", text(&o));
+    std::fs::write(d.join("p.test.yaml"), suite.replace("marks: [pii]}", "mark: [pii]}")).unwrap();
+    let o = aegis(&["test", "p.test.yaml"], &d);
+    assert!(text(&o).contains("(expected outcome, rules, reason, approvers, errors, marks)"), "{}", text(&o));
+}

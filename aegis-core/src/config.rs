@@ -101,9 +101,7 @@ pub const KEYS: [&str; 22] = [
 
 /// Options that have their place in the document but whose feature is not built yet,
 /// with the part of the spec that defines them.
-const NOT_YET: [(&str, &str); 12] = [
-    ("max_sessions", "session marks, §10"),
-    ("marks_ttl", "session marks, §10"),
+const NOT_YET: [(&str, &str); 10] = [
     ("state", "fleet state, §11"),
     ("state_prefix", "fleet state, §11"),
     ("state_timeout_ms", "fleet state, §11"),
@@ -128,6 +126,8 @@ pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 pub const MAX_REQUEST_DEPTH: u64 = 100;
 /// The most `max_limit_counters`.
 pub const MAX_LIMIT_COUNTERS: u64 = 10_000_000;
+/// The most `max_sessions`.
+pub const MAX_SESSIONS: u64 = 10_000_000;
 
 /// A validated configuration document.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -146,6 +146,10 @@ pub struct EngineConfig {
     pub request_limits: RequestLimits,
     /// `max_limit_counters`.
     pub max_limit_counters: usize,
+    /// `max_sessions`.
+    pub max_sessions: usize,
+    /// `marks_ttl`, in milliseconds.
+    pub marks_ttl_ms: i64,
     /// `collector` as the caller gave it (keys in the caller's spelling): validated by
     /// `aegis-ship`, which ships from the audit file (so it requires `audit` as a path).
     pub collector: Option<Value>,
@@ -160,7 +164,13 @@ impl EngineConfig {
     /// The defaults (no audit file, no keys, 1 MiB / depth 64 requests, 100,000 limit
     /// counters).
     pub fn new() -> EngineConfig {
-        EngineConfig { max_limit_counters: 100_000, ..EngineConfig::default() }
+        let d = EngineOptions::default();
+        EngineConfig {
+            max_limit_counters: d.max_limit_counters,
+            max_sessions: d.max_sessions,
+            marks_ttl_ms: d.marks_ttl_ms,
+            ..EngineConfig::default()
+        }
     }
 
     /// Reads and validates a JSON document.
@@ -239,6 +249,8 @@ impl EngineConfig {
                     c.request_limits.max_depth = f.integer(1, MAX_REQUEST_DEPTH, "levels")? as usize;
                 }
                 "max_limit_counters" => c.max_limit_counters = f.integer(1, MAX_LIMIT_COUNTERS, "counters")? as usize,
+                "max_sessions" => c.max_sessions = f.integer(1, MAX_SESSIONS, "sessions")? as usize,
+                "marks_ttl" => c.marks_ttl_ms = f.duration()?,
                 "collector" => c.collector = Some(f.object()?.clone()),
                 _ => return Err(ConfigError::new(given, format!("`{given}` is not supported yet; leave it out"))),
             }
@@ -279,6 +291,8 @@ impl EngineConfig {
             approval_key: self.approval_key.clone(),
             request_limits: self.request_limits,
             max_limit_counters: self.max_limit_counters,
+            max_sessions: self.max_sessions,
+            marks_ttl_ms: self.marks_ttl_ms,
             ..EngineOptions::default()
         };
         if let Some(path) = &self.audit {
@@ -327,6 +341,14 @@ impl Field<'_> {
             Value::Number(n) if n.fract() == 0.0 && *n >= min as f64 && *n <= max as f64 => Ok(*n as u64),
             _ => Err(self.err(&format!("an integer number of {unit} from {min} to {max}"))),
         }
+    }
+
+    /// A duration `N` + `s|m|h|d`, in milliseconds.
+    fn duration(&self) -> Result<i64, ConfigError> {
+        self.value
+            .as_str()
+            .and_then(crate::policy::parse_duration)
+            .ok_or_else(|| self.err("a duration like \"24h\" (a whole number above 0 and s, m, h or d)"))
     }
 
     /// A key: a string (its UTF-8 bytes) or `{"base64": "…"}`; never empty.
@@ -433,7 +455,7 @@ mod tests {
 
     #[test]
     fn later_options_are_refused_not_ignored() {
-        for k in ["state", "inbox", "max_sessions", "marks_ttl", "metrics_agent_label", "notify"] {
+        for k in ["state", "inbox", "metrics_agent_label", "notify"] {
             let (field, msg) = err(&format!(r#"{{"{k}": 1}}"#), Spelling::Snake);
             assert_eq!(field, k);
             assert!(msg.contains("is not supported yet"), "{msg}");

@@ -62,7 +62,7 @@ pub use eval::{FailedTest, Tri};
 pub mod internals {
     pub use crate::compile::{Index, Proven};
     pub use crate::engine::Compiled;
-    pub use crate::eval::{eval_rule_proven, Ctx, Sink};
+    pub use crate::eval::{eval_rule_proven, Ctx, MarksSeen, Sink};
 }
 pub use error::{ErrorCode, ErrorInfo, ErrorLocation};
 pub use key::{ConfigError, Key, KeyId};

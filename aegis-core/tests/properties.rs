@@ -1,4 +1,4 @@
-//! Property tests and engine-level integration tests.
+//! Property tests and engine-level integration tests (session marks: `mod marks`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
 
 use aegis_core::audit::{verify_files, FileSink, Fsync};
@@ -276,4 +276,370 @@ fn deep_and_huge_requests_are_clear_errors() {
     assert!(Request::from_json(&deep, &RequestLimits::default()).is_err());
     let huge = format!(r#"{{"agent":"a","tool":"t","params":{{"x":"{}"}}}}"#, "a".repeat(2 << 20));
     assert!(Request::from_json(&huge, &RequestLimits::default()).is_err());
+}
+
+mod marks {
+    //! Property tests of session marks (SPEC §10) over random bundles and request sequences:
+    //!
+    //! * `marks_never_turn_a_rule_deny_into_allow` — a request that the bundle's rules that
+    //!   do not read marks decide `deny` (or `require_approval`) on their own is never
+    //!   allowed, whatever marks its session carries: replaying the sequence on one engine,
+    //!   each decision is compared with a fresh engine on the bundle without its
+    //!   marks-reading rules.
+    //! * `marks_that_are_never_read_change_no_decision` — in a bundle where no rule reads
+    //!   `session.marks`, every call of a sequence is decided as if it were alone.
+    //! * `replay_gives_the_same_marks_and_records` — the same requests on a fresh engine
+    //!   give byte-identical record lines and the same marks per session.
+    //! * `racing_threads_never_lose_a_mark` — two threads marking one session at once:
+    //!   every mark added is there at the end, each thread's records only ever grow, and
+    //!   the last call to commit saw them all.
+
+    use aegis_core::{Decision, Engine, EngineOptions, MemorySink, Outcome, Request, RequestLimits};
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    const LABELS: [&str; 5] = ["pii", "untrusted", "sus", "B", "a.b"];
+    const TTLS: [(&str, i64); 3] = [("1s", 1000), ("1m", 60_000), ("1h", 3_600_000)];
+    const STEPS: [i64; 7] = [0, 1, 999, 1000, 30_000, 60_000, 3_600_000];
+    const OUTCOMES: [&str; 3] = ["allow", "deny", "require_approval"];
+    const SESSIONS: [Option<&str>; 3] = [Some("s1"), Some("s2"), None];
+    /// 2026-01-05T10:00:00Z.
+    const BASE_MS: i64 = 1_767_607_200_000;
+
+    /// A rule's condition.
+    #[derive(Clone, Debug)]
+    enum When {
+        Always,
+        ParamX(u8),
+        Contains(usize),
+        NotContains(usize),
+        ContainsAll(Vec<usize>),
+        ContainsAny(Vec<usize>),
+        CountGte(u8),
+        Empty,
+        FirstEq(usize),
+        Absent,
+        XOrMarks(u8, usize),
+    }
+
+    impl When {
+        fn reads(&self) -> bool {
+            !matches!(self, When::Always | When::ParamX(_))
+        }
+
+        fn yaml(&self) -> Option<String> {
+            let l = |i: &usize| format!("\"{}\"", LABELS[*i]);
+            let ls = |v: &[usize]| v.iter().map(l).collect::<Vec<_>>().join(", ");
+            Some(match self {
+                When::Always => return None,
+                When::ParamX(x) => format!("{{params.x: {x}}}"),
+                When::Contains(i) => format!("{{session.marks: {{contains: {}}}}}", l(i)),
+                When::NotContains(i) => format!("{{not: {{session.marks: {{contains: {}}}}}}}", l(i)),
+                When::ContainsAll(v) => format!("{{session.marks: {{contains_all: [{}]}}}}", ls(v)),
+                When::ContainsAny(v) => format!("{{session.marks: {{contains_any: [{}]}}}}", ls(v)),
+                When::CountGte(n) => format!("{{session.marks: {{count: {{gte: {n}}}}}}}"),
+                When::Empty => "{session.marks: {count: {eq: 0}}}".to_owned(),
+                When::FirstEq(i) => format!("{{session.marks.0: {}}}", l(i)),
+                When::Absent => "{session.marks: {exists: false}}".to_owned(),
+                When::XOrMarks(x, i) => {
+                    format!("{{any: [{{params.x: {x}}}, {{session.marks: {{contains: {}}}}}]}}", l(i))
+                }
+            })
+        }
+    }
+
+    fn arb_when(reading: bool) -> BoxedStrategy<When> {
+        let plain = prop_oneof![Just(When::Always), (0u8..3).prop_map(When::ParamX)];
+        if !reading {
+            return plain.boxed();
+        }
+        let label = 0..LABELS.len();
+        let labels = prop::collection::vec(0..LABELS.len(), 1..3);
+        prop_oneof![
+            2 => plain,
+            1 => label.clone().prop_map(When::Contains),
+            1 => label.clone().prop_map(When::NotContains),
+            1 => labels.clone().prop_map(When::ContainsAll),
+            1 => labels.prop_map(When::ContainsAny),
+            1 => (0u8..3).prop_map(When::CountGte),
+            1 => Just(When::Empty),
+            1 => label.clone().prop_map(When::FirstEq),
+            1 => Just(When::Absent),
+            1 => ((0u8..3), label).prop_map(|(x, i)| When::XOrMarks(x, i)),
+        ]
+        .boxed()
+    }
+
+    #[derive(Clone, Debug)]
+    struct Rule {
+        tool: Option<u8>,
+        when: When,
+        outcome: usize,
+        /// label → ttl (index into `TTLS`; `None`: the engine's `marks_ttl`)
+        marks: Vec<(usize, Option<usize>)>,
+    }
+
+    fn arb_rule(reading: bool) -> impl Strategy<Value = Rule> {
+        (
+            prop::option::weighted(0.6, 0u8..3),
+            arb_when(reading),
+            0usize..3,
+            prop::collection::btree_map(0..LABELS.len(), prop::option::of(0..TTLS.len()), 0..3),
+        )
+            .prop_map(|(tool, when, outcome, marks)| Rule {
+                tool,
+                when,
+                outcome,
+                marks: marks.into_iter().collect(),
+            })
+    }
+
+    #[derive(Clone, Debug)]
+    struct Bundle {
+        default_allow: bool,
+        rules: Vec<Rule>,
+    }
+
+    fn arb_bundle(reading: bool) -> impl Strategy<Value = Bundle> {
+        (any::<bool>(), prop::collection::vec(arb_rule(reading), 1..7))
+            .prop_map(|(default_allow, rules)| Bundle { default_allow, rules })
+    }
+
+    impl Bundle {
+        /// The bundle as YAML, keeping the rules `keep` accepts (ids stay `r<index>`).
+        fn yaml_with(&self, keep: impl Fn(&Rule) -> bool) -> String {
+            let mut y = format!("aegis: 1\ndefault: {}\nrules:\n", if self.default_allow { "allow" } else { "deny" });
+            for (i, r) in self.rules.iter().enumerate().filter(|(_, r)| keep(r)) {
+                y.push_str(&format!("  - id: r{i}\n"));
+                if let Some(t) = r.tool {
+                    y.push_str(&format!("    match: {{tool: t{t}}}\n"));
+                }
+                if let Some(w) = r.when.yaml() {
+                    y.push_str(&format!("    when: {w}\n"));
+                }
+                y.push_str(&format!("    outcome: {}\n", OUTCOMES[r.outcome]));
+                if !r.marks.is_empty() {
+                    let m: Vec<String> = r
+                        .marks
+                        .iter()
+                        .map(|(l, ttl)| match ttl {
+                            None => format!("\"{}\"", LABELS[*l]),
+                            Some(t) => format!("{{label: \"{}\", ttl: {}}}", LABELS[*l], TTLS[*t].0),
+                        })
+                        .collect();
+                    y.push_str(&format!("    marks: [{}]\n", m.join(", ")));
+                }
+            }
+            if y.ends_with("rules:\n") {
+                y.push_str("  []\n");
+            }
+            y
+        }
+
+        fn yaml(&self) -> String {
+            self.yaml_with(|_| true)
+        }
+    }
+
+    /// A request of a sequence: tool, session (index into `SESSIONS`), `params.x`, and
+    /// the step from the previous request's time (index into `STEPS`).
+    #[derive(Clone, Debug)]
+    struct Req {
+        tool: u8,
+        session: usize,
+        x: u8,
+        step: usize,
+    }
+
+    fn arb_reqs() -> impl Strategy<Value = Vec<Req>> {
+        prop::collection::vec(
+            (0u8..3, 0..SESSIONS.len(), 0u8..3, 0..STEPS.len()).prop_map(|(tool, session, x, step)| Req {
+                tool,
+                session,
+                x,
+                step,
+            }),
+            1..16,
+        )
+    }
+
+    /// The requests with their times (non-decreasing), as parsed requests.
+    fn requests(reqs: &[Req]) -> Vec<(Request, i64)> {
+        let mut t = BASE_MS;
+        reqs.iter()
+            .map(|q| {
+                t += STEPS[q.step];
+                let session = SESSIONS[q.session].map(|s| format!(r#","session":"{s}""#)).unwrap_or_default();
+                let json = format!(
+                    r#"{{"agent":"a","tool":"t{}"{session},"params":{{"x":{}}},"time":"{}"}}"#,
+                    q.tool,
+                    q.x,
+                    aegis_core::time::format_utc(t)
+                );
+                (Request::from_json(&json, &RequestLimits::default()).unwrap(), t)
+            })
+            .collect()
+    }
+
+    fn engine(yaml: &str, max_sessions: usize) -> Engine {
+        let o = EngineOptions { max_sessions, marks_ttl_ms: 90_000, ..EngineOptions::default() };
+        Engine::from_yaml(yaml, o).unwrap_or_else(|e| panic!("{yaml}\n{e}"))
+    }
+
+    fn rank(o: Outcome) -> u8 {
+        match o {
+            Outcome::Allow => 0,
+            Outcome::RequireApproval => 1,
+            Outcome::Deny => 2,
+        }
+    }
+
+    fn subset(a: &[String], b: &[String]) -> bool {
+        a.iter().all(|x| b.contains(x))
+    }
+
+    fn brief(d: &Decision) -> String {
+        format!("{} {:?} errors {:?} marks {:?}", d.outcome.as_str(), d.rules, d.errors, d.audit.marks)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Rules that do not read marks decide the same way whatever the session's marks,
+        /// and deny > require_approval > allow: so when they alone decide `deny` (or
+        /// `require_approval`) by a rule, the full bundle — reading marks, after any
+        /// sequence of calls, with any table size — decides at least as strictly, and
+        /// with those rules among its own (or `state:full`, which only denies).
+        #[test]
+        fn marks_never_turn_a_rule_deny_into_allow(
+            b in arb_bundle(true),
+            reqs in arb_reqs(),
+            max_sessions in prop_oneof![Just(1usize), Just(2), Just(100_000)],
+        ) {
+            let full = engine(&b.yaml(), max_sessions);
+            let plain_yaml = b.yaml_with(|r| !r.when.reads());
+            let plain = engine(&plain_yaml, 100_000);
+            for (i, (r, _)) in requests(&reqs).iter().enumerate() {
+                let d = full.evaluate(r).unwrap();
+                let p = plain.evaluate(r).unwrap();
+                if p.rules == ["default"] || p.outcome == Outcome::Allow {
+                    continue;
+                }
+                let why = || format!("request {i} of {reqs:?}\n{}\nwithout marks-reading rules: {}\nwith: {}", b.yaml(), brief(&p), brief(&d));
+                prop_assert!(rank(d.outcome) >= rank(p.outcome), "{}", why());
+                if d.rules != ["state:full"] && d.outcome == p.outcome {
+                    prop_assert!(subset(&p.rules, &d.rules), "{}", why());
+                }
+                if d.rules == ["state:full"] {
+                    prop_assert_eq!(d.outcome, Outcome::Deny);
+                }
+            }
+        }
+
+        /// Marks that no rule reads never change a decision: each call of a sequence is
+        /// decided (outcome, rules, reason, errors) exactly as on a fresh engine.
+        #[test]
+        fn marks_that_are_never_read_change_no_decision(b in arb_bundle(false), reqs in arb_reqs()) {
+            let yaml = b.yaml();
+            let e = engine(&yaml, 100_000);
+            for (r, _) in requests(&reqs) {
+                let d = e.evaluate(&r).unwrap();
+                let alone = engine(&yaml, 100_000).evaluate(&r).unwrap();
+                prop_assert_eq!(
+                    (d.outcome, &d.rules, &d.reason, &d.errors),
+                    (alone.outcome, &alone.rules, &alone.reason, &alone.errors),
+                    "{}", yaml
+                );
+            }
+        }
+
+        /// Same bundle, same requests, fresh engine: byte-identical records (marks
+        /// included) and the same live marks per session afterwards.
+        #[test]
+        fn replay_gives_the_same_marks_and_records(
+            b in arb_bundle(true),
+            reqs in arb_reqs(),
+            max_sessions in prop_oneof![Just(1usize), Just(100_000)],
+        ) {
+            let yaml = b.yaml();
+            let reqs = requests(&reqs);
+            let end = reqs.last().unwrap().1;
+            let run = || {
+                let sink = MemorySink::default();
+                let mut o = EngineOptions { max_sessions, marks_ttl_ms: 90_000, ..EngineOptions::default() };
+                o.sinks.push(Box::new(sink.clone()));
+                o.clock = Some(Arc::new(move || end));
+                let e = Engine::from_yaml(&yaml, o).unwrap();
+                let lines: Vec<String> = reqs.iter().map(|(r, _)| e.evaluate(r).unwrap().audit.to_json()).collect();
+                let marks: Vec<Vec<String>> = ["s1", "s2"].iter().map(|s| e.marks(s).unwrap()).collect();
+                let sunk = sink.0.lock().unwrap().clone();
+                (lines, sunk, marks)
+            };
+            let (lines1, sunk1, marks1) = run();
+            let (lines2, sunk2, marks2) = run();
+            prop_assert_eq!(&lines1, &sunk1, "the sink gets the decision's record");
+            prop_assert_eq!(&sunk1, &sunk2);
+            prop_assert_eq!(&lines1, &lines2);
+            prop_assert_eq!(&marks1, &marks2);
+            for line in &lines1 {
+                let v = aegis_core::json::parse(line, 8).unwrap();
+                let aegis_core::Value::Object(o) = v else { panic!("{line}") };
+                if let Some(aegis_core::Value::Array(m)) = o.get("marks") {
+                    let m: Vec<&str> = m.iter().map(|x| x.as_str().unwrap()).collect();
+                    prop_assert!(!m.is_empty() && m.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes()), "sorted, once each: {}", line);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        /// Two threads marking one session at the same time never lose a mark.
+        #[test]
+        fn racing_threads_never_lose_a_mark(
+            a in prop::collection::vec(0usize..6, 1..24),
+            b in prop::collection::vec(0usize..6, 1..24),
+            reads in any::<bool>(),
+        ) {
+            // Rule mK marks `mK` on tool tK; with `reads`, each also tests the marks.
+            let mut yaml = String::from("aegis: 1\nrules:\n");
+            for k in 0..6 {
+                let when = if reads { format!("\n    when: {{session.marks: {{contains_none: [zz{k}]}}}}") } else { String::new() };
+                yaml.push_str(&format!("  - id: m{k}\n    match: {{tool: t{k}}}{when}\n    outcome: allow\n    marks: [m{k}]\n"));
+            }
+            let e = Arc::new(Engine::from_yaml(&yaml, EngineOptions { clock: Some(Arc::new(|| BASE_MS)), ..EngineOptions::default() }).unwrap());
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let run = |tools: Vec<usize>| {
+                let (e, barrier) = (e.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    tools
+                        .into_iter()
+                        .map(|k| {
+                            let json = format!(r#"{{"agent":"a","tool":"t{k}","session":"s","time":"2026-01-05T10:00:00Z"}}"#);
+                            let d = e.evaluate(&Request::from_json(&json, &RequestLimits::default()).unwrap()).unwrap();
+                            (k, d.audit.marks)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            };
+            let (ta, tb) = (run(a.clone()), run(b.clone()));
+            let (ra, rb) = (ta.join().unwrap(), tb.join().unwrap());
+            let union: BTreeSet<String> = a.iter().chain(&b).map(|k| format!("m{k}")).collect();
+            let union: Vec<String> = union.into_iter().collect();
+            prop_assert_eq!(e.marks("s").unwrap(), union.clone());
+            for records in [&ra, &rb] {
+                let mut seen: BTreeSet<String> = BTreeSet::new();
+                for (k, marks) in records {
+                    prop_assert!(marks.contains(&format!("m{k}")), "a call's record has its own mark");
+                    let now: BTreeSet<String> = marks.iter().cloned().collect();
+                    prop_assert!(seen.is_subset(&now), "marks only grow: {:?} then {:?}", seen, now);
+                    seen = now;
+                }
+            }
+            prop_assert!(ra.iter().chain(&rb).any(|(_, m)| *m == union), "the last call to commit saw every mark");
+        }
+    }
 }

@@ -52,6 +52,8 @@ struct Options {
     request_max_bytes: Option<u64>,
     request_max_depth: Option<u64>,
     max_limit_counters: Option<u64>,
+    max_sessions: Option<u64>,
+    marks_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +95,16 @@ enum Step {
     Revive {
         scope: String,
         id: String,
+    },
+    /// `engine.marks(session)` must give `expect` exactly (§10).
+    Marks {
+        session: String,
+        expect: Vec<String>,
+    },
+    /// `engine.clear_marks(session)`.
+    #[serde(rename = "clear_marks")]
+    ClearMarks {
+        session: String,
     },
     Guarded(Box<Guarded>),
 }
@@ -195,7 +207,15 @@ fn read_vector(path: &Path) -> Result<(Vector, J), String> {
             Step::Kill { scope, .. } | Step::Revive { scope, .. } if KillScope::parse(scope).is_none() => {
                 problems.push(format!("unknown kill scope `{scope}`"));
             }
-            Step::Kill { .. } | Step::Revive { .. } => {}
+            Step::Kill { .. } | Step::Revive { .. } | Step::ClearMarks { .. } => {}
+            Step::Marks { session, expect } => {
+                let mut sorted = expect.clone();
+                sorted.sort();
+                sorted.dedup();
+                if session.is_empty() || sorted != *expect {
+                    problems.push(format!("marks step for {session:?}: `expect` must be sorted and unique"));
+                }
+            }
             Step::Guarded(g) => {
                 let errors = ["denied", "approval_required", "invalid_argument"];
                 if g.name.is_empty() || g.expect_error.as_deref().is_some_and(|e| !errors.contains(&e)) {
@@ -404,6 +424,15 @@ fn run_vector(path: &Path, counts: &mut Counts) -> Vec<String> {
             }
             Step::Revive { scope, id } => {
                 engine.revive(KillScope::parse(scope).unwrap(), id).unwrap();
+            }
+            Step::Marks { session, expect } => {
+                let got = engine.marks(session).unwrap();
+                if got != *expect {
+                    failures.push(format!("{}: marks({session:?}): got {got:?}, expected {expect:?}", v.name));
+                }
+            }
+            Step::ClearMarks { session } => {
+                engine.clear_marks(session).unwrap();
             }
             Step::Guarded(_) => counts.not_applicable += 1,
         }

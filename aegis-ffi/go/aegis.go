@@ -20,6 +20,7 @@ package aegis
 import "C"
 
 import (
+	"encoding/json"
 	"runtime"
 	"runtime/cgo"
 	"strings"
@@ -232,6 +233,46 @@ func (eng *Engine) Revive(scope, id string) (bool, error) {
 		return check(C.aegis_engine_revive(e, cs[0], cs[1], &was, &cerr), cerr)
 	})
 	return bool(was), err
+}
+
+// Marks returns the session's live marks (SPEC §10) at the engine's clock, sorted
+// ([]string{} when none is live). A bad session — empty, over 256 bytes, a control
+// character — is refused with invalid_argument, and so is a NUL byte or invalid UTF-8
+// (never cut short by C); from inside one of the engine's audit callbacks it is
+// audit_failed.
+func (eng *Engine) Marks(session string) ([]string, error) {
+	cs, err := cString(session, "session", argError)
+	if err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(cs))
+	line, err := eng.callString(check, func(e *C.aegis_engine, out, cerr **C.char) C.aegis_status {
+		return C.aegis_engine_marks(e, cs, out, cerr)
+	})
+	if err != nil {
+		return nil, err
+	}
+	marks := []string{}
+	if err := json.Unmarshal([]byte(line), &marks); err != nil {
+		return nil, newError(StatusPanic, "", "cannot parse marks: "+err.Error())
+	}
+	return marks, nil
+}
+
+// ClearMarks forgets the session's marks (SPEC §10, an operator's act) and reports
+// whether it had live ones. Errors as Marks.
+func (eng *Engine) ClearMarks(session string) (bool, error) {
+	cs, err := cString(session, "session", argError)
+	if err != nil {
+		return false, err
+	}
+	defer C.free(unsafe.Pointer(cs))
+	var cleared C.bool
+	err = eng.with(func(e *C.aegis_engine) error {
+		var cerr *C.char
+		return check(C.aegis_engine_clear_marks(e, cs, &cleared, &cerr), cerr)
+	})
+	return bool(cleared), err
 }
 
 // Grant issues a grant token for approvalID by approver, valid ttlSeconds from now

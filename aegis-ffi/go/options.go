@@ -99,6 +99,17 @@ func WithRequestMaxDepth(n int) Option { return WithOption("request_max_depth", 
 // it new counters fail closed.
 func WithMaxLimitCounters(n int) Option { return WithOption("max_limit_counters", n) }
 
+// WithMaxSessions sets how many sessions with live marks are kept (SPEC §10; default
+// 100,000, at most 10,000,000). While the table is full, a call that would mark a
+// session it does not hold is denied (rule `state:full`) and such a session's
+// `session.marks` does not resolve (fail closed).
+func WithMaxSessions(n int) Option { return WithOption("max_sessions", n) }
+
+// WithMarksTTL sets how long a mark written without its own ttl stays live (SPEC §10):
+// a duration N + s, m, h or d ("24h", the default; "90m"), counted from its request's
+// time. Anything else is refused with config_invalid.
+func WithMarksTTL(d string) Option { return WithOption("marks_ttl", d) }
+
 // WithCollector ships the audit file (set WithAuditFile too) to an OpenTelemetry
 // collector (option `collector`).
 func WithCollector(c CollectorConfig) Option { return WithOption("collector", c.document()) }

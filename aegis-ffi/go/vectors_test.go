@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -90,7 +91,8 @@ type configErrorCase struct {
 }
 
 type vectorStep struct {
-	Op, Name, RequestJSON, ExpectJSON, ExpectError, Callback, Scope, ID, Reason string
+	Op, Name, RequestJSON, ExpectJSON, ExpectError, Callback, Scope, ID, Reason, Session string
+	Expect                                                                               []string // marks: the labels, exactly
 }
 
 type vector struct {
@@ -189,7 +191,8 @@ func readVector(raw []byte, where string) (vector, error) {
 
 // vectorOptions turns `options` into With… options (the schema's keys, each typed).
 func vectorOptions(raw json.RawMessage, where string) ([]Option, error) {
-	keys := []string{"signing_key", "signing_key_id", "approval_key", "request_max_bytes", "request_max_depth", "max_limit_counters"}
+	keys := []string{"signing_key", "signing_key_id", "approval_key", "request_max_bytes", "request_max_depth",
+		"max_limit_counters", "max_sessions", "marks_ttl"}
 	m, err := members(raw, where, nil, keys)
 	if err != nil {
 		return nil, err
@@ -201,7 +204,7 @@ func vectorOptions(raw json.RawMessage, where string) ([]Option, error) {
 		}
 		var s string
 		var n int
-		if strings.HasSuffix(k, "_key") || k == "signing_key_id" {
+		if strings.HasSuffix(k, "_key") || k == "signing_key_id" || k == "marks_ttl" {
 			err = decodeKey(m, k, &s, where)
 		} else {
 			err = decodeKey(m, k, &n, where)
@@ -213,6 +216,7 @@ func vectorOptions(raw json.RawMessage, where string) ([]Option, error) {
 			"signing_key": WithSigningKey([]byte(s)), "signing_key_id": WithSigningKeyID(s),
 			"approval_key": WithApprovalKey([]byte(s)), "request_max_bytes": WithRequestMaxBytes(n),
 			"request_max_depth": WithRequestMaxDepth(n), "max_limit_counters": WithMaxLimitCounters(n),
+			"max_sessions": WithMaxSessions(n), "marks_ttl": WithMarksTTL(s),
 		}[k])
 	}
 	return opts, nil
@@ -245,6 +249,16 @@ func readStep(raw json.RawMessage, where string) (vectorStep, error) {
 		m, err = members(raw, where, []string{"op", "scope", "id", "reason"}, nil)
 	case "revive":
 		m, err = members(raw, where, []string{"op", "scope", "id"}, nil)
+	case "marks":
+		m, err = members(raw, where, []string{"op", "session", "expect"}, nil)
+		if err == nil {
+			err = decodeKey(m, "expect", &s.Expect, where)
+		}
+		if err == nil {
+			err = checkLabels(s.Expect, where+": expect")
+		}
+	case "clear_marks":
+		m, err = members(raw, where, []string{"op", "session"}, nil)
 	case "guarded":
 		m, err = members(raw, where, []string{"op", "name", "contexts", "tool", "args"},
 			[]string{"action", "mutate", "expect_record", "expect_tool_args", "expect_error"})
@@ -261,7 +275,8 @@ func readStep(raw json.RawMessage, where string) (vectorStep, error) {
 		k   string
 		dst *string
 	}{{"op", &s.Op}, {"name", &s.Name}, {"request_json", &s.RequestJSON}, {"expect_json", &s.ExpectJSON},
-		{"expect_error", &s.ExpectError}, {"callback", &s.Callback}, {"scope", &s.Scope}, {"id", &s.ID}, {"reason", &s.Reason}} {
+		{"expect_error", &s.ExpectError}, {"callback", &s.Callback}, {"scope", &s.Scope}, {"id", &s.ID}, {"reason", &s.Reason},
+		{"session", &s.Session}} {
 		if err := decodeKey(m, f.k, f.dst, where); err != nil {
 			return s, err
 		}
@@ -269,6 +284,8 @@ func readStep(raw json.RawMessage, where string) (vectorStep, error) {
 	switch {
 	case s.Op == "kill" || s.Op == "revive":
 		err = oneOf(s.Scope, where+": scope", "agent", "tool", "session", "all")
+	case (s.Op == "marks" || s.Op == "clear_marks") && s.Session == "":
+		err = fmt.Errorf("%s: session is empty", where)
 	case s.Op == "evaluate" && s.Callback != "":
 		if err = oneOf(s.Callback, where+": callback", "fail"); err == nil {
 			err = oneOf(s.ExpectError, where+": expect_error", CodeAuditFailed)
@@ -279,6 +296,24 @@ func readStep(raw json.RawMessage, where string) (vectorStep, error) {
 		err = oneOf(s.ExpectError, where+": expect_error", "denied", "approval_required", CodeInvalidArgument)
 	}
 	return s, err
+}
+
+// labelPattern is a mark label (SPEC §10; schema.json `label`).
+var labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
+
+// checkLabels checks the `expect` of a marks step: unique mark labels.
+func checkLabels(labels []string, where string) error {
+	seen := map[string]bool{}
+	for _, l := range labels {
+		if !labelPattern.MatchString(l) {
+			return fmt.Errorf("%s: %q is not a mark label", where, l)
+		}
+		if seen[l] {
+			return fmt.Errorf("%s: %q twice", where, l)
+		}
+		seen[l] = true
+	}
+	return nil
 }
 
 // checkGuarded checks the parts of a guarded step the schema types (the step itself
@@ -469,6 +504,27 @@ func TestVectors(t *testing.T) {
 							t.Fatalf("step %d revive: %v", i, err)
 						}
 					}
+				case "marks":
+					for j, e := range []*Engine{raw, typed} {
+						before := []*vectorCallback{rawCB, typedCB}[j].calls
+						got, err := e.Marks(s.Session)
+						if err != nil || got == nil || !slices.Equal(got, s.Expect) {
+							t.Errorf("step %d marks %q (engine %d): got %#v, %v; want %#v", i, s.Session, j, got, err, s.Expect)
+						}
+						if []*vectorCallback{rawCB, typedCB}[j].calls != before {
+							t.Errorf("step %d marks %q wrote a record", i, s.Session)
+						}
+					}
+				case "clear_marks":
+					for j, e := range []*Engine{raw, typed} {
+						before := []*vectorCallback{rawCB, typedCB}[j].calls
+						if _, err := e.ClearMarks(s.Session); err != nil {
+							t.Fatalf("step %d clear_marks %q: %v", i, s.Session, err)
+						}
+						if []*vectorCallback{rawCB, typedCB}[j].calls != before {
+							t.Errorf("step %d clear_marks %q wrote a record", i, s.Session)
+						}
+					}
 				case "evaluate":
 					evaluateStep(t, i, s, v.AuditCallback, raw, typed, rawCB, typedCB)
 				}
@@ -554,7 +610,8 @@ func wantAuditFailed(t *testing.T, i int, s vectorStep, err error, records int) 
 func TestVectorsAreReadStrictly(t *testing.T) {
 	good := `{"name":"x","description":"d","options":{"approval_key":"k"},"policy_yaml":"aegis: 1\n","policy_hash":"` +
 		strings.Repeat("0", 64) + `","steps":[{"op":"evaluate","name":"s","request_json":"{}","expect_json":"{}"},` +
-		`{"op":"kill","scope":"agent","id":"a","reason":""},{"op":"guarded","name":"g","contexts":[{"agent":"a"}],"tool":"t","args":{}}]}`
+		`{"op":"kill","scope":"agent","id":"a","reason":""},{"op":"guarded","name":"g","contexts":[{"agent":"a"}],"tool":"t","args":{}},` +
+		`{"op":"marks","session":"s-1","expect":["pii","untrusted"]},{"op":"clear_marks","session":"s-1"}]}`
 	if _, err := readVector([]byte(good), "good"); err != nil {
 		t.Fatalf("a good vector: %v", err)
 	}
@@ -572,7 +629,19 @@ func TestVectorsAreReadStrictly(t *testing.T) {
 		"bad expect_error":         strings.Replace(good, `"expect_json":"{}"`, `"expect_error":"audit"`, 1),
 		"callback without audit_callback": strings.Replace(good, `"expect_json":"{}"`,
 			`"callback":"fail","expect_error":"audit_failed"`, 1),
-		"audit_callback false": strings.Replace(good, `"steps":`, `"audit_callback":false,"steps":`, 1),
+		"audit_callback false":           strings.Replace(good, `"steps":`, `"audit_callback":false,"steps":`, 1),
+		"marks: unknown key":             strings.Replace(good, `"session":"s-1","expect"`, `"session":"s-1","colour":1,"expect"`, 1),
+		"marks without expect":           strings.Replace(good, `,"expect":["pii","untrusted"]`, ``, 1),
+		"marks: expect not a list":       strings.Replace(good, `"expect":["pii","untrusted"]`, `"expect":"pii"`, 1),
+		"marks: null expect":             strings.Replace(good, `"expect":["pii","untrusted"]`, `"expect":null`, 1),
+		"marks: not a label":             strings.Replace(good, `"expect":["pii","untrusted"]`, `"expect":["-pii"]`, 1),
+		"marks: a label twice":           strings.Replace(good, `"expect":["pii","untrusted"]`, `"expect":["pii","pii"]`, 1),
+		"marks: empty session":           strings.Replace(good, `{"op":"marks","session":"s-1"`, `{"op":"marks","session":""`, 1),
+		"clear_marks: unknown key":       strings.Replace(good, `{"op":"clear_marks","session":"s-1"}`, `{"op":"clear_marks","session":"s-1","expect":[]}`, 1),
+		"clear_marks: no session":        strings.Replace(good, `{"op":"clear_marks","session":"s-1"}`, `{"op":"clear_marks"}`, 1),
+		"clear_marks: session type":      strings.Replace(good, `{"op":"clear_marks","session":"s-1"}`, `{"op":"clear_marks","session":1}`, 1),
+		"marks_ttl of the wrong type":    strings.Replace(good, `"approval_key":"k"`, `"marks_ttl":24`, 1),
+		"max_sessions of the wrong type": strings.Replace(good, `"approval_key":"k"`, `"max_sessions":"5"`, 1),
 	} {
 		if _, err := readVector([]byte(bad), name); err == nil {
 			t.Errorf("%s: read without an error", name)

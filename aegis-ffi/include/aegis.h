@@ -40,7 +40,7 @@ typedef enum {
   // Code `audit_failed`: the audit record could not be written (or the audit file
   // opened, or it is in use by another engine, or an audit callback failed), or a call
   // was made into an engine from inside one of its own audit callbacks (an evaluation,
-  // kill, revive, grant or chain head). The tool call must not run.
+  // kill, revive, grant, marks, clear marks or chain head). The tool call must not run.
   AEGIS_IO_ERROR = 5,
   // A bad argument (code `invalid_argument`): an unknown kill scope, a bad id, grant
   // arguments, no approval key for a grant, …
@@ -113,8 +113,8 @@ void aegis_engine_options_free(aegis_engine_options *o);
 // `audit` (a file path), `fsync` (`"always"`, `"batch"`, `"never"`), `rotate_bytes`,
 // `signing_key`, `signing_key_id`, `approval_key` (a key: a string, meaning its UTF-8
 // bytes, or `{"base64": "…"}` for any bytes), `request_max_bytes`, `request_max_depth`,
-// `max_limit_counters`, `collector` (an object, docs/collector.md). `null` is an option
-// not given. For example
+// `max_limit_counters`, `max_sessions`, `marks_ttl` (a duration string like `"24h"`),
+// `collector` (an object, docs/collector.md). `null` is an option not given. For example
 // `{"audit": "audit.jsonl", "fsync": "batch", "approval_key": {"base64": "c2VjcmV0"}}`.
 //
 // The document is validated at once by the core's one validator, the same as every
@@ -246,6 +246,30 @@ aegis_status aegis_engine_revive(const aegis_engine *e,
                                  const char *id,
                                  bool *revived_out,
                                  char **error_out);
+
+// The live marks of `session` (SPEC §10) at the engine's clock, sorted, as one line
+// of canonical JSON in `*marks_json_out` — a JSON array of labels, e.g.
+// `["pii","untrusted"]` (`[]` when none is live); free it with `aegis_string_free`.
+// NULL on failure. A bad session (empty, over 256 bytes, a control character) →
+// `AEGIS_INVALID_ARGUMENT`; from inside one of the engine's own audit callbacks →
+// `AEGIS_IO_ERROR` (`audit_failed`). Thread-safe.
+//
+// Safety: `e` a live engine; `session` NUL-terminated; `marks_json_out` writable.
+aegis_status aegis_engine_marks(const aegis_engine *e,
+                                const char *session,
+                                char **marks_json_out,
+                                char **error_out);
+
+// Forgets the marks of `session` (SPEC §10, an operator's act): later calls in that
+// session see no marks until rules add new ones. `*cleared_out` (may be NULL) is set to
+// whether it had live ones at the engine's clock (`false` first, so also on failure).
+// Errors as `aegis_engine_marks`.
+//
+// Safety: `e` a live engine; `session` NUL-terminated; `cleared_out` NULL or writable.
+aegis_status aegis_engine_clear_marks(const aegis_engine *e,
+                                      const char *session,
+                                      bool *cleared_out,
+                                      char **error_out);
 
 // Issues a grant token for `approval_id` by `approver`, valid for `ttl_seconds` from
 // now. `*token_out` (free with `aegis_string_free`) is NULL on failure; no approval key

@@ -69,7 +69,7 @@ pub enum aegis_status {
     /// Code `audit_failed`: the audit record could not be written (or the audit file
     /// opened, or it is in use by another engine, or an audit callback failed), or a call
     /// was made into an engine from inside one of its own audit callbacks (an evaluation,
-    /// kill, revive, grant or chain head). The tool call must not run.
+    /// kill, revive, grant, marks, clear marks or chain head). The tool call must not run.
     AEGIS_IO_ERROR = 5,
     /// A bad argument (code `invalid_argument`): an unknown kill scope, a bad id, grant
     /// arguments, no approval key for a grant, …
@@ -546,8 +546,8 @@ unsafe fn options_mut<'a>(o: *mut aegis_engine_options) -> R<&'a mut aegis_engin
 /// `audit` (a file path), `fsync` (`"always"`, `"batch"`, `"never"`), `rotate_bytes`,
 /// `signing_key`, `signing_key_id`, `approval_key` (a key: a string, meaning its UTF-8
 /// bytes, or `{"base64": "…"}` for any bytes), `request_max_bytes`, `request_max_depth`,
-/// `max_limit_counters`, `collector` (an object, docs/collector.md). `null` is an option
-/// not given. For example
+/// `max_limit_counters`, `max_sessions`, `marks_ttl` (a duration string like `"24h"`),
+/// `collector` (an object, docs/collector.md). `null` is an option not given. For example
 /// `{"audit": "audit.jsonl", "fsync": "batch", "approval_key": {"base64": "c2VjcmV0"}}`.
 ///
 /// The document is validated at once by the core's one validator, the same as every
@@ -830,6 +830,66 @@ pub unsafe extern "C" fn aegis_engine_revive(
         if !revived_out.is_null() {
             // SAFETY: non-NULL and writable per the contract.
             unsafe { put(revived_out, was) };
+        }
+        Ok(())
+    })
+}
+
+/// The live marks of `session` (SPEC §10) at the engine's clock, sorted, as one line
+/// of canonical JSON in `*marks_json_out` — a JSON array of labels, e.g.
+/// `["pii","untrusted"]` (`[]` when none is live); free it with `aegis_string_free`.
+/// NULL on failure. A bad session (empty, over 256 bytes, a control character) →
+/// `AEGIS_INVALID_ARGUMENT`; from inside one of the engine's own audit callbacks →
+/// `AEGIS_IO_ERROR` (`audit_failed`). Thread-safe.
+///
+/// Safety: `e` a live engine; `session` NUL-terminated; `marks_json_out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn aegis_engine_marks(
+    e: *const aegis_engine,
+    session: *const c_char,
+    marks_json_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> aegis_status {
+    let marks = || {
+        // SAFETY: forwarded caller contract.
+        let engine = unsafe { engine(e) }?;
+        // SAFETY: forwarded caller contract.
+        let session = unsafe { str_from_c(session, "session") }?;
+        let labels = engine.marks(session).map_err(Fail::from)?;
+        let mut json = String::new();
+        aegis_core::json::write_str_list(&mut json, &labels);
+        Ok(json)
+    };
+    // SAFETY: forwarded caller contract.
+    unsafe { run_string(error_out, marks_json_out, "marks_json_out", marks) }
+}
+
+/// Forgets the marks of `session` (SPEC §10, an operator's act): later calls in that
+/// session see no marks until rules add new ones. `*cleared_out` (may be NULL) is set to
+/// whether it had live ones at the engine's clock (`false` first, so also on failure).
+/// Errors as `aegis_engine_marks`.
+///
+/// Safety: `e` a live engine; `session` NUL-terminated; `cleared_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn aegis_engine_clear_marks(
+    e: *const aegis_engine,
+    session: *const c_char,
+    cleared_out: *mut bool,
+    error_out: *mut *mut c_char,
+) -> aegis_status {
+    run(error_out, || {
+        if !cleared_out.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { put(cleared_out, false) };
+        }
+        // SAFETY: forwarded caller contract.
+        let engine = unsafe { engine(e) }?;
+        // SAFETY: forwarded caller contract.
+        let session = unsafe { str_from_c(session, "session") }?;
+        let had = engine.clear_marks(session).map_err(Fail::from)?;
+        if !cleared_out.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { put(cleared_out, had) };
         }
         Ok(())
     })

@@ -1194,6 +1194,18 @@ impl NativeEngine {
         })
     }
 
+    /// The session's live marks at the engine's clock, sorted (§10).
+    #[napi]
+    pub fn marks(&self, env: Env, session: String) -> Result<Vec<String>> {
+        js(&env, || self.engine()?.marks(&session).map_err(|e| ErrorInfo::from(&e).into()))
+    }
+
+    /// Forgets the session's marks; `true` if it had live ones.
+    #[napi]
+    pub fn clear_marks(&self, env: Env, session: String) -> Result<bool> {
+        js(&env, || self.engine()?.clear_marks(&session).map_err(|e| ErrorInfo::from(&e).into()))
+    }
+
     /// Reloads the bundle from its path (engines made with `fromPath`).
     #[napi]
     pub fn reload(&self, env: Env) -> Result<()> {

@@ -145,7 +145,9 @@ test('options: one document, validated by the core (§17), with the messages of 
   refused({ requestMaxBytes: 'big' }, 'requestMaxBytes', '`requestMaxBytes` must be an integer number of bytes from 1 to 67108864, not "big"')
   refused({ request_max_bytes: 5 }, 'request_max_bytes', 'unknown option `request_max_bytes` (did you mean `requestMaxBytes`?)')
   refused({ colour: 'red' }, 'colour', /^unknown option `colour`; the options are audit, fsync, rotateBytes, signingKey,/)
-  refused({ maxSessions: 10 }, 'maxSessions', '`maxSessions` is not supported yet (session marks, §10); leave it out')
+  refused({ maxSessions: 0 }, 'maxSessions', '`maxSessions` must be an integer number of sessions from 1 to 10000000, not 0')
+  refused({ marksTtl: 'forever' }, 'marksTtl', '`marksTtl` must be a duration like "24h" (a whole number above 0 and s, m, h or d), not "forever"')
+  refused({ metricsAgentLabel: true }, 'metricsAgentLabel', /^`metricsAgentLabel` is not supported yet/)
   refused({ state: 'redis://x' }, 'state', /^`state` is not supported yet/)
   refused({ rotateBytes: 1024 }, 'rotateBytes', '`rotateBytes` sets how the audit file is written; give `audit` too (a file path)')
   refused({ audit: () => {}, fsync: 'batch' }, 'fsync', /`audit` is a callback here/)
@@ -157,7 +159,7 @@ test('options: one document, validated by the core (§17), with the messages of 
   const e = Engine.fromYaml(POLICY, {
     audit, fsync: 'never', rotateBytes: 400, signingKey: { base64: Buffer.from('s').toString('base64') },
     signingKeyId: 'ops', approvalKey: Buffer.from('k'), requestMaxBytes: 2048, requestMaxDepth: 3, maxLimitCounters: 10,
-    collector: null, maxSessions: undefined,
+    collector: null, maxSessions: 1000, marksTtl: '1h',
   })
   const req = { agent: 'finance-bot', tool: 'payments', action: 'create', params: { amount: 10 }, time: T }
   for (let i = 0; i < 3; i++) assert.equal(e.evaluate(req).audit.kid, 'ops')

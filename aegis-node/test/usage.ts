@@ -68,7 +68,14 @@ Engine.fromYaml('aegis: 1\nrules: []\n', options)
 // @ts-expect-error: options are camelCase
 Engine.fromYaml('aegis: 1\nrules: []\n', { request_max_bytes: 5 })
 // @ts-expect-error: not supported yet (refused at run time too)
-Engine.fromYaml('aegis: 1\nrules: []\n', { maxSessions: 10 })
+Engine.fromYaml('aegis: 1\nrules: []\n', { metricsAgentLabel: true })
+// Session marks (§10): the two options, marks() and clearMarks(), the record's marks.
+const marking: Engine = Engine.fromYaml('aegis: 1\nrules: []\n', { maxSessions: 1000, marksTtl: '24h' })
+const live: string[] = marking.marks('s1')
+const cleared: boolean = marking.clearMarks('s1')
+const recorded: string[] | undefined = marking.evaluate({ agent: 'a', tool: 't', session: 's1' }).audit.marks
+// @ts-expect-error: marksTtl is a duration string
+Engine.fromYaml('aegis: 1\nrules: []\n', { marksTtl: 3600 })
 function configField(e: unknown): string {
   if (e instanceof ConfigError) {
     const c: 'config_invalid' = e.code
@@ -119,4 +126,4 @@ Engine.fromPath('p', { audit: 'a.jsonl', collector: { endpoint: 'http://h', batc
 const notMetrics: CollectorMetrics = collector!.flush()
 // @ts-expect-error: a Collector comes from an engine
 new Collector()
-void [outcome, id, line, revived, token, hash, main, who, ship, notMetrics, codeOf, closed, configField]
+void [outcome, id, line, revived, token, hash, main, who, ship, notMetrics, codeOf, closed, configField, live, cleared, recorded]

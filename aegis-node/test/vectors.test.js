@@ -4,12 +4,14 @@
 // a key this runner does not know, at any level, a key of the wrong type or an unknown
 // step `op` fails the run — never skips the file.
 //
-// * steps (evaluate / kill / revive): evaluateJson byte for byte, and evaluate field for
+// * steps (evaluate / kill / revive / marks / clear_marks): evaluateJson byte for byte, and evaluate field for
 //   field against JSON.parse(expect_json), each on a fresh engine built through the
 //   ordinary options object (keys in camelCase); with `audit_callback`, `audit` is a
 //   JS function that must have received the step's record before evaluate returned,
 //   and that throws on the steps marked `callback: "fail"` (audit_failed, chain not
-//   advanced);
+//   advanced); `marks` compares engine.marks(session) with `expect` exactly,
+//   `clear_marks` calls engine.clearMarks(session) (options max_sessions and marks_ttl
+//   are passed as maxSessions and marksTtl);
 // * load_errors: every load error with its location;
 // * config_errors: the options_camel object is refused with exactly that code, field
 //   (field_camel) and message (message_camel);
@@ -69,6 +71,7 @@ function oneOf(v, allowed, where) {
 const OPTION_TYPES = {
   signing_key: 'string', signing_key_id: 'string', approval_key: 'string',
   request_max_bytes: 'integer', request_max_depth: 'integer', max_limit_counters: 'integer',
+  max_sessions: 'integer', marks_ttl: 'string',
 }
 const CONTEXT_TYPES = { agent: 'string', chain: 'strings', session: 'string', environment: 'string', context: 'object' }
 const RECORD_TYPES = {
@@ -76,11 +79,26 @@ const RECORD_TYPES = {
   outcome: 'string', rules: 'strings', params_sha256: 'string',
 }
 const SCOPES = ['agent', 'tool', 'session', 'all']
+const LABEL = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/
 
 function readStep(s, where, vector) {
   if (!isObject(s)) fail(where, 'a step is an object')
-  const op = oneOf(s.op, ['evaluate', 'kill', 'revive', 'guarded'], `${where}.op`)
-  if (op === 'kill') {
+  const op = oneOf(s.op, ['evaluate', 'kill', 'revive', 'marks', 'clear_marks', 'guarded'], `${where}.op`)
+  if (op === 'marks') {
+    keys(s, where, ['op', 'session', 'expect'])
+    if (typed(s.session, 'string', `${where}.session`) === '') fail(`${where}.session`, 'empty')
+    const expect = typed(s.expect, 'strings', `${where}.expect`)
+    expect.forEach((label, i) => {
+      if (!LABEL.test(label)) fail(`${where}.expect[${i}]`, `not a mark label: ${JSON.stringify(label)}`)
+    })
+    const sorted = [...new Set(expect)].sort()
+    if (sorted.length !== expect.length || sorted.some((x, i) => x !== expect[i])) {
+      fail(`${where}.expect`, 'must be sorted and unique (marks() gives them so)')
+    }
+  } else if (op === 'clear_marks') {
+    keys(s, where, ['op', 'session'])
+    if (typed(s.session, 'string', `${where}.session`) === '') fail(`${where}.session`, 'empty')
+  } else if (op === 'kill') {
     keys(s, where, ['op', 'scope', 'id', 'reason'])
     oneOf(s.scope, SCOPES, `${where}.scope`)
     typed(s.id, 'string', `${where}.id`)
@@ -225,9 +243,21 @@ function engineFor(v) {
   return { e: Engine.fromYaml(v.policy_yaml, options), cb }
 }
 
-function control(e, step) {
+/** Runs a step that decides nothing (no record): kill, revive, marks, clear_marks. */
+function control(e, step, cb) {
+  const calls = cb.calls
+  try {
+    return controlStep(e, step)
+  } finally {
+    assert.equal(cb.calls, calls, `${step.op}: decides nothing, records nothing`)
+  }
+}
+
+function controlStep(e, step) {
   if (step.op === 'kill') e.kill(step.scope, step.id, step.reason)
   else if (step.op === 'revive') e.revive(step.scope, step.id)
+  else if (step.op === 'marks') assert.deepEqual(e.marks(step.session), step.expect, `marks(${JSON.stringify(step.session)})`)
+  else if (step.op === 'clear_marks') assert.equal(typeof e.clearMarks(step.session), 'boolean')
   else return false
   return true
 }
@@ -270,7 +300,7 @@ function expectCode(want, name) {
 }
 
 function runJson(e, cb, step) {
-  if (control(e, step)) return
+  if (control(e, step, cb)) return
   if (step.expect_error) {
     decide(cb, step, () => assert.throws(() => e.evaluateJson(step.request_json), expectCode(step.expect_error, step.name)))
   } else {
@@ -281,7 +311,7 @@ function runJson(e, cb, step) {
 // Requests whose fault exists only in JSON text (e.g. a duplicate key) have no native
 // object form: JSON.parse keeps the last value. Those steps are checked via evaluateJson only.
 function runNative(e, cb, step) {
-  if (control(e, step)) return
+  if (control(e, step, cb)) return
   if (step.expect_error === 'request') {
     let req
     try {
@@ -384,6 +414,33 @@ async function runGuarded(e, cb, step) {
 // ---------------------------------------------------------------------------------------
 
 test('vectors exist', () => assert.ok(files.length > 0))
+
+test('the reader is strict about marks steps and options', () => {
+  const base = () => ({ name: 'x', description: 'd', options: {}, policy_yaml: 'aegis: 1\n', policy_hash: '0'.repeat(64), steps: [] })
+  const ok = base()
+  ok.options = { max_sessions: 2, marks_ttl: '1h' }
+  ok.steps = [{ op: 'marks', session: 's', expect: ['a', 'b'] }, { op: 'clear_marks', session: 's' }]
+  readVector('ok.json', ok)
+  const bad = [
+    (v) => v.steps.push({ op: 'marks', session: 's' }),
+    (v) => v.steps.push({ op: 'marks', session: 's', expect: ['b', 'a'] }),
+    (v) => v.steps.push({ op: 'marks', session: 's', expect: ['a', 'a'] }),
+    (v) => v.steps.push({ op: 'marks', session: '', expect: [] }),
+    (v) => v.steps.push({ op: 'marks', session: 's', expect: ['a b'] }),
+    (v) => v.steps.push({ op: 'marks', session: 's', expect: [], name: 'x' }),
+    (v) => v.steps.push({ op: 'clear_marks', session: 's', expect: [] }),
+    (v) => v.steps.push({ op: 'clear_marks', session: 5 }),
+    (v) => v.steps.push({ op: 'clear-marks', session: 's' }),
+    (v) => { v.options.marks_ttl = 24 },
+    (v) => { v.options.max_sessions = '10' },
+    (v) => { v.options.maxSessions = 10 },
+  ]
+  bad.forEach((change, i) => {
+    const v = base()
+    change(v)
+    assert.throws(() => readVector(`bad-${i}.json`, v), /Schema \(v2\)/, `bad-${i}`)
+  })
+})
 
 for (const file of files) {
   const raw = JSON.parse(fs.readFileSync(path.join(DIR, file), 'utf8'))

@@ -856,6 +856,20 @@ impl NativeEngine {
         py.detach(move || engine.grant(&approval_id, &approver, ttl)).map_err(|e| control_error(py, &e))
     }
 
+    /// The session's live marks at the engine's clock, sorted (§10).
+    fn marks(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        let engine = self.engine(py)?;
+        let session = text_arg(py, session, "session")?;
+        py.detach(move || engine.marks(&session)).map_err(|e| control_error(py, &e))
+    }
+
+    /// Forgets the session's marks; returns whether it had live ones.
+    fn clear_marks(&self, py: Python<'_>, session: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let engine = self.engine(py)?;
+        let session = text_arg(py, session, "session")?;
+        py.detach(move || engine.clear_marks(&session)).map_err(|e| control_error(py, &e))
+    }
+
     fn reload(&self, py: Python<'_>) -> PyResult<()> {
         let engine = self.engine(py)?;
         py.detach(move || engine.reload()).map_err(|e| policy_error(py, &e))

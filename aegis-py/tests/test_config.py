@@ -57,8 +57,6 @@ def test_options_of_later_releases_are_refused_not_ignored() -> None:
     for name, value in [
         ("state", "redis://127.0.0.1:6379"),
         ("inbox", "sqlite:///x"),
-        ("marks_ttl", "1h"),
-        ("max_sessions", 1000),
         ("metrics_agent_label", True),
         ("notify", {"webhook": "http://h"}),
         ("state_timeout_ms", 5),

@@ -9,6 +9,8 @@ or an unknown step `op` fails the run (a file is never skipped).
   decides, the callback has received exactly one record — the expected `audit` —
   before `evaluate` returned; a `callback: "fail"` step makes it raise, and the call
   fails with `audit_failed`;
+* `marks` / `clear_marks` steps: `Engine.marks(session)` on both engines gives
+  `expect` exactly; `Engine.clear_marks(session)` forgets them (no record);
 * `config_errors`: each case's options as keyword arguments give exactly that
   `ConfigError` (code, field, message) and no engine;
 * `load_errors`: a `PolicyError` with exactly those locations;
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
+import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import pytest
@@ -95,8 +98,11 @@ OPTIONS: Dict[str, _Type] = {
     "request_max_bytes": int,
     "request_max_depth": int,
     "max_limit_counters": int,
+    "max_sessions": int,
+    "marks_ttl": str,
 }
 SCOPES = ("agent", "tool", "session", "all")
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 CONTEXT: Dict[str, _Type] = {"agent": str, "chain": list, "session": str, "environment": str, "context": dict}
 RECORD_REQUIRED: Dict[str, _Type] = {"agent": str, "tool": str, "outcome": str, "rules": list, "params_sha256": str}
 RECORD_OPTIONAL: Dict[str, _Type] = {"chain": list, "session": str, "environment": str, "action": str}
@@ -128,6 +134,20 @@ def _step(s: Any, where: str, callback: bool) -> Dict[str, Any]:
     elif op == "revive":
         _keys(s, where, {"op": str, "scope": str, "id": str})
         _one_of(s["scope"], f"{where}.scope", SCOPES)
+    elif op == "marks":
+        _keys(s, where, {"op": str, "session": str, "expect": list})
+        if not s["session"]:
+            raise SchemaError(f"{where}.session: empty")
+        expect = _strings(s["expect"], f"{where}.expect")
+        for i, label in enumerate(expect):
+            if not LABEL.fullmatch(label):
+                raise SchemaError(f"{where}.expect[{i}]: not a mark label: {label!r}")
+        if expect != sorted(set(expect)):
+            raise SchemaError(f"{where}.expect: must be sorted and unique (marks() gives them so)")
+    elif op == "clear_marks":
+        _keys(s, where, {"op": str, "session": str})
+        if not s["session"]:
+            raise SchemaError(f"{where}.session: empty")
     elif op == "guarded":
         _keys(
             s,
@@ -215,6 +235,15 @@ def test_the_reader_is_strict(tmp_path: pathlib.Path) -> None:
         lambda v: v["steps"].append({"op": "evaluate", "name": "x", "request_json": "{}", "expect_error": "audit"}),
         lambda v: v["steps"].append({"op": "kill", "scope": "planet", "id": "x", "reason": ""}),
         lambda v: v["steps"].append({"op": "revive", "scope": "agent", "id": 5}),
+        lambda v: v["steps"].append({"op": "marks", "session": "s"}),
+        lambda v: v["steps"].append({"op": "marks", "session": "s", "expect": ["b", "a"]}),
+        lambda v: v["steps"].append({"op": "marks", "session": "", "expect": []}),
+        lambda v: v["steps"].append({"op": "marks", "session": "s", "expect": ["a b"]}),
+        lambda v: v["steps"].append({"op": "marks", "session": "s", "expect": [], "name": "x"}),
+        lambda v: v["steps"].append({"op": "clear_marks", "session": "s", "expect": []}),
+        lambda v: v["steps"].append({"op": "clear_marks", "session": 5}),
+        lambda v: v["options"].update(marks_ttl=24),
+        lambda v: v["options"].update(max_sessions="10"),
         lambda v: v.update(audit_callback=False),
         lambda v: v["options"].update(request_max_bytes=True),
         lambda v: v.pop("steps"),
@@ -316,6 +345,13 @@ def _run_steps(v: Dict[str, Any]) -> int:
         op = step["op"]
         if op == "guarded":
             _run_guarded(native, recorders[1], step)
+        elif op == "marks":
+            for e in engines:
+                assert e.marks(step["session"]) == step["expect"], ("marks", step["session"])
+        elif op == "clear_marks":
+            for e in engines:
+                assert isinstance(e.clear_marks(step["session"]), bool)
+            assert all(not r.take() for r in recorders), "clearing marks records nothing"
         elif op in ("kill", "revive"):
             for e in engines:
                 if op == "kill":

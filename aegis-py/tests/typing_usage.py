@@ -61,6 +61,18 @@ def run() -> str:
     return out + line + str(ok)
 
 
+def marks_usage() -> bool:
+    e = aegis.Engine.from_yaml(
+        "aegis: 1\nrules:\n  - {id: r, match: {tool: t}, outcome: allow, marks: [seen]}\n",
+        max_sessions=1000,
+        marks_ttl="1h",
+    )
+    e.evaluate(agent="a", tool="t", session="s")
+    seen: list[str] = e.marks("s")
+    had: bool = e.clear_marks("s")
+    return had and seen == ["seen"] and e.marks("s") == []
+
+
 def collector_usage(path: str) -> int:
     with aegis.Engine.from_yaml(
         "aegis: 1\nrules: []\n",

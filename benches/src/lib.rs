@@ -20,6 +20,8 @@ impl Lcg {
     }
 }
 
+pub mod marks;
+
 /// The bundle for `n` agents: three rules per agent plus three shared rules.
 pub fn bundle(n: usize) -> String {
     let mut y = String::from("aegis: 1\ndefault: deny\nrules:\n");
@@ -77,7 +79,7 @@ pub fn decide(
     use aegis_core::internals::{eval_rule_proven, Ctx, Sink};
     use aegis_core::Outcome;
     use aegis_core::Tri;
-    let ctx = Ctx { req: r, time_ms: 0, time_str: time };
+    let ctx = Ctx { req: r, time_ms: 0, time_str: time, marks: aegis_core::internals::MarksSeen::NotRead };
     let mut sink = Sink { errors: Vec::new(), trace: None };
     let mut best: Option<Outcome> = None;
     let mut count = 0usize;

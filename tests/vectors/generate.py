@@ -539,7 +539,25 @@ def str_list(value, where, what, nonempty=False):
 
 KEY_OPTIONS = ("signing_key", "signing_key_id", "approval_key")
 BOUND_OPTIONS = {"request_max_bytes": (1, 64 << 20), "request_max_depth": (1, 100),
-                 "max_limit_counters": (1, 10_000_000)}
+                 "max_limit_counters": (1, 10_000_000), "max_sessions": (1, 10_000_000)}
+DURATION_OPTIONS = ("marks_ttl",)
+# §10: a mark label; a duration N s|m|h|d with N a whole number above 0
+LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+DURATION_RE = re.compile(r"[1-9][0-9]*[smhd]")
+# a vector with `marks` steps asks the engine at the real wall clock, so its marks
+# must still be live then: every request at or after this time (2030-01-01T00:00:00Z)
+MARKS_STEP_MIN_MS = 1893456000000
+
+
+def label_list(value, where, what, nonempty=False):
+    """A sorted list of unique §10 mark labels (as the engine reports them)."""
+    str_list(value, where, what, nonempty=nonempty)
+    for v in value:
+        if not LABEL_RE.fullmatch(v):
+            raise VectorError(f"{where}: {what}: {v!r} is not a mark label (§10)")
+    if value != sorted(set(value)):
+        raise VectorError(f"{where}: {what} must be sorted and unique")
+    return value
 
 
 def camel(key):
@@ -569,12 +587,16 @@ def build_vector(path):
     str_list(doc["spec"], where, "spec", nonempty=True)
     policy_text = want(doc["policy"], (str,), where, "policy")
     options = doc.get("options", {})
-    keys_of(options, f"{where}: options", optional=KEY_OPTIONS + tuple(BOUND_OPTIONS))
+    keys_of(options, f"{where}: options",
+            optional=KEY_OPTIONS + tuple(BOUND_OPTIONS) + DURATION_OPTIONS)
     for k, v in options.items():
         if k in KEY_OPTIONS:
             want(v, (str,), where, f"options.{k}")
             if v == "":
                 raise VectorError(f"{where}: options.{k} is empty")
+        elif k in DURATION_OPTIONS:
+            if not DURATION_RE.fullmatch(want(v, (str,), where, f"options.{k}")):
+                raise VectorError(f"{where}: options.{k} must be a duration like \"24h\"")
         else:
             lo, hi = BOUND_OPTIONS[k]
             if not lo <= want(v, (int,), where, f"options.{k}") <= hi:
@@ -627,10 +649,16 @@ def build_vector(path):
     phash = policy_hash(files)
     out["policy_hash"] = phash
     # for cross-checks of the authored expectations only (never to decide anything)
-    known = {"rules": {}, "limits": set()}
+    # rule id -> approvers; limit ids; rule id -> the labels of its §10 marks (a label
+    # or {label, ttl}); every label some rule carries
+    known = {"rules": {}, "limits": set(), "marks": {}, "labels": set()}
     for r in files[0].get("rules") or []:
         if isinstance(r, dict) and isinstance(r.get("id"), str):
             known["rules"][r["id"]] = r.get("approvers") or []
+            labels = [m.get("label") if isinstance(m, dict) else m for m in r.get("marks") or []]
+            if labels:
+                known["marks"][r["id"]] = labels
+                known["labels"].update(labels)
     for l in files[0].get("limits") or []:
         if isinstance(l, dict) and isinstance(l.get("id"), str):
             known["limits"].add(l["id"])
@@ -649,6 +677,8 @@ def build_vector(path):
     names = set()
     earlier = {}  # step name -> approval id of its request under its expected rules
     kills = set()  # kill:SCOPE:ID now in force
+    times = []  # (epoch ms, where) of every request that is decided
+    marks_steps = False
     for i, step in enumerate(steps):
         w = f"{where}: step {i + 1}"
         want(step, (dict,), w, "a step")
@@ -668,18 +698,53 @@ def build_vector(path):
             _check_scope(r, w)
             kills.discard(f"kill:{r['scope']}:{r['id']}")
             out_steps.append({"op": "revive", "scope": r["scope"], "id": r["id"]})
+        elif "marks" in step:  # engine.marks(S) at the real wall clock (§10)
+            keys_of(step, w, required=("marks",))
+            m = step["marks"]
+            keys_of(m, f"{w}: marks", required=("session", "expect"))
+            _check_session(m["session"], f"{w}: marks")
+            label_list(m["expect"], f"{w}: marks", "expect")
+            _check_labels(m["expect"], f"{w}: marks", known)
+            marks_steps = True
+            out_steps.append({"op": "marks", "session": m["session"], "expect": m["expect"]})
+        elif "clear_marks" in step:  # engine.clear_marks(S) (§10)
+            keys_of(step, w, required=("clear_marks",))
+            c = step["clear_marks"]
+            keys_of(c, f"{w}: clear_marks", required=("session",))
+            _check_session(c["session"], f"{w}: clear_marks")
+            out_steps.append({"op": "clear_marks", "session": c["session"]})
         else:
             if "guarded" in step:
                 s = guarded_step(step, w, known)
             else:
                 s = evaluate_step(step, w, options, phash, chain, earlier, known, kills,
-                                  callback, bounds)
+                                  callback, bounds, times)
             if s["name"] in names:
                 raise VectorError(f"{w}: step name {s['name']!r} is used twice")
             names.add(s["name"])
             out_steps.append(s)
+    if marks_steps:
+        for ms, tw in times:
+            if ms < MARKS_STEP_MIN_MS:
+                raise VectorError(f"{tw}: a vector with `marks` steps asks the engine at the "
+                                  "real clock: give every request a time from 2030-01-01 on, "
+                                  "so that its marks are still live")
     out["steps"] = out_steps
     return out
+
+
+def _check_labels(labels, w, known):
+    """Authoring typos: a mark can only be live if some rule of the policy carries it."""
+    for label in labels:
+        if label not in known["labels"]:
+            raise VectorError(f"{w}: mark {label!r} is carried by no rule of the policy")
+
+
+def _check_session(value, w):
+    want(value, (str,), w, "session")
+    p = _name_problem("session", value)
+    if p:
+        raise VectorError(f"{w}: {p}")
 
 
 def _check_scope(k, w):
@@ -697,6 +762,8 @@ def _check_names(expect, ew, known, kills):
             ok = rule_id[6:] in known["limits"]
         elif rule_id.startswith("kill:"):
             ok = rule_id in kills
+        elif rule_id == "state:full":  # §10: the session table is full
+            ok = True
         else:
             ok = rule_id in known["rules"] or (rule_id == "default" and what == "rules")
         if not ok:
@@ -719,7 +786,42 @@ def _check_names(expect, ew, known, kills):
                               "determining rules' approvers in bundle order)")
 
 
-def evaluate_step(step, w, options, phash, chain, earlier, known, kills, callback, bounds):
+NO_SESSION = "no session: marks not recorded"
+FULL_REASON = "session table full: the call's marks cannot be stored"
+DEFAULT_MAX_SESSIONS = 100_000
+
+
+def _check_marks_errors(expect, ew, known, options, req):
+    """The fixed shapes of §10's decisions, as cross-checks of what was authored: a
+    `state:full` denial has its fixed reason and exactly one error; a request without
+    `session` lists `no session: marks not recorded` once for each rule in `rules` that
+    has marks, in `rules` order, after all other errors (and a request with a session
+    never does)."""
+    rules, errors = expect["rules"], expect.get("errors", [])
+    if rules == ["state:full"]:
+        n = options.get("max_sessions", DEFAULT_MAX_SESSIONS)
+        want_errors = [{"rule": "state:full", "path": "state",
+                        "message": f"max_sessions ({n}) sessions hold live marks"}]
+        if expect["reason"] != FULL_REASON:
+            raise VectorError(f"{ew}: a state:full denial has reason {FULL_REASON!r}")
+        if errors != want_errors:
+            raise VectorError(f"{ew}: a state:full denial has exactly the errors {want_errors}")
+        return
+    if any(e["rule"] == "state:full" for e in errors):
+        raise VectorError(f"{ew}: a state:full error goes with rules [state:full]")
+    tail = [e for e in errors if e["path"] == "session" and e["message"] == NO_SESSION]
+    has_session = isinstance(req, dict) and "session" in req
+    want_tail = [] if has_session else [
+        {"rule": r, "path": "session", "message": NO_SESSION}
+        for r in rules if r in known["marks"]]
+    if tail != want_tail or errors[len(errors) - len(tail):] != tail:
+        raise VectorError(f"{ew}: the {NO_SESSION!r} errors must be {want_tail}, after "
+                          "all other errors (one per rule in `rules` with marks, when the "
+                          "request has no session)")
+
+
+def evaluate_step(step, w, options, phash, chain, earlier, known, kills, callback, bounds,
+                  times):
     keys_of(step, w, required=("name",),
             optional=("request", "request_json", "expect", "expect_error", "grant",
                       "grant_rules", "callback"))
@@ -782,6 +884,8 @@ def evaluate_step(step, w, options, phash, chain, earlier, known, kills, callbac
         raise VectorError(f"{ew}: a kill or the default decides alone")
     if any(r.startswith("kill:") for r in rules) and outcome != "deny":
         raise VectorError(f"{ew}: a kill denies")
+    if "state:full" in rules and (len(rules) != 1 or outcome != "deny"):
+        raise VectorError(f"{ew}: state:full denies, alone")
     seen_limit = False
     for r in rules:
         if r.startswith("limit:"):
@@ -800,9 +904,19 @@ def evaluate_step(step, w, options, phash, chain, earlier, known, kills, callbac
             want(e[k], (str,), ew, f"errors[{j}].{k}")
 
     audit = expect.get("audit", {})
-    keys_of(audit, f"{ew}: audit", optional=("approved_by", "limits"))
+    keys_of(audit, f"{ew}: audit", optional=("approved_by", "limits", "marks"))
     approved_by = audit.get("approved_by")
     limits = audit.get("limits")
+    marks = audit.get("marks")
+    if marks is not None:
+        if not marks:
+            raise VectorError(f"{ew}: audit.marks is empty; leave it out instead (records omit it)")
+        label_list(marks, ew, "audit.marks", nonempty=True)
+        if not isinstance(req, dict) or "session" not in req:
+            raise VectorError(f"{ew}: audit.marks without a session (§10: never recorded)")
+        if "state:full" in rules:
+            raise VectorError(f"{ew}: a state:full denial stores no marks")
+        _check_labels(marks, ew, known)
     if limits is not None:
         want(limits, (list,), ew, "audit.limits")
         if not limits:
@@ -827,6 +941,7 @@ def evaluate_step(step, w, options, phash, chain, earlier, known, kills, callbac
         raise VectorError(f"{ew}: approval only goes with require_approval")
 
     _check_names(expect, ew, known, kills)
+    _check_marks_errors(expect, ew, known, options, req)
     if approved_by is not None:
         want(approved_by, (str,), ew, "audit.approved_by")
         if outcome != "allow":
@@ -886,7 +1001,8 @@ def evaluate_step(step, w, options, phash, chain, earlier, known, kills, callbac
                           "use expect_error: request")
     if "time" not in req:
         raise VectorError(f"{w}: every request step must give time")
-    _, record_time = parse_time(req["time"], w)
+    time_ms, record_time = parse_time(req["time"], w)
+    times.append((time_ms, w))
 
     record = {
         "v": 1,
@@ -916,6 +1032,8 @@ def evaluate_step(step, w, options, phash, chain, earlier, known, kills, callbac
         record["errors"] = len(errors)
     if limits:
         record["limits"] = limits
+    if marks:
+        record["marks"] = marks
     if "signing_key" in options:
         record["kid"] = signing_kid(options)
     record["hash"] = sha256_hex(jcs_bytes(record))

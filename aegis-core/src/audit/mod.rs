@@ -64,6 +64,8 @@ pub struct AuditRecord {
     pub errors: usize,
     /// Limit states (omitted when none matched).
     pub limits: Vec<LimitState>,
+    /// The session's live marks after the call, sorted (§10; omitted when empty).
+    pub marks: Vec<String>,
     /// Signing key id (signed records only).
     pub kid: Option<String>,
     /// The hash of the bundle that decided.
@@ -100,7 +102,7 @@ macro_rules! record_keys {
 
         impl RecordKey {
             /// Every key, in canonical (RFC 8785) order — asserted by a test.
-            pub const ALL: [RecordKey; 22] = [$(RecordKey::$key),*];
+            pub const ALL: [RecordKey; 23] = [$(RecordKey::$key),*];
 
             /// Calls `v.key` with every key of [`ALL`](Self::ALL), in order, unrolled:
             /// each (inlined) call sees its key as a constant, so a record is
@@ -134,6 +136,8 @@ record_keys!(
     Kid,
     /// `limits`: the matched limits' states after the call.
     Limits,
+    /// `marks`: the session's live marks after the call (§10).
+    Marks,
     /// `outcome`: `allow`, `deny` or `require_approval`.
     Outcome,
     /// `params_sha256`: the hash standing in for the params (never recorded).
@@ -178,6 +182,7 @@ impl RecordKey {
             RecordKey::Hash => "hash",
             RecordKey::Kid => "kid",
             RecordKey::Limits => "limits",
+            RecordKey::Marks => "marks",
             RecordKey::Outcome => "outcome",
             RecordKey::ParamsSha256 => "params_sha256",
             RecordKey::Policy => "policy",
@@ -281,6 +286,8 @@ impl AuditRecord {
             RecordKey::Kid => Str(self.kid.as_deref()?),
             RecordKey::Limits if self.limits.is_empty() => return None,
             RecordKey::Limits => RecordValue::Limits(&self.limits),
+            RecordKey::Marks if self.marks.is_empty() => return None,
+            RecordKey::Marks => StrList(&self.marks),
             // Only a record built by hand has no outcome; it reads as the outcome
             // that never lets a call run.
             RecordKey::Outcome => Str(self.outcome.map_or("deny", crate::policy::Outcome::as_str)),
@@ -718,6 +725,7 @@ mod tests {
                 LimitState { id: "l".into(), calls: 1, sum: Some(2.5) },
                 LimitState { id: "m".into(), calls: 7, sum: None },
             ],
+            marks: vec!["pii".into(), "untrusted".into()],
             kid: Some("k".into()),
             policy: "h".into(),
             prev: GENESIS.into(),

@@ -39,6 +39,9 @@ pub struct ExplainEntry {
     pub result: Tri,
     /// Tests that did not hold.
     pub failed: Vec<FailedTest>,
+    /// The session's live marks the rule saw (rules that test `session.marks`, when
+    /// the marks were known).
+    pub marks: Option<Vec<String>>,
 }
 
 /// A decision (§4).
@@ -212,6 +215,9 @@ fn explain_value(ex: &[ExplainEntry]) -> Value {
                     })
                     .collect();
                 m.insert("failed".into(), Value::Array(failed));
+                if let Some(marks) = &e.marks {
+                    m.insert("marks".into(), Value::Array(marks.iter().map(|l| Value::from(l.as_str())).collect()));
+                }
                 Value::Object(m)
             })
             .collect(),
@@ -248,6 +254,7 @@ mod tests {
             applied: true,
             result: Tri::Error,
             failed: Vec::new(),
+            marks: Some(vec!["pii".into()]),
         }]);
         for line in [bare, d.to_json()] {
             let v = crate::json::parse(&line, 16).unwrap();

@@ -191,14 +191,21 @@ pub struct UsedGrants {
 }
 
 impl UsedGrants {
-    /// Consumes a checked grant; fails if it was used, or fell behind the horizon.
-    pub fn consume(&mut self, c: &Checked, time_ms: i64) -> Result<(), GrantRejection> {
+    /// Whether a checked grant can still be used: not used before, not behind the
+    /// horizon. Changes nothing.
+    pub fn check_unused(&self, c: &Checked) -> Result<(), GrantRejection> {
         if c.grant.exp.saturating_mul(1000) <= self.horizon_ms {
             return Err(GrantRejection::Expired);
         }
         if self.used.contains_key(&c.mac) {
             return Err(GrantRejection::Used);
         }
+        Ok(())
+    }
+
+    /// Consumes a checked grant; fails if it was used, or fell behind the horizon.
+    pub fn consume(&mut self, c: &Checked, time_ms: i64) -> Result<(), GrantRejection> {
+        self.check_unused(c)?;
         if self.used.len() >= 4096 {
             self.horizon_ms = self.horizon_ms.max(time_ms);
             let h = self.horizon_ms;

@@ -4,6 +4,7 @@
 mod decision;
 pub mod grant;
 pub mod limits;
+pub mod marks;
 mod phases;
 
 use crate::audit::{default_kid, hex_into, hmac_hex, sha256_hex, AuditError, AuditRecord, AuditSink, Durable, GENESIS};
@@ -27,13 +28,17 @@ pub struct Compiled {
     /// The bundle the index was built over.
     pub bundle: Bundle,
     index: Index,
+    /// Whether some rule tests `session.marks` or has marks (else no call reads the
+    /// mark table).
+    touches_marks: bool,
 }
 
 impl Compiled {
     /// Builds the index over a bundle.
     pub fn new(bundle: Bundle) -> Compiled {
         let index = Index::build(&bundle);
-        Compiled { bundle, index }
+        let touches_marks = bundle.rules.iter().any(|r| r.reads_marks || !r.marks.is_empty());
+        Compiled { bundle, index, touches_marks }
     }
 
     /// The candidate rules (indices into `bundle.rules`, in bundle order) the index
@@ -73,6 +78,10 @@ pub struct EngineOptions {
     pub request_limits: RequestLimits,
     /// Most limit counters kept (beyond it, new counters fail closed).
     pub max_limit_counters: usize,
+    /// Most sessions with live marks kept (§10; beyond it, `state:full`).
+    pub max_sessions: usize,
+    /// The ttl of a mark written without one, in milliseconds (`marks_ttl`, 24h).
+    pub marks_ttl_ms: i64,
     /// Where records go (none: records are only returned in decisions).
     pub sinks: Vec<Box<dyn AuditSink>>,
     /// The clock, for requests without `time` and for grants (default: system time).
@@ -87,6 +96,8 @@ impl Default for EngineOptions {
             approval_key: None,
             request_limits: RequestLimits::default(),
             max_limit_counters: 100_000,
+            max_sessions: 100_000,
+            marks_ttl_ms: 86_400_000,
             sinks: Vec::new(),
             clock: None,
         }
@@ -211,6 +222,8 @@ pub struct Engine {
     chain: Mutex<Chain>,
     limits: Mutex<limits::LimitTable>,
     grants: Mutex<grant::UsedGrants>,
+    marks: Mutex<marks::MarkTable>,
+    marks_ttl_ms: i64,
     reload_lock: Mutex<()>,
 }
 
@@ -310,6 +323,8 @@ impl Engine {
             chain: Mutex::new(Chain { seq, prev, sinks: options.sinks, durables }),
             limits: Mutex::new(limits::LimitTable::new(options.max_limit_counters)),
             grants: Mutex::new(grant::UsedGrants::default()),
+            marks: Mutex::new(marks::MarkTable::new(options.max_sessions)),
+            marks_ttl_ms: options.marks_ttl_ms,
             reload_lock: Mutex::new(()),
         }
     }
@@ -370,7 +385,6 @@ impl Engine {
         let time_str = time::format_utc(time_ms);
         let compiled = self.policy.load();
         let bundle = &compiled.bundle;
-        let ctx = Ctx { req, time_ms, time_str: &time_str };
         let mut params_json = scratch::take(&scratch::PARAMS);
         crate::json::write_object(&mut params_json, &req.params);
         let params_sha256 = sha256_hex(params_json.as_bytes());
@@ -385,14 +399,26 @@ impl Engine {
             }
             None => {
                 let (candidates, proven) = compiled.checked_lookup(req)?;
+                let phases::MarksRead { table: marks, live, unknown } =
+                    phases::read_marks(&bundle.rules, candidates, compiled.touches_marks, &self.marks, req, time_ms)?;
+                let session = req.session.as_deref();
+                let seen = phases::MarksRead::seen(marks.is_some(), session, &live, unknown);
+                let ctx = Ctx { req, time_ms, time_str: &time_str, marks: seen };
                 let mut matched = phases::match_rules(&bundle.rules, candidates, proven, &ctx, opts.explain)?;
                 d.errors = std::mem::take(&mut matched.errors);
                 let limits = phases::check_limits(&bundle.limits, &ctx, &self.limits, &mut d.errors)?;
                 phases::combine(bundle.default, &matched, &limits.exceeded, &mut d)?;
-                d.explain = matched.explain;
+                d.explain = matched.explain.take();
+                let marks = phases::MarksCommit {
+                    table: marks,
+                    session,
+                    marking: phases::marking_rules(&matched, &d),
+                    reads: matched.reads_marks,
+                    default_ttl_ms: self.marks_ttl_ms,
+                };
                 let grant =
                     phases::grant(self.approval_key.as_deref(), &bundle.hash, req, &params_json, time_ms, &mut d);
-                phases::commit(&mut d, grant, &self.grants, time_ms, limits)?
+                phases::commit(&mut d, grant, &self.grants, time_ms, limits, marks)?
             }
         };
         scratch::put(&scratch::PARAMS, params_json);
@@ -525,6 +551,23 @@ impl Engine {
             return Err(ControlError(format!("scope `all` takes the id `*`, not `{id}`")));
         }
         check_name("id", id).map_err(|e| ControlError(e.message))
+    }
+
+    /// The session's live marks at the engine's clock, sorted (§10).
+    pub fn marks(&self, session: &str) -> Result<Vec<String>, ControlError> {
+        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
+        check_name("session", session).map_err(|e| ControlError(e.message))?;
+        let now = self.now();
+        Ok(lock(&self.marks).live(session, now))
+    }
+
+    /// Forgets the session's marks (an operator's act, §10); returns whether it had
+    /// live ones at the engine's clock.
+    pub fn clear_marks(&self, session: &str) -> Result<bool, ControlError> {
+        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
+        check_name("session", session).map_err(|e| ControlError(e.message))?;
+        let now = self.now();
+        Ok(lock(&self.marks).clear(session, now))
     }
 
     /// Issues a grant token for `approval_id`, valid for `ttl_seconds` from now.

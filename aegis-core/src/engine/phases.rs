@@ -1,5 +1,5 @@
-//! The phases of an evaluation (§4), in order: [`match_rules`], [`check_limits`],
-//! [`combine`], [`grant`], [`commit`], then [`build_record`] and
+//! The phases of an evaluation (§4), in order: [`read_marks`], [`match_rules`],
+//! [`check_limits`], [`combine`], [`grant`], [`commit`], then [`build_record`] and
 //! [`Engine::seal`](super::Engine::seal). Each phase takes plain data, says what it
 //! guarantees and is tested on its own; `Engine::evaluate_with` only strings them
 //! together (and a kill switch skips straight to sealing).
@@ -7,15 +7,86 @@
 use super::decision::{Approval, Decision, DecisionError, ExplainEntry};
 use super::grant::{self, Checked, GrantRejection, UsedGrants};
 use super::limits::{Counter, CounterKey, CounterUnavailable, LimitTable};
+use super::marks::{Known, MarkTable};
 use super::{lock, EvalError};
 use crate::audit::{AuditRecord, LimitState};
 use crate::compile::Proven;
-use crate::eval::{self, Ctx, Sink, Tri};
+use crate::eval::{self, Ctx, MarksSeen, Sink, Tri};
 use crate::policy::{Limit, Outcome, Rule};
 use crate::request::Request;
 use crate::time::Millis;
 use crate::value::Value;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The session's marks as one call reads them ([`read_marks`]).
+pub(crate) struct MarksRead<'t> {
+    /// The mark table, locked from reading to [`commit`] when a candidate rule
+    /// touches marks (tests `session.marks` or has marks), so that the marks a
+    /// decision read and the marks it adds are one step: two calls racing in one
+    /// session never lose a mark or decide on half of the other's.
+    pub table: Option<MutexGuard<'t, MarkTable>>,
+    /// The live marks at decision time, sorted (when read and known).
+    pub live: Vec<Arc<str>>,
+    /// Why they cannot be known (table full, request older than pruned marks).
+    pub unknown: Option<&'static str>,
+}
+
+impl MarksRead<'_> {
+    /// The value of `session.marks` for the request.
+    pub fn seen<'a>(
+        table_locked: bool,
+        session: Option<&str>,
+        live: &'a [Arc<str>],
+        unknown: Option<&'static str>,
+    ) -> MarksSeen<'a> {
+        match (table_locked, session, unknown) {
+            (false, _, _) => MarksSeen::NotRead,
+            (true, None, _) => MarksSeen::NoSession,
+            (true, Some(_), Some(why)) => MarksSeen::Unknown(why),
+            (true, Some(_), None) => MarksSeen::Live(live),
+        }
+    }
+}
+
+/// Phase 0 — read marks: when a candidate rule tests `session.marks` or has marks
+/// (`touches`: the bundle has such a rule at all), locks the mark table and reads the
+/// request's session's live marks at the request time.
+///
+/// Guarantees: a call no candidate of which touches marks takes no lock and reads
+/// nothing (its `session.marks`, never tested, is [`MarksSeen::NotRead`]); a
+/// candidate index outside the bundle fails with [`EvalError::Invariant`].
+#[inline(always)] // one call site, on the hot path
+pub(crate) fn read_marks<'t>(
+    rules: &[Rule],
+    candidates: &[u32],
+    touches: bool,
+    table: &'t Mutex<MarkTable>,
+    req: &Request,
+    time_ms: Millis,
+) -> Result<MarksRead<'t>, EvalError> {
+    let mut out = MarksRead { table: None, live: Vec::new(), unknown: None };
+    if !touches {
+        return Ok(out);
+    }
+    let mut any = false;
+    for &i in candidates {
+        let r = rules.get(i as usize).ok_or_else(|| {
+            EvalError::invariant(format!("the index names rule {i}, but the bundle has {} rules", rules.len()))
+        })?;
+        any |= r.reads_marks || !r.marks.is_empty();
+    }
+    if !any {
+        return Ok(out);
+    }
+    let t = out.table.insert(lock(table));
+    if let Some(session) = req.session.as_deref() {
+        match t.read(session, time_ms) {
+            Known::Live(live) => out.live = live,
+            Known::Unknown(why) => out.unknown = Some(why),
+        }
+    }
+    Ok(out)
+}
 
 /// The determining rules while combining: the first kept inline, so the usual single
 /// winner costs no allocation.
@@ -64,6 +135,9 @@ pub(crate) struct RuleMatch<'b> {
     pub errors: Vec<DecisionError>,
     /// One entry per candidate, when explaining.
     pub explain: Option<Vec<ExplainEntry>>,
+    /// Whether a rule whose selectors match the request (are not false) tests
+    /// `session.marks`: the record then shows the session's marks.
+    pub reads_marks: bool,
 }
 
 /// Phase 1 — match rules: evaluates each candidate rule (selectors, then `when`,
@@ -112,6 +186,14 @@ pub(crate) fn match_rules<'b>(
             Tri::False => false,
             Tri::Error => rule.outcome != Outcome::Allow,
         };
+        if rule.reads_marks && !m.reads_marks {
+            // A false rule may be false by its selectors (not about this request) or
+            // by its condition (it read the marks).
+            m.reads_marks = tri != Tri::False || {
+                let mut s = Sink { errors: Vec::new(), trace: None };
+                eval::eval_selectors_except(&rule.selectors, ctx, &mut s, true, proven) != Tri::False
+            };
+        }
         if tri == Tri::Error {
             for e in errs.drain(..) {
                 m.errors.push(DecisionError { rule: rule.id.clone(), path: e.path, message: e.message });
@@ -124,6 +206,10 @@ pub(crate) fn match_rules<'b>(
                 applied: applies,
                 result: tri,
                 failed: std::mem::take(&mut trace_buf),
+                marks: match ctx.marks {
+                    MarksSeen::Live(l) if rule.reads_marks => Some(l.iter().map(|s| s.to_string()).collect()),
+                    _ => None,
+                },
             });
         }
         if applies {
@@ -148,6 +234,13 @@ pub(crate) struct LimitCheck<'b> {
     before: Counter,
     add: f64,
     window_end: Millis,
+}
+
+impl LimitCheck<'_> {
+    /// The limit's state with this counter, as the record shows it.
+    fn state(&self, counter: Counter) -> LimitState {
+        LimitState { id: self.limit.id.clone(), calls: counter.calls, sum: self.limit.max_sum.map(|_| counter.sum) }
+    }
 }
 
 /// What checking the limits found. Holds the limit table, locked, when a limit
@@ -373,18 +466,53 @@ pub(crate) struct RecordFacts {
     pub approved_by: Option<String>,
     /// Every matched limit's state after the call.
     pub limits: Vec<LimitState>,
+    /// The session's live marks after the call, when the call touched marks.
+    pub marks: Vec<String>,
 }
 
-/// Phase 5 — commit: the only phase that changes the engine's state. Uses the
-/// checked grant once (the call is then allowed, `approved by WHO: …`), then counts
-/// the call in every matched limit if it is allowed.
+/// What [`commit`] needs to add the decision's marks (§10).
+pub(crate) struct MarksCommit<'b, 't> {
+    /// The mark table, when [`read_marks`] locked it.
+    pub table: Option<MutexGuard<'t, MarkTable>>,
+    /// The request's session.
+    pub session: Option<&'b str>,
+    /// The determining rules (those in `rules`) that have marks, in bundle order.
+    pub marking: Vec<&'b Rule>,
+    /// Whether a matching rule tested `session.marks` ([`RuleMatch::reads_marks`]).
+    pub reads: bool,
+    /// The ttl of a mark written without one (`marks_ttl`).
+    pub default_ttl_ms: i64,
+}
+
+/// The decision's rules in `rules` that have marks: the winning rules, when they
+/// determine the outcome (a decision by limits or the default has none).
+pub(crate) fn marking_rules<'b>(matched: &RuleMatch<'b>, d: &Decision) -> Vec<&'b Rule> {
+    if matched.best != Some(d.outcome) {
+        return Vec::new();
+    }
+    matched.winners.iter().filter(|r| !r.marks.is_empty()).collect()
+}
+
+/// The reason of a call denied by `state:full`.
+pub(crate) const FULL_REASON: &str = "session table full: the call's marks cannot be stored";
+
+/// Phase 5 — commit: the only phase that changes the engine's state. Decides
+/// whether the checked grant may be used (the call is then allowed, `approved by
+/// WHO: …`), then makes room for the marks the decision adds, then — all or nothing
+/// — uses the grant, counts the call in every matched limit if it is allowed and
+/// adds the marks.
 ///
 /// Guarantees: a grant allows at most one call per engine (a second use lists
 /// `grant already used` and the decision stays `require_approval`); a rejected
 /// grant lists its error under the first determining rule; counters change only for
 /// an allowed call, under the lock they were checked under, and the recorded limit
-/// states are the counters after the call. A decision with no determining rule to
-/// name fails with [`EvalError::Invariant`].
+/// states are the counters after the call. An allow or deny adds the marks of its
+/// rules in `rules` to the session (a `require_approval` adds none); without a
+/// session each such rule lists `no session: marks not recorded`; a session that
+/// cannot be given a place (the table is full) turns the decision into a deny by
+/// `state:full` with nothing used, counted or added. A decision with no
+/// determining rule to name, or with marks to add while the table is not locked,
+/// fails with [`EvalError::Invariant`].
 #[inline(always)] // one call site, on the hot path
 pub(crate) fn commit(
     d: &mut Decision,
@@ -392,38 +520,93 @@ pub(crate) fn commit(
     used: &Mutex<UsedGrants>,
     time_ms: Millis,
     limits: LimitsChecked<'_, '_>,
+    marks: MarksCommit<'_, '_>,
 ) -> Result<RecordFacts, EvalError> {
     let mut facts = RecordFacts { approval_id: checked.approval_id, ..RecordFacts::default() };
+    let mut grant_use = None;
     if let Some(result) = checked.grant {
         let first = d.rules.first().cloned().ok_or_else(|| {
             EvalError::invariant("a grant was checked for a decision without a determining rule".to_string())
         })?;
-        match result.and_then(|c| lock(used).consume(&c, time_ms).map(|()| c)) {
+        let guard = lock(used);
+        match result.and_then(|c| guard.check_unused(&c).map(|()| c)) {
             Ok(c) => {
                 d.outcome = Outcome::Allow;
                 d.approval = None;
                 d.reason = format!("approved by {}: {}", c.grant.by, d.reason);
-                facts.approved_by = Some(c.grant.by);
+                grant_use = Some((guard, c));
             }
             Err(why) => {
                 d.errors.push(DecisionError { rule: first, path: "approval".into(), message: why.message().into() })
             }
         }
     }
-    let LimitsChecked { table, checks, .. } = limits;
-    if let Some(mut table) = table {
+    let MarksCommit { mut table, session, marking, reads, default_ttl_ms } = marks;
+    if (reads || !marking.is_empty()) && table.is_none() {
+        return Err(EvalError::invariant("a rule touching marks decided, but the marks were not read".to_string()));
+    }
+    let adds = d.outcome != Outcome::RequireApproval && !marking.is_empty();
+    let full = match (session, table.as_deref_mut()) {
+        (None, _) => {
+            for r in &marking {
+                d.errors.push(DecisionError {
+                    rule: r.id.clone(),
+                    path: "session".into(),
+                    message: "no session: marks not recorded".into(),
+                });
+            }
+            None
+        }
+        (Some(s), Some(t)) if adds => t.reserve(s, time_ms).err().map(|_| t.capacity()),
+        _ => None,
+    };
+    if let Some(cap) = full {
+        // §10/§11: the pseudo-rule denies alone; nothing is used, counted or added.
+        d.outcome = Outcome::Deny;
+        d.rules.clear();
+        d.rules.push("state:full".into());
+        d.reason = FULL_REASON.into();
+        d.approval = None;
+        d.errors.clear();
+        d.errors.push(DecisionError {
+            rule: "state:full".into(),
+            path: "state".into(),
+            message: format!("max_sessions ({cap}) sessions hold live marks"),
+        });
+        facts.approval_id = None;
+        facts.limits = limits.checks.iter().map(|c| c.state(c.before)).collect();
+        return Ok(facts);
+    }
+    if let Some((mut guard, c)) = grant_use {
+        guard.consume(&c, time_ms).map_err(|why| {
+            EvalError::invariant(format!("a grant checked unused could not be used: {}", why.message()))
+        })?;
+        facts.approved_by = Some(c.grant.by);
+    }
+    let LimitsChecked { table: limit_table, checks, .. } = limits;
+    if let Some(mut limit_table) = limit_table {
         facts.limits.reserve_exact(checks.len());
-        for LimitCheck { limit, key, before: mut counter, add, window_end } in checks {
+        for check in checks {
+            let mut counter = check.before;
             if d.outcome == Outcome::Allow {
                 counter.calls = counter.calls.saturating_add(1);
-                counter.sum += add;
-                table.put(key, counter, window_end);
+                counter.sum += check.add;
+                limit_table.put(check.key.clone(), counter, check.window_end);
             }
-            facts.limits.push(LimitState {
-                id: limit.id.clone(),
-                calls: counter.calls,
-                sum: limit.max_sum.map(|_| counter.sum),
-            });
+            facts.limits.push(check.state(counter));
+        }
+    }
+    if let (Some(s), Some(t)) = (session, table.as_deref_mut()) {
+        if adds {
+            t.sweep(time_ms);
+            let new = marking
+                .iter()
+                .flat_map(|r| &r.marks)
+                .map(|m| (m.label.clone(), time_ms.saturating_add(m.ttl_ms.unwrap_or(default_ttl_ms))));
+            t.add(s, new).map_err(|_| EvalError::invariant("a reserved session had no place".to_string()))?;
+        }
+        if reads || !marking.is_empty() {
+            facts.marks = t.live(s, time_ms);
         }
     }
     Ok(facts)
@@ -461,6 +644,7 @@ pub(crate) fn build_record(
         approved_by: facts.approved_by,
         errors: d.errors.len(),
         limits: facts.limits,
+        marks: facts.marks,
         kid,
         policy,
         prev: String::new(),
@@ -501,10 +685,14 @@ limits:
     }
 
     fn ctx<'a>(r: &'a Request, time: &'a str) -> Ctx<'a> {
-        Ctx { req: r, time_ms: crate::time::parse_rfc3339(time).unwrap(), time_str: time }
+        Ctx { req: r, time_ms: crate::time::parse_rfc3339(time).unwrap(), time_str: time, marks: MarksSeen::NotRead }
     }
 
     const T: &str = "2026-01-05T10:00:00.000Z";
+
+    fn no_marks() -> MarksCommit<'static, 'static> {
+        MarksCommit { table: None, session: None, marking: Vec::new(), reads: false, default_ttl_ms: 1000 }
+    }
 
     fn matched<'b>(b: &'b Bundle, r: &Request, explain: bool) -> RuleMatch<'b> {
         let all: Vec<u32> = (0..b.rules.len() as u32).collect();
@@ -695,7 +883,7 @@ limits:
         let run = |d: &mut Decision| {
             let g = grant(Some(b"k"), "h", &with, &params, 0, d);
             let limits = check_limits(&b.limits[..1], &ctx(&with, T), &table, &mut Vec::new()).unwrap();
-            commit(d, g, &used, 0, limits).unwrap()
+            commit(d, g, &used, 0, limits, no_marks()).unwrap()
         };
         let mut first = approval_decision(&["big"]);
         first.reason = "needs a boss".into();
@@ -724,7 +912,7 @@ limits:
         let r = req(r#"{"agent":"a","tool":"files"}"#);
         let limits = check_limits(&b.limits, &ctx(&r, T), &table, &mut Vec::new()).unwrap();
         let checked = GrantCheck { approval_id: None, grant: Some(Err(GrantRejection::Malformed)) };
-        let e = commit(&mut Decision::undecided(), checked, &used, 0, limits).err();
+        let e = commit(&mut Decision::undecided(), checked, &used, 0, limits, no_marks()).err();
         assert!(matches!(e, Some(EvalError::Invariant(_))), "{e:?}");
     }
 
@@ -740,6 +928,7 @@ limits:
             approval_id: Some("apr_1".into()),
             approved_by: None,
             limits: vec![LimitState { id: "l".into(), calls: 2, sum: None }],
+            marks: vec!["pii".into()],
         };
         let rec = build_record(&r, T.into(), "ph".into(), &d, facts, Some("kid".into()), "pol".into());
         assert_eq!((rec.agent.as_str(), rec.tool.as_str(), rec.action.as_deref()), ("a", "pay", Some("x")));
@@ -748,7 +937,7 @@ limits:
         assert_eq!((rec.time.as_str(), rec.params_sha256.as_str(), rec.policy.as_str()), (T, "ph", "pol"));
         assert_eq!((rec.outcome, rec.rules.clone(), rec.reason.as_str()), (Some(d.outcome), d.rules.clone(), "why"));
         assert_eq!((rec.errors, rec.approval_id.as_deref(), rec.kid.as_deref()), (1, Some("apr_1"), Some("kid")));
-        assert_eq!(rec.limits.len(), 1);
+        assert_eq!((rec.limits.len(), rec.marks.clone()), (1, vec!["pii".to_string()]));
         assert!(rec.hash.is_empty() && rec.prev.is_empty() && rec.sig.is_none(), "left for seal");
     }
 

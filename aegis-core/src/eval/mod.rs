@@ -3,10 +3,11 @@
 pub mod boundary;
 
 use crate::json;
-use crate::policy::{Cond, Field, Op, Path, Pattern, Rule, Selectors, Test};
+use crate::policy::{Cond, Field, Op, Path, Pattern, Root, Rule, Selectors, Test};
 use crate::request::Request;
 use crate::time::Millis;
 use crate::value::{Map, TypeName, Value};
+use std::sync::Arc;
 
 /// A three-valued result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +44,8 @@ pub struct FailedTest {
     pub result: Tri,
 }
 
-/// What an evaluation reads: the request, its resolved time and that time as text.
+/// What an evaluation reads: the request, its resolved time and that time as text,
+/// and the session's marks.
 pub struct Ctx<'a> {
     /// The request being decided.
     pub req: &'a Request,
@@ -51,6 +53,34 @@ pub struct Ctx<'a> {
     pub time_ms: Millis,
     /// The resolved time in UTC form (the value of the path `time`).
     pub time_str: &'a str,
+    /// The value of `session.marks`.
+    pub marks: MarksSeen<'a>,
+}
+
+/// `session.marks` as a decision sees it (§10).
+#[derive(Clone, Copy, Debug)]
+pub enum MarksSeen<'a> {
+    /// The session's live marks at decision time, sorted (`[]` when none is live).
+    Live(&'a [Arc<str>]),
+    /// The request has no session: `session.marks` does not resolve.
+    NoSession,
+    /// The session's marks cannot be known (the table is full and does not hold it):
+    /// `session.marks` does not resolve, and the message says why.
+    Unknown(&'static str),
+    /// The engine did not read the marks, as no candidate rule tests them; a test of
+    /// them is then an error (fail closed), never an empty list.
+    NotRead,
+}
+
+impl MarksSeen<'_> {
+    /// The message of a test of `path` (rooted at `session.marks`) that did not resolve.
+    fn missing(&self, path: &str) -> String {
+        match self {
+            MarksSeen::Unknown(why) => (*why).to_owned(),
+            MarksSeen::NotRead => format!("no value at \"{path}\": the session's marks were not read"),
+            MarksSeen::Live(_) | MarksSeen::NoSession => format!("no value at \"{path}\""),
+        }
+    }
 }
 
 /// A value a path resolved to, borrowed from the request.
@@ -60,6 +90,8 @@ pub enum Seen<'a> {
     Str(&'a str),
     /// The whole `chain` (a list of agent ids).
     Chain(&'a [String]),
+    /// `session.marks` (a sorted list of labels).
+    Labels(&'a [Arc<str>]),
     /// `params` or `context` themselves.
     Map(&'a Map),
     /// A value inside params or context.
@@ -70,7 +102,7 @@ impl<'a> Seen<'a> {
     fn type_name(&self) -> TypeName {
         match self {
             Seen::Str(_) => TypeName::String,
-            Seen::Chain(_) => TypeName::List,
+            Seen::Chain(_) | Seen::Labels(_) => TypeName::List,
             Seen::Map(_) => TypeName::Object,
             Seen::Val(v) => v.type_name(),
         }
@@ -104,6 +136,7 @@ impl<'a> Seen<'a> {
         match self {
             Seen::Str(s) => Value::String((*s).to_owned()),
             Seen::Chain(c) => Value::Array(c.iter().map(|s| Value::String(s.clone())).collect()),
+            Seen::Labels(l) => Value::Array(l.iter().map(|s| Value::from(&**s)).collect()),
             Seen::Map(m) => Value::Object((*m).clone()),
             Seen::Val(v) => (*v).clone(),
         }
@@ -115,6 +148,9 @@ impl<'a> Seen<'a> {
             (Seen::Chain(a), Value::Array(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| y.as_str() == Some(x))
             }
+            (Seen::Labels(a), Value::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| y.as_str() == Some(&**x))
+            }
             (Seen::Map(a), Value::Object(b)) => *a == b,
             (Seen::Val(a), b) => *a == b,
             _ => false,
@@ -125,6 +161,7 @@ impl<'a> Seen<'a> {
     fn list(&self) -> Option<ListIter<'a>> {
         match *self {
             Seen::Chain(c) => Some(ListIter::Chain(c.iter())),
+            Seen::Labels(l) => Some(ListIter::Labels(l.iter())),
             Seen::Val(Value::Array(a)) => Some(ListIter::Val(a.iter())),
             _ => None,
         }
@@ -133,6 +170,7 @@ impl<'a> Seen<'a> {
 
 enum ListIter<'a> {
     Chain(std::slice::Iter<'a, String>),
+    Labels(std::slice::Iter<'a, Arc<str>>),
     Val(std::slice::Iter<'a, Value>),
 }
 
@@ -141,6 +179,7 @@ impl<'a> Iterator for ListIter<'a> {
     fn next(&mut self) -> Option<Seen<'a>> {
         match self {
             ListIter::Chain(i) => i.next().map(|s| Seen::Str(s)),
+            ListIter::Labels(i) => i.next().map(|s| Seen::Str(s)),
             ListIter::Val(i) => i.next().map(Seen::Val),
         }
     }
@@ -151,9 +190,19 @@ impl<'a> Iterator for ListIter<'a> {
 /// which fails closed like any missing value.
 pub fn resolve<'a>(path: &Path, ctx: &Ctx<'a>) -> Option<Seen<'a>> {
     let r = ctx.req;
-    let start = match path.root {
+    let field = match path.root {
+        Root::Field(f) => f,
+        Root::Marks => {
+            let MarksSeen::Live(marks) = ctx.marks else { return None };
+            return match path.segments.first() {
+                None => Some(Seen::Labels(marks)),
+                Some(seg) => seg.index.and_then(|i| marks.get(i)).map(|s| Seen::Str(s)),
+            };
+        }
+    };
+    let start = match field {
         Field::Agent | Field::Tool | Field::Action | Field::Session | Field::Environment => {
-            return path.root.name_in(r).map(Seen::Str)
+            return field.name_in(r).map(Seen::Str)
         }
         Field::Time => return Some(Seen::Str(ctx.time_str)),
         Field::Chain => {
@@ -303,6 +352,7 @@ fn eval_test(t: &Test, ctx: &Ctx<'_>, sink: &mut Sink<'_>) -> Tri {
     let seen = resolve(&t.path, ctx);
     let result = match (&t.op, seen) {
         (Op::Exists(want), s) => Ok(s.is_some() == *want),
+        (_, None) if t.path.root == Root::Marks => Err(ctx.marks.missing(&t.path.text)),
         (_, None) => Err(format!("no value at \"{}\"", t.path.text)),
         (op, Some(s)) => apply(op, s, ctx),
     };
@@ -434,6 +484,7 @@ fn apply(op: &Op, s: Seen<'_>, ctx: &Ctx<'_>) -> Result<bool, String> {
                 Seen::Str(x) => x.chars().count(),
                 Seen::Val(Value::String(x)) => x.chars().count(),
                 Seen::Chain(c) => c.len(),
+                Seen::Labels(l) => l.len(),
                 Seen::Map(m) | Seen::Val(Value::Object(m)) => m.len(),
                 Seen::Val(Value::Array(a)) => a.len(),
                 _ => return Err(wrong("count", "string, list or object", &s)),

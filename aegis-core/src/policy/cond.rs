@@ -13,11 +13,21 @@ pub struct Segment {
     pub index: Option<usize>,
 }
 
+/// What a path starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Root {
+    /// A request field that [`Field::is_path_root`].
+    Field(Field),
+    /// `session.marks`: the session's live marks (§10), a sorted list of labels; the
+    /// segments below it are at most one index.
+    Marks,
+}
+
 /// A dot-separated path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Path {
-    /// Its root: a field that [`Field::is_path_root`].
-    pub root: Field,
+    /// Its root.
+    pub root: Root,
     /// Its steps below the root.
     pub segments: Vec<Segment>,
     /// The path as written (named in errors and explain traces).
@@ -78,6 +88,18 @@ pub enum Op {
     Exists(bool),
     /// `during`
     During(Box<During>),
+}
+
+impl Cond {
+    /// Whether some test of the condition reads `session.marks` (any operator,
+    /// `exists` included).
+    pub fn reads_marks(&self) -> bool {
+        match self {
+            Cond::All(parts) | Cond::Any(parts) => parts.iter().any(Cond::reads_marks),
+            Cond::Not(inner) => inner.reads_marks(),
+            Cond::Test(t) => t.path.root == Root::Marks,
+        }
+    }
 }
 
 impl Op {

@@ -1,7 +1,10 @@
 //! Reading bundle files and validating them into a [`Bundle`], collecting every error.
 
-use super::cond::{Cond, During, Op, Path, Segment, Test};
-use super::{Bundle, Field, Limit, LoadError, LoadErrors, Outcome, Pattern, Rule, Selectors, SourceLoc, Window};
+use super::cond::{Cond, During, Op, Path, Root, Segment, Test};
+use super::{
+    is_mark_label, Bundle, Field, Limit, LoadError, LoadErrors, MarkSpec, Outcome, Pattern, Rule, Selectors, SourceLoc,
+    Window,
+};
 use crate::eval::boundary;
 use crate::suggest;
 use crate::value::Value;
@@ -259,7 +262,8 @@ struct Validator {
 }
 
 const FILE_KEYS: [&str; 4] = ["aegis", "default", "rules", "limits"];
-const RULE_KEYS: [&str; 8] = ["id", "description", "match", "when", "outcome", "reason", "approvers", "tags"];
+const RULE_KEYS: [&str; 9] = ["id", "description", "match", "when", "outcome", "reason", "approvers", "tags", "marks"];
+const MARK_KEYS: [&str; 2] = ["label", "ttl"];
 const LIMIT_KEYS: [&str; 8] = ["id", "match", "per", "window", "max_calls", "sum", "max_sum", "outcome"];
 const OUTCOMES: [&str; 3] = ["allow", "deny", "require_approval"];
 
@@ -478,6 +482,7 @@ impl Validator {
             (None, None, Selectors::default(), None, None, None);
         let mut approvers: Option<(Vec<String>, Loc)> = None;
         let mut tags = Vec::new();
+        let mut marks = Vec::new();
         for (key, kloc, value) in entries {
             match key.as_str() {
                 "id" => id = self.id(value, false),
@@ -496,6 +501,7 @@ impl Validator {
                         tags = t.into_iter().map(|x| x.0).collect();
                     }
                 }
+                "marks" => marks = self.marks(value).unwrap_or_default(),
                 other => self.unknown_key("a rule", other, *kloc, &RULE_KEYS),
             }
         }
@@ -522,17 +528,101 @@ impl Validator {
         if self.errors.len() != before {
             return None;
         }
+        let reads_marks = when.as_ref().is_some_and(Cond::reads_marks);
         Some(Rule {
             id: id?,
             description,
             selectors,
             when,
+            marks,
+            reads_marks,
             outcome: outcome?,
             reason,
             approvers: approvers.map(|a| a.0).unwrap_or_default(),
             tags,
             loc: self.loc(node.loc),
         })
+    }
+
+    /// A rule's `marks` (§10): a list of labels or `{label, ttl}` mappings, each
+    /// label once.
+    fn marks(&mut self, node: &Node) -> Option<Vec<MarkSpec>> {
+        let Kind::Seq(items) = &node.kind else {
+            self.err(
+                node.loc,
+                format!("`marks` must be a list, found a {}", node.type_name()),
+                Some("write `marks: [label]` or `marks: [{label: L, ttl: 1h}]`".into()),
+            );
+            return None;
+        };
+        let before = self.errors.len();
+        let mut out: Vec<MarkSpec> = Vec::with_capacity(items.len());
+        for item in items {
+            let (label, lloc, ttl) = match &item.kind {
+                Kind::String(l) => (l.clone(), item.loc, None),
+                Kind::Map(entries) => {
+                    let (mut label, mut ttl) = (None, None);
+                    for (key, kloc, value) in entries {
+                        match key.as_str() {
+                            "label" => label = self.string(value, "a mark's `label`").map(|l| (l, value.loc)),
+                            "ttl" => ttl = Some(value),
+                            other => self.unknown_key("a mark", other, *kloc, &MARK_KEYS),
+                        }
+                    }
+                    if !entries.iter().any(|(k, _, _)| k == "label") {
+                        self.err(item.loc, "mark has no `label`".into(), Some("write `{label: L, ttl: 1h}`".into()));
+                    }
+                    let Some((label, lloc)) = label else { continue };
+                    (label, lloc, ttl)
+                }
+                _ => {
+                    self.err(
+                        item.loc,
+                        format!("a mark is a label or a `{{label, ttl}}` mapping, found a {}", item.type_name()),
+                        None,
+                    );
+                    continue;
+                }
+            };
+            let ttl_ms = match ttl {
+                None => None,
+                Some(t) => match &t.kind {
+                    Kind::String(text) => match parse_duration(text) {
+                        Some(ms) => Some(ms),
+                        None => {
+                            self.err(
+                                t.loc,
+                                format!("invalid ttl \"{text}\""),
+                                Some("a ttl is a whole number above 0 and s, m, h or d, like `2h`".into()),
+                            );
+                            None
+                        }
+                    },
+                    _ => {
+                        self.err(
+                            t.loc,
+                            format!("a mark's `ttl` must be a string like `2h`, found a {}", t.type_name()),
+                            None,
+                        );
+                        None
+                    }
+                },
+            };
+            if !is_mark_label(&label) {
+                self.err(
+                    lloc,
+                    format!("invalid mark label \"{label}\""),
+                    Some("a label is 1 to 128 of A-Z a-z 0-9 _ . : - and starts with a letter or digit".into()),
+                );
+                continue;
+            }
+            if out.iter().any(|m| *m.label == *label) {
+                self.err(lloc, format!("mark \"{label}\" listed twice"), Some("list each label once".into()));
+                continue;
+            }
+            out.push(MarkSpec { label: Arc::from(label.as_str()), ttl_ms });
+        }
+        (self.errors.len() == before).then_some(out)
     }
 
     fn limit(&mut self, node: &Node) -> Option<Limit> {
@@ -591,7 +681,7 @@ impl Validator {
                 "sum" => {
                     if let Some(s) = self.string(value, "`sum`") {
                         match parse_path(&s) {
-                            Ok(p) if p.root == Field::Params => sum = Some((p, s)),
+                            Ok(p) if p.root == Root::Field(Field::Params) => sum = Some((p, s)),
                             Ok(_) => self.err(
                                 value.loc,
                                 format!("`sum` must be a params path, found \"{s}\""),
@@ -776,7 +866,7 @@ impl Validator {
     }
 
     fn op(&mut self, path: &Path, name: &str, oloc: Loc, operand: &Node) -> Option<Op> {
-        if name == "during" && path.root != Field::Time {
+        if name == "during" && path.root != Root::Field(Field::Time) {
             self.err(oloc, format!("`during` only applies to `time`, not \"{}\"", path.text), None);
             return None;
         }
@@ -1087,19 +1177,32 @@ pub(crate) fn parse_path(text: &str) -> Result<Path, (String, Option<String>)> {
         let index = if seg.bytes().all(|b| b.is_ascii_digit()) { seg.parse().ok() } else { None };
         segments.push(Segment { key: seg.to_owned(), index });
     }
-    match root {
-        Field::Params | Field::Context => {}
+    let root = match root {
+        Field::Params | Field::Context => Root::Field(root),
         Field::Chain => {
             if segments.len() > 1 || segments.first().is_some_and(|s| s.index.is_none()) {
                 return Err((format!("\"{text}\": below `chain` only an index is allowed, like `chain.0`"), None));
             }
+            Root::Field(root)
+        }
+        Field::Session if !segments.is_empty() => {
+            let marks = segments.first().is_some_and(|s| s.key == "marks");
+            if !marks || segments.len() > 2 || segments.get(1).is_some_and(|s| s.index.is_none()) {
+                return Err((
+                    format!("\"{text}\": below `session` only `marks` is allowed, like `session.marks`"),
+                    Some("`session.marks` is the list of the session's live marks; `session.marks.0` its first".into()),
+                ));
+            }
+            segments.remove(0);
+            Root::Marks
         }
         _ => {
             if !segments.is_empty() {
                 return Err((format!("\"{text}\": `{root_text}` is a string and has no fields"), None));
             }
+            Root::Field(root)
         }
-    }
+    };
     Ok(Path { root, segments, text: text.to_owned() })
 }
 

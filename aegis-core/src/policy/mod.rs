@@ -3,7 +3,7 @@
 mod cond;
 mod load;
 
-pub use cond::{Cond, During, Op, Path, Segment, Test};
+pub use cond::{Cond, During, Op, Path, Root, Segment, Test};
 pub(crate) use load::parse_duration;
 pub use load::{is_policy_file_name, is_test_file_name, load_files, load_path, load_yaml};
 
@@ -201,8 +201,31 @@ pub struct Rule {
     pub approvers: Vec<String>,
     /// Free labels for people and tools (not used in deciding).
     pub tags: Vec<String>,
+    /// Marks the rule adds to the request's session when it determines an allow or
+    /// deny decision (§10), in the order written, each label once.
+    pub marks: Vec<MarkSpec>,
+    /// Whether `when` tests `session.marks` (so deciding it needs the session's marks).
+    pub reads_marks: bool,
     /// Where the rule starts.
     pub loc: SourceLoc,
+}
+
+/// A mark a rule adds (§10): a label and how long it stays live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkSpec {
+    /// `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`, shared with every session it marks.
+    pub label: Arc<str>,
+    /// Its `ttl` in milliseconds (`None`: the engine's `marks_ttl`).
+    pub ttl_ms: Option<i64>,
+}
+
+/// Whether `s` is a mark label: `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`.
+pub fn is_mark_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-'))
 }
 
 /// A limit window length.

@@ -277,8 +277,8 @@ static int read_record(FILE *f, record *r) {
 static int record_fields(char tag) {
   switch (tag) {
     case 'C': case 'Z': return 0;
-    case 'N': case 'O': case 'G': return 1;
-    case 'X': case 'F': case 'V': return 2;
+    case 'N': case 'O': case 'G': case 'E': return 1;
+    case 'X': case 'F': case 'V': case 'M': return 2;
     case 'P': case 'L': case 'K': return 3;
     case 'R': return 4;
     case 'Q': return 5;
@@ -440,6 +440,24 @@ static int run_vectors(const char *path, vector_counts *n) {
         n->steps++;
         st = aegis_engine_revive(engine, r.data[0], r.data[1], &revived, &err);
         CHECK(st == AEGIS_OK, "%s: revive: %s", name, OR_NULL(err));
+        break;
+      }
+      case 'M':
+        /* marks: the session's live marks, as canonical JSON, byte for byte */
+        n->steps++;
+        out = NULL;
+        st = aegis_engine_marks(engine, r.data[0], &out, &err);
+        CHECK(st == AEGIS_OK, "%s: marks %s: %s", name, r.data[0], OR_NULL(err));
+        CHECK(out && strlen(out) == r.len[1] && memcmp(out, r.data[1], r.len[1]) == 0,
+              "%s: marks %s:\n  got  %s\n  want %s", name, r.data[0], OR_NULL(out), r.data[1]);
+        CHECK(cb.calls == before, "%s: marks %s wrote a record", name, r.data[0]);
+        break;
+      case 'E': {
+        bool cleared = true;
+        n->steps++;
+        st = aegis_engine_clear_marks(engine, r.data[0], &cleared, &err);
+        CHECK(st == AEGIS_OK, "%s: clear_marks %s: %s", name, r.data[0], OR_NULL(err));
+        CHECK(cb.calls == before, "%s: clear_marks %s wrote a record", name, r.data[0]);
         break;
       }
       case 'G':
@@ -1447,6 +1465,260 @@ static void test_issue16(void) {
   rmdir(dir);
 }
 
+/* ---------------------------------------------------------------- session marks (SPEC §10) */
+
+static const char MARKS_POLICY[] =
+    "aegis: 1\n"
+    "rules:\n"
+    "  - id: hr-reads\n"
+    "    match: {tool: files, action: read}\n"
+    "    outcome: allow\n"
+    "    marks: [pii]\n"
+    "  - id: web-fetch\n"
+    "    match: {tool: browser, action: fetch}\n"
+    "    outcome: allow\n"
+    "    marks: [{label: untrusted, ttl: 2h}]\n"
+    "  - id: lethal-trifecta\n"
+    "    match: {tool: send_email}\n"
+    "    when: {session.marks: {contains_all: [pii, untrusted]}}\n"
+    "    outcome: deny\n"
+    "  - id: mail\n"
+    "    match: {tool: send_email}\n"
+    "    outcome: allow\n";
+
+/* Requests in the future (2030): their marks are live at the engine's clock now. */
+#define MARKS_AT "\"time\":\"2030-01-01T00:00:00Z\""
+static const char HR_READ[] = "{\"agent\":\"a\",\"tool\":\"files\",\"action\":\"read\",\"session\":\"s-1\"," MARKS_AT "}";
+static const char WEB_FETCH[] = "{\"agent\":\"a\",\"tool\":\"browser\",\"action\":\"fetch\",\"session\":\"s-1\"," MARKS_AT "}";
+static const char SEND[] = "{\"agent\":\"a\",\"tool\":\"send_email\",\"session\":\"s-1\"," MARKS_AT "}";
+
+/* aegis_engine_marks(e, session) is AEGIS_OK with exactly `want`. */
+static void check_marks(const aegis_engine *e, const char *session, const char *want, const char *where) {
+  char *out = (char *)1, *err = (char *)1;
+  aegis_status st = aegis_engine_marks(e, session, &out, &err);
+  CHECK(st == AEGIS_OK && err == NULL && aegis_last_error_json() == NULL, "%s: marks %s: status %d: %s", where, session,
+        (int)st, st == AEGIS_OK ? "" : OR_NULL(err));
+  CHECK(st == AEGIS_OK && out && strcmp(out, want) == 0, "%s: marks %s: got %s, want %s", where, session,
+        st == AEGIS_OK ? OR_NULL(out) : "-", want);
+  if (st == AEGIS_OK) {
+    aegis_string_free(out);
+  } else {
+    aegis_string_free(err);
+  }
+}
+
+/* Evaluates `req` and checks that the decision line contains `want` (e.g. the record's marks). */
+static void check_decision(const aegis_engine *e, const char *req, const char *want, const char *where) {
+  char *out = NULL, *err = NULL;
+  CHECK(aegis_evaluate_json(e, req, strlen(req), &out, &err) == AEGIS_OK && out && strstr(out, want), "%s: %s in %s (%s)",
+        where, want, OR_NULL(out), OR_NULL(err));
+  aegis_string_free(out);
+  aegis_string_free(err);
+}
+
+/* A control call refused before it reaches the core (or by it): this status, no output,
+ * error_out set, and the last error with this code, field and message. */
+#define CHECK_REFUSED(call_, status_, out_, field_, message_)                                                   \
+  do {                                                                                                           \
+    char *err_ = NULL;                                                                                           \
+    aegis_status st_ = (call_);                                                                                  \
+    CHECK(st_ == (status_) && (out_) && err_ && strcmp(err_, (message_)) == 0, "%s: status %d, error_out %s",    \
+          #call_, (int)st_, OR_NULL(err_));                                                                      \
+    CHECK_LAST_ERROR("invalid_argument", (field_), (message_), "%s", #call_);                                    \
+    aegis_string_free(err_);                                                                                     \
+  } while (0)
+
+typedef struct {
+  aegis_engine *engine;
+  aegis_status inner_marks, inner_clear;
+  int inner_marks_audit_failed, inner_clear_audit_failed;
+  char *inner_out;
+} marks_reentry;
+
+static int marks_reentry_cb(void *user, const char *line, size_t len) {
+  marks_reentry *m = user;
+  (void)line;
+  (void)len;
+  if (m->engine) {
+    m->inner_out = (char *)1;
+    m->inner_marks = aegis_engine_marks(m->engine, "s-1", &m->inner_out, NULL);
+    m->inner_marks_audit_failed = last_error_has("\"code\":\"audit_failed\"");
+    bool cleared = true;
+    m->inner_clear = aegis_engine_clear_marks(m->engine, "s-1", &cleared, NULL);
+    m->inner_clear_audit_failed = last_error_has("\"code\":\"audit_failed\"") && !cleared;
+  }
+  return 0;
+}
+
+/* "YYYY-MM-DDTHH:MM:SSZ", `ago` seconds before now. */
+static void time_ago(char *buf, size_t n, long ago) {
+  time_t t = time(NULL) - ago;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void test_marks(void) {
+  aegis_engine *e = NULL;
+  char *err = NULL, *out = NULL;
+  bool cleared = false;
+  CHECK(aegis_engine_from_yaml(MARKS_POLICY, sizeof MARKS_POLICY - 1, &e, &err) == AEGIS_OK && e, "marks load: %s",
+        OR_NULL(err));
+  aegis_string_free(err);
+  err = NULL;
+  if (!e) return;
+
+  /* none yet; a marking call; the record's marks; then marks() */
+  check_marks(e, "s-1", "[]", "fresh");
+  check_decision(e, HR_READ, "\"marks\":[\"pii\"],\"outcome\":\"allow\"", "hr read");
+  check_marks(e, "s-1", "[\"pii\"]", "after hr read");
+  check_decision(e, WEB_FETCH, "\"marks\":[\"pii\",\"untrusted\"],\"outcome\":\"allow\"", "web fetch");
+  check_marks(e, "s-1", "[\"pii\",\"untrusted\"]", "after web fetch");
+  check_marks(e, "s-2", "[]", "another session");
+  check_decision(e, SEND, "\"rules\":[\"lethal-trifecta\"]", "the trifecta");
+  /* a call that touches no marks reads none: aegis_evaluate works alike */
+  aegis_outcome oc = AEGIS_OUTCOME_ALLOW;
+  CHECK(aegis_evaluate(e, SEND, sizeof SEND - 1, &oc, NULL) == AEGIS_OK && oc == AEGIS_OUTCOME_DENY, "trifecta outcome");
+
+  /* marks survive a reload */
+  CHECK(aegis_engine_reload_yaml(e, MARKS_POLICY, sizeof MARKS_POLICY - 1, NULL) == AEGIS_OK, "reload");
+  check_marks(e, "s-1", "[\"pii\",\"untrusted\"]", "after reload");
+
+  /* clear: whether it had live ones; error_out reset to NULL on success */
+  err = (char *)1;
+  CHECK(aegis_engine_clear_marks(e, "s-1", &cleared, &err) == AEGIS_OK && cleared && err == NULL, "clear");
+  check_marks(e, "s-1", "[]", "after clear");
+  cleared = true;
+  CHECK(aegis_engine_clear_marks(e, "s-1", &cleared, NULL) == AEGIS_OK && !cleared, "clear twice");
+  cleared = true;
+  CHECK(aegis_engine_clear_marks(e, "never-seen", &cleared, NULL) == AEGIS_OK && !cleared, "clear an unknown session");
+  check_decision(e, SEND, "\"rules\":[\"mail\"]", "mail after clear");
+  /* cleared_out may be NULL */
+  check_decision(e, HR_READ, "\"marks\":[\"pii\"]", "hr read again");
+  CHECK(aegis_engine_clear_marks(e, "s-1", NULL, NULL) == AEGIS_OK, "clear, cleared_out NULL");
+  check_marks(e, "s-1", "[]", "after clear with cleared_out NULL");
+
+  /* NULL arguments: AEGIS_NULL_PARAMETER, out set to NULL, field naming the argument */
+  out = (char *)1;
+  CHECK_REFUSED(aegis_engine_marks(e, NULL, &out, &err_), AEGIS_NULL_PARAMETER, out == NULL, "session",
+                "`session` is NULL");
+  CHECK_REFUSED(aegis_engine_marks(e, "s-1", NULL, &err_), AEGIS_NULL_PARAMETER, 1, "marks_json_out",
+                "`marks_json_out` is NULL");
+  out = (char *)1;
+  CHECK_REFUSED(aegis_engine_marks(NULL, "s-1", &out, &err_), AEGIS_NULL_PARAMETER, out == NULL, "engine",
+                "`engine` is NULL");
+  cleared = true;
+  CHECK_REFUSED(aegis_engine_clear_marks(e, NULL, &cleared, &err_), AEGIS_NULL_PARAMETER, !cleared, "session",
+                "`session` is NULL");
+  cleared = true;
+  CHECK_REFUSED(aegis_engine_clear_marks(NULL, "s-1", &cleared, &err_), AEGIS_NULL_PARAMETER, !cleared, "engine",
+                "`engine` is NULL");
+  CHECK(aegis_engine_marks(NULL, NULL, NULL, NULL) == AEGIS_NULL_PARAMETER, "marks all NULL");
+  CHECK(aegis_engine_clear_marks(NULL, NULL, NULL, NULL) == AEGIS_NULL_PARAMETER, "clear_marks all NULL");
+
+  /* non-UTF-8: AEGIS_INVALID_UTF8 (invalid_argument, field session), never replaced */
+  out = (char *)1;
+  CHECK_REFUSED(aegis_engine_marks(e, "s-\xff", &out, &err_), AEGIS_INVALID_UTF8, out == NULL, "session",
+                "`session` is not valid UTF-8: invalid utf-8 sequence of 1 bytes from index 2");
+  cleared = true;
+  CHECK_REFUSED(aegis_engine_clear_marks(e, "s-\xc3\x28", &cleared, &err_), AEGIS_INVALID_UTF8, !cleared, "session",
+                "`session` is not valid UTF-8: invalid utf-8 sequence of 1 bytes from index 2");
+
+  /* names the core refuses (as kill does): AEGIS_INVALID_ARGUMENT, the core's message */
+  out = (char *)1;
+  CHECK_REFUSED(aegis_engine_marks(e, "", &out, &err_), AEGIS_INVALID_ARGUMENT, out == NULL, "",
+                "`session` must not be empty");
+  cleared = true;
+  CHECK_REFUSED(aegis_engine_clear_marks(e, "", &cleared, &err_), AEGIS_INVALID_ARGUMENT, !cleared, "",
+                "`session` must not be empty");
+  CHECK_REFUSED(aegis_engine_marks(e, "s\x01x", &out, &err_), AEGIS_INVALID_ARGUMENT, out == NULL, "",
+                "`session` contains a control character");
+  char long_session[300];
+  memset(long_session, 's', 257);
+  long_session[257] = '\0';
+  CHECK_REFUSED(aegis_engine_marks(e, long_session, &out, &err_), AEGIS_INVALID_ARGUMENT, out == NULL, "",
+                "`session` is 257 bytes; the limit is 256");
+  long_session[256] = '\0';
+  check_marks(e, long_session, "[]", "a session of 256 bytes");
+  aegis_engine_free(e);
+  e = NULL;
+
+  /* options: max_sessions (a full table denies a call that would mark a new session) */
+  aegis_engine_options *o = aegis_engine_options_new();
+  CHECK(set_json(o, "{\"max_sessions\":1}", &err) == AEGIS_OK, "max_sessions: %s", OR_NULL(err));
+  aegis_string_free(err);
+  err = NULL;
+  CHECK(aegis_engine_from_yaml_with(MARKS_POLICY, sizeof MARKS_POLICY - 1, o, &e, NULL) == AEGIS_OK && e, "load 1");
+  if (e) {
+    check_decision(e, HR_READ, "\"marks\":[\"pii\"]", "one session");
+    static const char OTHER[] = "{\"agent\":\"a\",\"tool\":\"files\",\"action\":\"read\",\"session\":\"s-2\"," MARKS_AT "}";
+    check_decision(e, OTHER, "\"outcome\":\"deny\",\"reason\"", "table full: deny");
+    check_decision(e, OTHER, "\"rules\":[\"state:full\"]", "table full: state:full");
+    check_marks(e, "s-2", "[]", "nothing stored for s-2");
+    CHECK(aegis_engine_clear_marks(e, "s-1", &cleared, NULL) == AEGIS_OK && cleared, "clear makes room");
+    check_decision(e, OTHER, "\"marks\":[\"pii\"],\"outcome\":\"allow\"", "room again");
+    aegis_engine_free(e);
+    e = NULL;
+  }
+  CHECK(set_json(o, "{\"max_sessions\":0}", &err) == AEGIS_CONFIG_INVALID && err, "max_sessions 0");
+  CHECK_LAST_ERROR("config_invalid", "max_sessions", err, "max_sessions 0");
+  aegis_string_free(err);
+  err = NULL;
+
+  /* marks_ttl: a mark without ttl lives that long from its request's time */
+  char at[32], req[256];
+  time_ago(at, sizeof at, 60);
+  snprintf(req, sizeof req, "{\"agent\":\"a\",\"tool\":\"files\",\"action\":\"read\",\"session\":\"s-1\",\"time\":\"%s\"}", at);
+  CHECK(set_json(o, "{\"marks_ttl\":\"1s\"}", &err) == AEGIS_OK, "marks_ttl: %s", OR_NULL(err));
+  aegis_string_free(err);
+  err = NULL;
+  CHECK(aegis_engine_from_yaml_with(MARKS_POLICY, sizeof MARKS_POLICY - 1, o, &e, NULL) == AEGIS_OK && e, "load ttl");
+  if (e) {
+    check_decision(e, req, "\"marks\":[\"pii\"]", "a minute ago, 1s ttl: recorded");
+    check_marks(e, "s-1", "[]", "a minute ago, 1s ttl: expired now");
+    cleared = true;
+    CHECK(aegis_engine_clear_marks(e, "s-1", &cleared, NULL) == AEGIS_OK && !cleared, "only expired marks: not cleared");
+    aegis_engine_free(e);
+    e = NULL;
+  }
+  CHECK(set_json(o, "{}", NULL) == AEGIS_OK, "defaults");
+  CHECK(aegis_engine_from_yaml_with(MARKS_POLICY, sizeof MARKS_POLICY - 1, o, &e, NULL) == AEGIS_OK && e, "load 24h");
+  if (e) {
+    check_decision(e, req, "\"marks\":[\"pii\"]", "a minute ago, 24h default");
+    check_marks(e, "s-1", "[\"pii\"]", "a minute ago, 24h default: live");
+    aegis_engine_free(e);
+    e = NULL;
+  }
+  CHECK(set_json(o, "{\"marks_ttl\":\"0h\"}", &err) == AEGIS_CONFIG_INVALID && err, "marks_ttl 0h");
+  CHECK_LAST_ERROR("config_invalid", "marks_ttl", err, "marks_ttl 0h");
+  aegis_string_free(err);
+  err = NULL;
+  aegis_engine_options_free(o);
+
+  /* from inside the engine's own audit callback: refused as audit_failed, no effect */
+  marks_reentry m = {0};
+  o = aegis_engine_options_new();
+  CHECK(aegis_engine_options_add_audit_callback(o, marks_reentry_cb, &m, NULL) == AEGIS_OK, "cb");
+  CHECK(aegis_engine_from_yaml_with(MARKS_POLICY, sizeof MARKS_POLICY - 1, o, &e, NULL) == AEGIS_OK && e, "load cb");
+  aegis_engine_options_free(o);
+  if (e) {
+    check_decision(e, HR_READ, "\"marks\":[\"pii\"]", "before the re-entrant call");
+    m.engine = e;
+    /* the outer call fails as any re-entrant callback makes it (audit_failed) */
+    CHECK(aegis_evaluate_json(e, HR_READ, sizeof HR_READ - 1, &out, &err) == AEGIS_IO_ERROR && out == NULL && err &&
+              strstr(err, "called back into its engine"),
+          "the outer call fails: %s", OR_NULL(err));
+    aegis_string_free(err);
+    err = NULL;
+    m.engine = NULL;
+    CHECK(m.inner_marks == AEGIS_IO_ERROR && m.inner_marks_audit_failed && m.inner_out == NULL,
+          "inner marks refused: %d", (int)m.inner_marks);
+    CHECK(m.inner_clear == AEGIS_IO_ERROR && m.inner_clear_audit_failed, "inner clear refused: %d", (int)m.inner_clear);
+    check_marks(e, "s-1", "[\"pii\"]", "the inner clear had no effect");
+    aegis_engine_free(e);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: %s VECTORS.txt POLICY_DIR\n", argv[0]);
@@ -1461,6 +1733,7 @@ int main(int argc, char **argv) {
   test_last_error();
   test_threads();
   test_issue16();
+  test_marks();
   test_collector_options();
   test_collector_e2e(argv[2]);
   printf("aegis C tests: %d vectors, %d vector steps (%d failed), %d guarded-tool steps not applicable in C; "

@@ -20,6 +20,9 @@ a newline. Tags:
   F name request                      the callback fails on this call: AEGIS_IO_ERROR, audit_failed
   K scope id reason                   kill
   V scope id                          revive
+  M session expect                    aegis_engine_marks(session) must give expect (the step's
+                                      `expect` as canonical JSON) byte for byte
+  E session                           aegis_engine_clear_marks(session)
   G name                              a guarded-tool step: not applicable in C, counted
   Q options code field message yaml   a configuration error: set_json (or, if it passes, the
                                       constructor) must fail with exactly this code, field, message
@@ -29,6 +32,7 @@ Usage: vectors_to_text.py GENERATED_DIR OUT_FILE
 import glob
 import json
 import os
+import re
 import sys
 
 
@@ -82,8 +86,26 @@ def const(v, allowed, where):
 
 
 OPTIONS = {"signing_key": str, "signing_key_id": str, "approval_key": str,
-           "request_max_bytes": int, "request_max_depth": int, "max_limit_counters": int}
+           "request_max_bytes": int, "request_max_depth": int, "max_limit_counters": int,
+           "max_sessions": int, "marks_ttl": str}
 SCOPES = {"agent", "tool", "session", "all"}
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")  # a mark label (SPEC §10)
+
+
+def session_name(v, where):
+    """A session given to a control call: not empty, and no NUL (a C string cannot carry it)."""
+    if v == "" or "\0" in v:
+        raise VectorError(f"{where}: {v!r} is empty or has a NUL")
+
+
+def label_list(v, where):
+    """The `expect` of a marks step: unique mark labels (schema.json `label`)."""
+    string_list(v, where)
+    for x in v:
+        if not LABEL.fullmatch(x):
+            raise VectorError(f"{where}: {x!r} is not a mark label")
+    if len(set(v)) != len(v):
+        raise VectorError(f"{where}: a label twice")
 
 
 def guarded_step(s, where):
@@ -136,6 +158,15 @@ def step_records(s, where, callback):
         check(s, where, {"op": str, "scope": str, "id": str})
         const(s["scope"], SCOPES, where + ": scope")
         return [("V", s["scope"], s["id"])]
+    if op == "marks":
+        check(s, where, {"op": str, "session": str, "expect": list})
+        session_name(s["session"], where + ": session")
+        label_list(s["expect"], where + ": expect")
+        return [("M", s["session"], json.dumps(s["expect"], separators=(",", ":"), ensure_ascii=False))]
+    if op == "clear_marks":
+        check(s, where, {"op": str, "session": str})
+        session_name(s["session"], where + ": session")
+        return [("E", s["session"])]
     if op == "guarded":
         guarded_step(s, where)
         return [("G", s["name"])]

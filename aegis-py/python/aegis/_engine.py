@@ -32,9 +32,9 @@ class EngineOptions(TypedDict, total=False):
     """The keyword arguments of :meth:`Engine.from_path` / :meth:`Engine.from_yaml`:
     the engine configuration document of SPEC §17, validated by the core (so every
     language accepts and refuses the same settings with the same message). ``None``
-    is "not given". Options of later releases (``state``, ``inbox``, ``marks_ttl``,
-    ``max_sessions``, ``metrics_agent_label``…) are refused as "not supported yet";
-    they are left out of this type until they work."""
+    is "not given". Options of later releases (``state``, ``inbox``,
+    ``metrics_agent_label``…) are refused as "not supported yet"; they are left out of
+    this type until they work."""
 
     audit: Optional[AuditSink]
     fsync: Optional[Literal["always", "batch", "never"]]
@@ -45,6 +45,13 @@ class EngineOptions(TypedDict, total=False):
     request_max_bytes: Optional[int]
     request_max_depth: Optional[int]
     max_limit_counters: Optional[int]
+    #: Sessions with live marks an engine keeps (SPEC §10; default 100,000, at most
+    #: 10,000,000). While the table is full, a call that would mark a session it does
+    #: not hold is denied (rule ``state:full``) and ``session.marks`` of such a session
+    #: is an error: nothing gets through unseen.
+    max_sessions: Optional[int]
+    #: The ttl of a mark given without one: ``N`` + ``s|m|h|d`` (default ``"24h"``).
+    marks_ttl: Optional[str]
     collector: Optional[CollectorConfig]
 
 
@@ -261,6 +268,21 @@ class Engine:
     def grant(self, approval_id: str, approver: str, ttl_seconds: int) -> str:
         """Issues an approval grant token (SPEC §6.2); needs ``approval_key``."""
         result: str = self._native.grant(approval_id, approver, ttl_seconds)
+        return result
+
+    def marks(self, session: str) -> List[str]:
+        """The session's live marks (SPEC §10) at the engine's clock, sorted (``[]``
+        when none is live). Marks are added by the rules that decide a call (their
+        ``marks:``) and survive :meth:`reload`. An empty session name, one longer than
+        256 bytes or with a control character raises :class:`ArgumentError`
+        (``code == "invalid_argument"``)."""
+        result: List[str] = self._native.marks(session)
+        return result
+
+    def clear_marks(self, session: str) -> bool:
+        """Forgets the session's marks (an operator's act, SPEC §10); returns whether
+        it had live ones. The session name is checked as for :meth:`marks`."""
+        result: bool = self._native.clear_marks(session)
         return result
 
     def reload(self) -> None:
