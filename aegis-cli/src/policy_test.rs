@@ -176,7 +176,17 @@ fn run_file(path: &Path, coverage: &mut Coverage) -> FileResult {
         return res;
     };
     let bundle_path = path.parent().unwrap_or(Path::new(".")).join(&policies);
-    let engine = match Engine::from_path(&bundle_path, EngineOptions::default()) {
+    // A file with `approve` cases gets an approval key of its own, known only to this
+    // run: the runner grants those cases' approvals (a file without them keeps the
+    // engine without a key, as before).
+    let mut options = EngineOptions::default();
+    let mut approval_key = None;
+    if cases.iter().any(|c| matches!(&c.kind, Kind::Map(es) if es.iter().any(|(k, _, _)| k == "approve"))) {
+        let key = run_key();
+        options.approval_key = aegis_core::Key::new("approval_key", key.clone()).ok();
+        approval_key = Some(key);
+    }
+    let engine = match Engine::from_path(&bundle_path, options) {
         Ok(e) => e,
         Err(errs) => {
             let msg = errs.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ");
@@ -190,8 +200,8 @@ fn run_file(path: &Path, coverage: &mut Coverage) -> FileResult {
         (compiled.bundle.rules.iter().map(|r| (r.id.clone(), r.loc.to_string())).collect(), BTreeSet::new())
     });
     for (i, case) in cases.iter().enumerate() {
-        let (name, outcome) = run_case(&file, &engine, &defaults, case, i);
-        if let Ok(d) = &outcome.1 {
+        let (name, outcome) = run_case(&file, &engine, approval_key.as_deref(), &defaults, case, i);
+        for d in &outcome.1 {
             for r in &d.rules {
                 entry.1.insert(r.clone());
             }
@@ -204,18 +214,42 @@ fn run_file(path: &Path, coverage: &mut Coverage) -> FileResult {
     res
 }
 
-type CaseOutcome = (Option<String>, Result<Decision, ()>);
+/// A case's failure (if any) and the decisions it made (for coverage): one, or two
+/// for an `approve` case (the request, then its re-decision with the grant).
+type CaseOutcome = (Option<String>, Vec<Decision>);
 
-fn run_case(file: &str, engine: &Engine, defaults: &Map, case: &Node, i: usize) -> (String, CaseOutcome) {
+/// 32 bytes that no test file can know: the approval key of a file with `approve` cases.
+fn run_key() -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut key = Vec::with_capacity(32);
+    for i in 0..4u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(i);
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        key.extend_from_slice(&h.finish().to_le_bytes());
+    }
+    key
+}
+
+/// How long a grant issued for an `approve` case is valid, from the request time.
+const APPROVE_TTL_SECONDS: u64 = 3600;
+
+fn run_case(
+    file: &str,
+    engine: &Engine,
+    approval_key: Option<&[u8]>,
+    defaults: &Map,
+    case: &Node,
+    i: usize,
+) -> (String, CaseOutcome) {
     let mut name = format!("case {}", i + 1);
+    let fail = |msg: String| (Some(format!("  {msg}")), Vec::new());
     let Kind::Map(entries) = &case.kind else {
-        return (
-            name,
-            (Some(format!("  {}", node_err(file, case, "a case is a mapping with name, request, expect"))), Err(())),
-        );
+        return (name, fail(node_err(file, case, "a case is a mapping with name, request, expect")));
     };
     let mut request = None;
     let mut expect = None;
+    let mut approve = None;
     for (k, _, v) in entries {
         match k.as_str() {
             "name" => {
@@ -225,46 +259,119 @@ fn run_case(file: &str, engine: &Engine, defaults: &Map, case: &Node, i: usize) 
             }
             "request" => request = Some(v),
             "expect" => expect = Some(v),
+            "approve" => match &v.kind {
+                Kind::String(s) => approve = Some((s.clone(), v)),
+                _ => {
+                    return (name, fail(node_err(file, v, "`approve` is the approver who grants the case's approval")))
+                }
+            },
             other => {
                 return (
                     name,
-                    (Some(format!("  {}", node_err(file, v, &format!("unknown key \"{other}\" in a case")))), Err(())),
+                    fail(node_err(
+                        file,
+                        v,
+                        &format!("unknown key \"{other}\" in a case (expected name, request, approve, expect)"),
+                    )),
                 )
             }
         }
     }
     let (Some(request), Some(expect)) = (request, expect) else {
-        return (name, (Some(format!("  {}", node_err(file, case, "a case needs `request` and `expect`"))), Err(())));
+        return (name, fail(node_err(file, case, "a case needs `request` and `expect`")));
     };
     let expectation = match Expect::parse(file, expect) {
         Ok(e) => e,
-        Err(m) => return (name, (Some(format!("  {m}")), Err(()))),
+        Err(m) => return (name, fail(m)),
     };
     let mut merged = defaults.clone();
     match request.to_value() {
         Value::Object(m) => merged.extend(m),
-        _ => return (name, (Some(format!("  {}", node_err(file, request, "`request` must be a mapping"))), Err(()))),
+        _ => return (name, fail(node_err(file, request, "`request` must be a mapping"))),
     }
     let req_value = Value::Object(merged);
-    let req = match Request::from_value(req_value.clone(), engine.request_limits()) {
+    let mut req = match Request::from_value(req_value.clone(), engine.request_limits()) {
         Ok(r) => r,
-        Err(e) => return (name, (Some(format!("  {}", node_err(file, request, &e.to_string()))), Err(()))),
+        Err(e) => return (name, fail(node_err(file, request, &e.to_string()))),
     };
-    let d = match engine.evaluate_with(&req, EvalOptions { explain: true }) {
+    if let Some((_, node)) = &approve {
+        if req.approval.is_some() {
+            return (
+                name,
+                fail(node_err(
+                    file,
+                    node,
+                    "a case with `approve` gets its grant from the runner; leave out `approval`",
+                )),
+            );
+        }
+        // The request and its re-decision with the grant are decided at one time.
+        if req.time.is_none() {
+            req.time = Some(aegis_core::time::now_millis());
+        }
+    }
+    let explain = EvalOptions { explain: true };
+    let first = match engine.evaluate_with(&req, explain) {
         Ok(d) => d,
-        Err(e) => return (name, (Some(format!("  evaluation failed: {e}")), Err(()))),
+        Err(e) => return (name, fail(format!("evaluation failed: {e}"))),
     };
-    let diffs = expectation.diff(&d);
+    let mut decisions = Vec::with_capacity(2);
+    if let (Some((who, node)), Some(key)) = (&approve, approval_key) {
+        let asked = &first;
+        let Some(approval) = asked.approval.as_ref().filter(|_| asked.outcome == Outcome::RequireApproval) else {
+            let msg = format!(
+                "{}\n  actual:   {} [{}] — {}",
+                node_err(file, node, "`approve`: the request did not ask for approval, so there is nothing to grant"),
+                asked.outcome,
+                asked.rules.join(", "),
+                asked.reason
+            );
+            return (name, (Some(format!("  {msg}")), vec![first]));
+        };
+        let time = req.time.unwrap_or_default();
+        let token = match aegis_core::issue_grant(key, &approval.id, who, APPROVE_TTL_SECONDS, time) {
+            Ok(t) => t,
+            Err(e) => {
+                return (
+                    name,
+                    (Some(format!("  {}", node_err(file, node, &format!("`approve`: {}", e.0)))), vec![first]),
+                )
+            }
+        };
+        req.approval = Some(token);
+        decisions.push(first);
+        match engine.evaluate_with(&req, explain) {
+            Ok(d) => decisions.push(d),
+            Err(e) => return (name, (Some(format!("  evaluation failed: {e}")), decisions)),
+        }
+    } else {
+        decisions.push(first);
+    }
+    let Some(d) = decisions.last() else {
+        return (name, fail("evaluation made no decision".into()));
+    };
+    let diffs = expectation.diff(d);
     if diffs.is_empty() {
-        return (name, (None, Ok(d)));
+        return (name, (None, decisions));
     }
     let mut msg = String::new();
     let _ = writeln!(msg, "  at {file}:{}:{}", case.loc.line, case.loc.column);
     let _ = writeln!(msg, "  request:  {}", req_value.to_canonical_json());
+    if let (Some((who, _)), Some(asked)) = (&approve, decisions.first()) {
+        let _ = writeln!(
+            msg,
+            "  asked:    {} [{}]; granted by {who}, then re-decided (expect is the re-decision)",
+            asked.outcome,
+            asked.rules.join(", ")
+        );
+    }
     for diff in &diffs {
         let _ = writeln!(msg, "  {diff}");
     }
     let _ = writeln!(msg, "  actual:   {} [{}] — {}", d.outcome, d.rules.join(", "), d.reason);
+    if !d.audit.marks.is_empty() {
+        let _ = writeln!(msg, "  marks:    [{}] after the call", d.audit.marks.join(", "));
+    }
     for e in &d.errors {
         let _ = writeln!(msg, "  error:    rule {} at {}: {}", e.rule, e.path, e.message);
     }
@@ -283,13 +390,17 @@ fn run_case(file: &str, engine: &Engine, defaults: &Map, case: &Node, i: usize) 
                 e.outcome,
                 if e.applied { "applied" } else { "did not apply" }
             );
+            if let Some(m) = &e.marks {
+                let _ = writeln!(msg, "      session.marks was [{}]", m.join(", "));
+            }
             for f in &e.failed {
                 let seen = f.value.as_ref().map_or("no value".to_string(), Value::to_canonical_json);
                 let _ = writeln!(msg, "      {} {} {} — saw {}", f.path, f.op, f.operand.to_canonical_json(), seen);
             }
         }
     }
-    (name, (Some(msg.trim_end().to_string()), Ok(d)))
+    let msg = msg.trim_end().to_string();
+    (name, (Some(msg), decisions))
 }
 
 struct Expect {

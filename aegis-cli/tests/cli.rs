@@ -219,3 +219,43 @@ cases:
     let o = aegis(&["test", "p.test.yaml"], &d);
     assert!(text(&o).contains("(expected outcome, rules, reason, approvers, errors, marks)"), "{}", text(&o));
 }
+
+#[test]
+fn approve_cases_grant_and_re_decide() {
+    let d = tmp("approve");
+    std::fs::write(d.join("p.yaml"), POLICY).unwrap();
+    let suite = "policies: p.yaml
+defaults: {agent: a, time: \"2026-01-05T10:00:00Z\"}
+cases:
+  - name: granted
+    request: {tool: payments, params: {amount: 9000}}
+    approve: alice
+    expect: {outcome: allow, rules: [large], reason: \"approved by alice: \"}
+";
+    std::fs::write(d.join("p.test.yaml"), suite).unwrap();
+    let o = aegis(&["test", "p.test.yaml"], &d);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The expectation is the re-decision: expecting the first decision fails, and says so.
+    std::fs::write(
+        d.join("p.test.yaml"),
+        suite.replace("outcome: allow, rules: [large], reason: \"approved by alice: \"", "outcome: require_approval"),
+    )
+    .unwrap();
+    let o = aegis(&["test", "p.test.yaml"], &d);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("asked:    require_approval [large]; granted by alice"), "{}", text(&o));
+    // Nothing to grant: a small payment is allowed outright.
+    std::fs::write(d.join("p.test.yaml"), suite.replace("9000", "10")).unwrap();
+    let o = aegis(&["test", "p.test.yaml"], &d);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("the request did not ask for approval"), "{}", text(&o));
+    // The runner makes the grant; a token in the request is refused, and so is a non-string approver.
+    std::fs::write(d.join("p.test.yaml"), suite.replace("amount: 9000}", "amount: 9000}, approval: x")).unwrap();
+    let o = aegis(&["test", "p.test.yaml"], &d);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("leave out `approval`"), "{}", text(&o));
+    std::fs::write(d.join("p.test.yaml"), suite.replace("approve: alice", "approve: [alice]")).unwrap();
+    let o = aegis(&["test", "p.test.yaml"], &d);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("`approve` is the approver"), "{}", text(&o));
+}

@@ -186,7 +186,8 @@ impl From<crate::audit::SegmentError> for EvalError {
     }
 }
 
-/// A bad argument to `kill`, `revive` or `grant`.
+/// A bad argument to a control call (`kill`, `revive`, `grant`, `marks`, `clear_marks`), or
+/// one refused because it came from inside the engine's own audit callback.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ControlError(pub String);
