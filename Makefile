@@ -11,7 +11,7 @@ AEGIS := target/release/aegis
 DEMO_OUT := out/demo
 BUNDLES := finance support analytics marketing hr-files chains ssrf trifecta
 
-.PHONY: all build demo test check test-rust lint vectors-check policy-test audit-doc-test cross-test bench clean venv fuzz fuzz-smoke
+.PHONY: all build demo test check test-rust redis lint vectors-check policy-test audit-doc-test cross-test bench clean venv fuzz fuzz-smoke
 
 include aegis-py/py.mk
 include aegis-ffi/ffi.mk
@@ -63,7 +63,18 @@ cross-test: build py-build node-build ffi-build
 	  target/release/libaegis.a -lpthread -ldl -lm -o target/ffi-test/cross_c
 	$(PY_PYTHON) tests/cross/run.py $(AEGIS)
 
-test-rust:
+# Debian's redis-server, for the fleet-state tests (each test starts its own on a free
+# loopback port with a password, and stops it). Installed when missing.
+REDIS_SERVER ?= redis-server
+redis:
+	@command -v $(REDIS_SERVER) >/dev/null || { \
+	  echo "installing redis-server (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	  $$SUDO systemctl disable --now redis-server >/dev/null 2>&1 || $$SUDO service redis-server stop >/dev/null 2>&1 || true; }
+	@$(REDIS_SERVER) --version
+
+test-rust: redis
 	$(CARGO) test --workspace --exclude aegis-bench 2>&1 | tee out.test-rust.log | grep -E '^(test result|running|error|failures:)|FAILED|panicked' || true
 	@! grep -qE 'FAILED|^error' out.test-rust.log
 	@rm -f out.test-rust.log

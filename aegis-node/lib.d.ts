@@ -138,16 +138,24 @@ export interface EngineOptions {
   maxSessions?: number | null
   /** The ttl of a mark given without one: N + `s`|`m`|`h`|`d` (default `'24h'`). */
   marksTtl?: string | null
-  /** Not supported yet (fleet state, §11): refused. */
-  state?: null
-  /** Not supported yet (fleet state, §11): refused. */
-  statePrefix?: null
-  /** Not supported yet (fleet state, §11): refused. */
-  stateTimeoutMs?: null
-  /** Not supported yet (fleet state, §11): refused. */
-  stateStaleMs?: null
-  /** Not supported yet (fleet state, §11): refused. */
-  stateMaxSkewMs?: null
+  /**
+   * Fleet state (spec §11): `'memory'` (the default) or a Redis URL
+   * (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS). Engines on the same
+   * Redis and prefix share kill switches, limit counters, used grants and session marks.
+   * A refused password or a malformed URL is a `ConfigError` at construction; an
+   * unreachable server is not (calls that need it are denied with rule
+   * `state:unavailable`; `kill`/`revive`/`marks`/`clearMarks` throw an AegisError with
+   * code `state_unavailable`).
+   */
+  state?: string | null
+  /** The prefix of the fleet's keys (default `'aegis:'`); needs a Redis `state`. */
+  statePrefix?: string | null
+  /** The longest any store operation may take, in ms (default 200); needs a Redis `state`. */
+  stateTimeoutMs?: number | null
+  /** How old the kill-switch mirror may be before every call is denied, in ms (default 2000). */
+  stateStaleMs?: number | null
+  /** How far a request's time may be from the store's clock, in ms (default 300000). */
+  stateMaxSkewMs?: number | null
   /** Not supported yet (the approvals inbox, §12): refused. */
   inbox?: null
   /** Not supported yet (the approvals inbox, §12): refused. */
@@ -255,7 +263,17 @@ export declare class Engine {
    * `JSON.parse` + `evaluate`: this refuses duplicate keys, `JSON.parse` keeps the last.
    */
   evaluateJson(requestJson: string): string
+  /**
+   * Sets a kill switch (spec §6.1). With a Redis `state` it applies to this engine at
+   * once and to the fleet once written; when it cannot be written it throws an
+   * AegisError with code `state_unavailable` (the kill stays in force here and is
+   * written when Redis is back).
+   */
   kill(scope: KillScope, id: string, reason?: string): void
+  /**
+   * Lifts a kill switch; returns whether one was set. With a Redis `state` it applies
+   * once written (Redis unreachable: an AegisError with code `state_unavailable`).
+   */
   revive(scope: KillScope, id: string): boolean
   grant(approvalId: string, approver: string, ttlSeconds: number): string
   /**

@@ -8,6 +8,7 @@ mod args;
 mod policy_test;
 mod replay;
 mod ship;
+mod state;
 
 use aegis_core::audit::verify_files;
 use aegis_core::{Engine, EngineOptions, EvalOptions, FileSink, Fsync, Request};
@@ -24,7 +25,9 @@ const USAGE: &str = "usage:
   aegis audit verify FILE… [--signing-key-file K]
   aegis audit ship FILE --to URL [--follow] [--header K=V]… [--service-name S] [--batch N] [--cursor PATH]
   aegis replay -p NEW --baseline OLD [--fail-on-change] REQUESTS.jsonl
-  aegis grant --approval-key-file K --id APR --by WHO --ttl TTL";
+  aegis grant --approval-key-file K --id APR --by WHO --ttl TTL
+  aegis state kill|revive SCOPE ID [--reason R] | list | marks SESSION | reset --accept
+              --state URL [--prefix P]   (fleet state; URL also from AEGIS_STATE)";
 
 /// A failure that ends the command with an exit code.
 pub struct Fail {
@@ -74,6 +77,7 @@ fn run(argv: Vec<String>) -> Result<u8, Fail> {
         },
         "replay" => replay::run(rest),
         "grant" => grant(rest),
+        "state" => state::run(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(0)

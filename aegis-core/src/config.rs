@@ -101,12 +101,7 @@ pub const KEYS: [&str; 22] = [
 
 /// Options that have their place in the document but whose feature is not built yet,
 /// with the part of the spec that defines them.
-const NOT_YET: [(&str, &str); 10] = [
-    ("state", "fleet state, §11"),
-    ("state_prefix", "fleet state, §11"),
-    ("state_timeout_ms", "fleet state, §11"),
-    ("state_stale_ms", "fleet state, §11"),
-    ("state_max_skew_ms", "fleet state, §11"),
+const NOT_YET: [(&str, &str); 5] = [
     ("inbox", "the approvals inbox, §12"),
     ("inbox_ttl", "the approvals inbox, §12"),
     ("inbox_keep", "the approvals inbox, §12"),
@@ -128,6 +123,63 @@ pub const MAX_REQUEST_DEPTH: u64 = 100;
 pub const MAX_LIMIT_COUNTERS: u64 = 10_000_000;
 /// The most `max_sessions`.
 pub const MAX_SESSIONS: u64 = 10_000_000;
+
+/// The fleet-state options (§11): `state` as a Redis URL and its settings. The URL is
+/// only checked for its scheme here; `aegis-fleet` parses it and connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    /// `redis://…` or `rediss://…` (may hold a password: never printed).
+    pub url: String,
+    /// `state_prefix` (default `aegis:`).
+    pub prefix: String,
+    /// `state_timeout_ms` (default 200): the longest any store operation may take.
+    pub timeout_ms: u64,
+    /// `state_stale_ms` (default 2000): how old the kill mirror may be.
+    pub stale_ms: u64,
+    /// `state_max_skew_ms` (default 300000): how far a request time may be from the
+    /// store's clock.
+    pub max_skew_ms: u64,
+}
+
+impl std::fmt::Debug for StateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("stale_ms", &self.stale_ms)
+            .field("max_skew_ms", &self.max_skew_ms)
+            .finish()
+    }
+}
+
+impl StateConfig {
+    /// The defaults for a URL.
+    pub fn new(url: impl Into<String>) -> StateConfig {
+        StateConfig { url: url.into(), prefix: "aegis:".into(), timeout_ms: 200, stale_ms: 2000, max_skew_ms: 300_000 }
+    }
+}
+
+/// A Redis URL with its password replaced by `***` (for messages and logs).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "***".into() };
+    let (auth_host, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match auth_host.rsplit_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split_once(':').map_or("", |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The longest `state_timeout_ms`: 60 s.
+pub const MAX_STATE_TIMEOUT_MS: u64 = 60_000;
+/// The longest `state_stale_ms` and `state_max_skew_ms`: 1 day.
+pub const MAX_STATE_WINDOW_MS: u64 = 86_400_000;
 
 /// A validated configuration document.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -153,6 +205,8 @@ pub struct EngineConfig {
     /// `collector` as the caller gave it (keys in the caller's spelling): validated by
     /// `aegis-ship`, which ships from the audit file (so it requires `audit` as a path).
     pub collector: Option<Value>,
+    /// `state` as a Redis URL, with its settings (`None`: the memory state).
+    pub state: Option<StateConfig>,
     /// How the caller spelt the keys (for the collector's messages).
     pub spelling: Spelling,
     /// Whether the binding adds an audit callback sink of its own (`audit` given as a
@@ -252,6 +306,8 @@ impl EngineConfig {
                 "max_sessions" => c.max_sessions = f.integer(1, MAX_SESSIONS, "sessions")? as usize,
                 "marks_ttl" => c.marks_ttl_ms = f.duration()?,
                 "collector" => c.collector = Some(f.object()?.clone()),
+                "state" => c.state = f.state()?.map(StateConfig::new),
+                "state_prefix" | "state_timeout_ms" | "state_stale_ms" | "state_max_skew_ms" => {}
                 _ => return Err(ConfigError::new(given, format!("`{given}` is not supported yet; leave it out"))),
             }
         }
@@ -270,6 +326,30 @@ impl EngineConfig {
                     format!("give `{audit}` too (a file path)")
                 };
                 return Err(ConfigError::new(given, format!("`{given}` {what}; {fix}")));
+            }
+        }
+        let state_options = ["state_prefix", "state_timeout_ms", "state_stale_ms", "state_max_skew_ms"];
+        match &mut c.state {
+            Some(st) => {
+                for (key, given, value) in &keys {
+                    let f = Field { given, value };
+                    match key.as_str() {
+                        "state_prefix" => st.prefix = f.prefix()?,
+                        "state_timeout_ms" => st.timeout_ms = f.integer(1, MAX_STATE_TIMEOUT_MS, "milliseconds")?,
+                        "state_stale_ms" => st.stale_ms = f.integer(4, MAX_STATE_WINDOW_MS, "milliseconds")?,
+                        "state_max_skew_ms" => st.max_skew_ms = f.integer(0, MAX_STATE_WINDOW_MS, "milliseconds")?,
+                        _ => {}
+                    }
+                }
+            }
+            None => {
+                if let Some(given) = state_options.iter().find_map(|k| doc_has(&keys, k)) {
+                    let state = spelling.spell("state");
+                    return Err(ConfigError::new(
+                        given,
+                        format!("`{given}` sets how the fleet's store is used; give `{state}` too (a Redis URL)"),
+                    ));
+                }
             }
         }
         if c.signing_key_id.is_some() && c.signing_key.is_none() {
@@ -369,6 +449,37 @@ impl Field<'_> {
         Key::new(self.given, bytes)
     }
 
+    /// `state`: `"memory"` (`None`) or a Redis URL. The value is never echoed (it may
+    /// hold a password).
+    fn state(&self) -> Result<Option<String>, ConfigError> {
+        let what = "\"memory\" or a Redis URL (redis://[user:password@]host:port[/db], rediss:// for TLS)";
+        match self.value.as_str() {
+            Some("memory") => Ok(None),
+            Some(u)
+                if (u.starts_with("redis://") || u.starts_with("rediss://")) && !u.contains(char::is_whitespace) =>
+            {
+                Ok(Some(u.to_owned()))
+            }
+            Some(_) => Err(ConfigError::new(self.given, format!("`{}` must be {what}", self.given))),
+            None => Err(self.err(what)),
+        }
+    }
+
+    /// `state_prefix`: 1 to 128 printable ASCII characters, without braces (the keys
+    /// put it in a Redis Cluster hash tag).
+    fn prefix(&self) -> Result<String, ConfigError> {
+        match self.value.as_str() {
+            Some(p)
+                if !p.is_empty()
+                    && p.len() <= 128
+                    && p.bytes().all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}') =>
+            {
+                Ok(p.to_owned())
+            }
+            _ => Err(self.err("1 to 128 printable ASCII characters without spaces, `{` or `}`")),
+        }
+    }
+
     /// A nested object (`collector`), validated by its own reader.
     fn object(&self) -> Result<&Value, ConfigError> {
         match self.value {
@@ -455,14 +566,40 @@ mod tests {
 
     #[test]
     fn later_options_are_refused_not_ignored() {
-        for k in ["state", "inbox", "metrics_agent_label", "notify"] {
+        for k in ["inbox", "metrics_agent_label", "notify"] {
             let (field, msg) = err(&format!(r#"{{"{k}": 1}}"#), Spelling::Snake);
             assert_eq!(field, k);
             assert!(msg.contains("is not supported yet"), "{msg}");
         }
-        assert!(err(r#"{"stateTimeoutMs": 5}"#, Spelling::Camel)
-            .1
-            .starts_with("`stateTimeoutMs` is not supported yet"));
+    }
+
+    #[test]
+    fn state_options() {
+        let c = EngineConfig::from_json(r#"{"state": "memory"}"#, Spelling::Snake).unwrap();
+        assert!(c.state.is_none());
+        let c = EngineConfig::from_json(
+            r#"{"state": "redis://u:pw@127.0.0.1:6379/2", "state_prefix": "t1:", "state_timeout_ms": 50, "state_stale_ms": 400, "state_max_skew_ms": 0}"#,
+            Spelling::Snake,
+        )
+        .unwrap();
+        let st = c.state.unwrap();
+        assert_eq!((st.prefix.as_str(), st.timeout_ms, st.stale_ms, st.max_skew_ms), ("t1:", 50, 400, 0));
+        assert!(!format!("{st:?}").contains("pw"), "the password is never printed");
+        assert_eq!(redact_url("redis://u:pw@h:1/2"), "redis://u:***@h:1/2");
+        assert_eq!(redact_url("rediss://h:1"), "rediss://h:1");
+        let (field, msg) = err(r#"{"state": "http://u:secret@h"}"#, Spelling::Snake);
+        assert_eq!(field, "state");
+        assert!(msg.contains("a Redis URL") && !msg.contains("secret"), "{msg}");
+        let (field, msg) = err(r#"{"stateTimeoutMs": 5}"#, Spelling::Camel);
+        assert_eq!(field, "stateTimeoutMs");
+        assert_eq!(msg, "`stateTimeoutMs` sets how the fleet's store is used; give `state` too (a Redis URL)");
+        let (_, msg) = err(r#"{"state": "memory", "state_prefix": "x"}"#, Spelling::Snake);
+        assert!(msg.contains("give `state` too"), "{msg}");
+        let (field, msg) = err(r#"{"state": "redis://h", "state_prefix": "{x}"}"#, Spelling::Snake);
+        assert_eq!(field, "state_prefix");
+        assert!(msg.contains("without spaces, `{` or `}`"), "{msg}");
+        let (_, msg) = err(r#"{"state": "redis://h", "state_timeout_ms": 0}"#, Spelling::Snake);
+        assert!(msg.contains("from 1 to 60000"), "{msg}");
     }
 
     #[test]

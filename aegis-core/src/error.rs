@@ -169,7 +169,11 @@ impl From<&ConfigError> for ErrorInfo {
 
 impl From<&ControlError> for ErrorInfo {
     fn from(e: &ControlError) -> ErrorInfo {
-        let code = if e.is_reentry() { ErrorCode::AuditFailed } else { ErrorCode::InvalidArgument };
+        let code = match e.1 {
+            _ if e.is_reentry() => ErrorCode::AuditFailed,
+            crate::engine::ControlFault::StateUnavailable => ErrorCode::StateUnavailable,
+            crate::engine::ControlFault::Argument => ErrorCode::InvalidArgument,
+        };
         ErrorInfo::new(code, e.to_string())
     }
 }

@@ -48,10 +48,10 @@ mod key;
 mod map;
 
 pub use audit::{AuditError, AuditRecord, AuditSink, CallbackSink, FileSink, Fsync, MemorySink};
-pub use config::{EngineConfig, Spelling};
+pub use config::{EngineConfig, Spelling, StateConfig};
 pub use engine::{
-    issue_grant, parse_ttl, Approval, ControlError, Decision, DecisionError, DecisionKey, Engine, EngineOptions,
-    EvalError, EvalOptions, ExplainEntry, Grant, GrantRejection, KillScope, REENTRY_MESSAGE,
+    issue_grant, parse_ttl, state, Approval, ControlError, ControlFault, Decision, DecisionError, DecisionKey, Engine,
+    EngineOptions, EvalError, EvalOptions, ExplainEntry, Grant, GrantRejection, KillScope, REENTRY_MESSAGE,
 };
 pub use eval::{FailedTest, Tri};
 

@@ -110,6 +110,33 @@ func WithMaxSessions(n int) Option { return WithOption("max_sessions", n) }
 // time. Anything else is refused with config_invalid.
 func WithMarksTTL(d string) Option { return WithOption("marks_ttl", d) }
 
+// WithState makes the engine a member of a fleet (SPEC §11): url is "memory" (the
+// default) or a Redis URL (redis://[user:password@]host:port[/db], rediss:// for TLS).
+// Engines on the same Redis and prefix share kill switches, limit counters, used grants
+// and session marks. A refused password or a malformed URL is config_invalid at
+// construction; an unreachable server is not (calls that need it are denied with rule
+// `state:unavailable`, and Kill, Revive, Marks and ClearMarks return an *Error with
+// Code "state_unavailable").
+func WithState(url string) Option { return WithOption("state", url) }
+
+// WithStatePrefix sets the prefix of the fleet's keys (default "aegis:"; needs a Redis
+// WithState).
+func WithStatePrefix(prefix string) Option { return WithOption("state_prefix", prefix) }
+
+// WithStateTimeoutMs sets the longest any store operation may take, in milliseconds
+// (default 200; needs a Redis WithState).
+func WithStateTimeoutMs(ms int) Option { return WithOption("state_timeout_ms", ms) }
+
+// WithStateStaleMs sets how old the kill-switch mirror may be before every call is
+// denied (rule `state:unavailable`), in milliseconds (default 2000; needs a Redis
+// WithState).
+func WithStateStaleMs(ms int) Option { return WithOption("state_stale_ms", ms) }
+
+// WithStateMaxSkewMs sets how far a request's time may be from the store's clock before
+// it is denied (rule `state:skew`), in milliseconds (default 300000; needs a Redis
+// WithState).
+func WithStateMaxSkewMs(ms int) Option { return WithOption("state_max_skew_ms", ms) }
+
 // WithCollector ships the audit file (set WithAuditFile too) to an OpenTelemetry
 // collector (option `collector`).
 func WithCollector(c CollectorConfig) Option { return WithOption("collector", c.document()) }

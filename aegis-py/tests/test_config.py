@@ -55,11 +55,10 @@ def test_a_misspelt_option_is_named_whatever_its_value() -> None:
 
 def test_options_of_later_releases_are_refused_not_ignored() -> None:
     for name, value in [
-        ("state", "redis://127.0.0.1:6379"),
         ("inbox", "sqlite:///x"),
+        ("inbox_ttl", "1h"),
         ("metrics_agent_label", True),
         ("notify", {"webhook": "http://h"}),
-        ("state_timeout_ms", 5),
     ]:
         e = refused(**{name: value})
         assert e.field == name and str(e).startswith(f"`{name}` is not supported yet"), str(e)

@@ -1,7 +1,8 @@
 //! Opening an engine from a configuration document (SPEC §17): the one path every
 //! binding takes, so the options are read, the audit file opened, the callback sinks
 //! added, the bundle loaded and the collector started in the same order — and fail with
-//! the same [`ErrorInfo`] — in Python, Node, C and Go.
+//! the same [`ErrorInfo`] — in Python, Node, C and Go. With `state` a Redis URL, the
+//! fleet state is connected here (`aegis-fleet`), once, before the bundle is loaded.
 //!
 //! ```
 //! use aegis_core::{EngineConfig, Spelling, Value};
@@ -60,6 +61,16 @@ pub fn open(
     let collector = collector_config(config)?;
     let mut options = config.options().map_err(|e| ErrorInfo::from(&e))?;
     options.sinks.extend(callbacks);
+    if let Some(st) = &config.state {
+        let fleet = aegis_fleet::connect(st).map_err(|e| ErrorInfo {
+            field: config.spelling.spell("state"),
+            ..ErrorInfo::new(
+                ErrorCode::ConfigInvalid,
+                e.0.replace("`state`", &format!("`{}`", config.spelling.spell("state"))),
+            )
+        })?;
+        options.state = Some(fleet);
+    }
     let engine = match bundle {
         Bundle::Path(p) => Engine::from_path(p, options),
         Bundle::Yaml(text) => Engine::from_yaml(text, options),

@@ -60,11 +60,11 @@ pub fn issue_grant(
     now_ms: Millis,
 ) -> Result<String, ControlError> {
     if !is_approval_id(approval_id) {
-        return Err(ControlError(format!("`{approval_id}` is not an approval id (apr_ and 32 hex digits)")));
+        return Err(ControlError::new(format!("`{approval_id}` is not an approval id (apr_ and 32 hex digits)")));
     }
-    check_name("approver", approver).map_err(|e| ControlError(e.message))?;
+    check_name("approver", approver).map_err(|e| ControlError::new(e.message))?;
     if ttl_seconds == 0 || ttl_seconds > 366 * 86_400 {
-        return Err(ControlError("the ttl must be between 1 second and 366 days".into()));
+        return Err(ControlError::new("the ttl must be between 1 second and 366 days"));
     }
     let exp = now_ms.div_euclid(1000) + ttl_seconds as i64;
     Ok(make_token(key, &Grant { by: approver.to_owned(), exp, id: approval_id.to_owned() }))

@@ -6,6 +6,8 @@ pub mod grant;
 pub mod limits;
 pub mod marks;
 mod phases;
+mod shared;
+pub mod state;
 
 use crate::audit::{default_kid, hex_into, hmac_hex, sha256_hex, AuditError, AuditRecord, AuditSink, Durable, GENESIS};
 use crate::compile::{Index, Proven};
@@ -17,8 +19,8 @@ use crate::time::{self, Millis};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use decision::{Approval, Decision, DecisionError, DecisionKey, ExplainEntry};
 pub use grant::{issue_grant, parse_ttl, Grant, GrantRejection};
@@ -86,6 +88,10 @@ pub struct EngineOptions {
     pub sinks: Vec<Box<dyn AuditSink>>,
     /// The clock, for requests without `time` and for grants (default: system time).
     pub clock: Option<Arc<dyn Fn() -> Millis + Send + Sync>>,
+    /// A fleet's store (§11; `aegis-fleet` connects one): kill switches, limit
+    /// counters, used grants and session marks are then the fleet's. `None`: they are
+    /// this engine's own (the memory state).
+    pub state: Option<Arc<dyn state::SharedState>>,
 }
 
 impl Default for EngineOptions {
@@ -100,6 +106,7 @@ impl Default for EngineOptions {
             marks_ttl_ms: 86_400_000,
             sinks: Vec::new(),
             clock: None,
+            state: None,
         }
     }
 }
@@ -150,13 +157,6 @@ impl KillScope {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Kill {
-    scope: KillScope,
-    id: String,
-    reason: String,
-}
-
 /// Why `evaluate` returned no decision.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -186,13 +186,35 @@ impl From<crate::audit::SegmentError> for EvalError {
     }
 }
 
-/// A bad argument to a control call (`kill`, `revive`, `grant`, `marks`, `clear_marks`), or
-/// one refused because it came from inside the engine's own audit callback.
+/// A refused control call (`kill`, `revive`, `grant`, `marks`, `clear_marks`): a bad
+/// argument, one made from inside the engine's own audit callback, or (with fleet
+/// state, §11) a store that could not be reached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ControlError(pub String);
+pub struct ControlError(pub String, pub ControlFault);
+
+/// What kind of refusal a [`ControlError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ControlFault {
+    /// A bad argument (or a call from inside an audit callback: see
+    /// [`ControlError::is_reentry`]).
+    #[default]
+    Argument,
+    /// The fleet's store could not be reached in time (`state_unavailable`).
+    StateUnavailable,
+}
 
 impl ControlError {
+    /// A bad argument.
+    pub fn new(message: impl Into<String>) -> ControlError {
+        ControlError(message.into(), ControlFault::Argument)
+    }
+
+    /// The fleet's store could not be reached.
+    pub fn unavailable(message: impl Into<String>) -> ControlError {
+        ControlError(message.into(), ControlFault::StateUnavailable)
+    }
+
     /// Whether the call was refused because it came from inside one of the engine's own
     /// audit callbacks (reported as `audit_failed`, like the `evaluate` it fails).
     pub fn is_reentry(&self) -> bool {
@@ -218,8 +240,8 @@ pub struct Engine {
     approval_key: Option<Vec<u8>>,
     request_limits: RequestLimits,
     clock: Option<Arc<dyn Fn() -> Millis + Send + Sync>>,
-    kills: RwLock<Vec<Kill>>,
-    any_kill: AtomicBool,
+    kills: Arc<state::KillSet>,
+    state: Option<Arc<dyn state::SharedState>>,
     chain: Mutex<Chain>,
     limits: Mutex<limits::LimitTable>,
     grants: Mutex<grant::UsedGrants>,
@@ -310,6 +332,9 @@ impl Engine {
             options.signing_key_id.as_ref().map_or_else(|| default_kid(k.as_bytes()), |id| id.as_str().to_owned())
         });
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        if let Some(st) = &options.state {
+            st.policy_loaded(&bundle.hash);
+        }
         Engine {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             policy: ArcSwap::from_pointee(Compiled::new(bundle)),
@@ -319,8 +344,8 @@ impl Engine {
             approval_key: options.approval_key.map(|k| k.as_bytes().to_vec()),
             request_limits: options.request_limits,
             clock: options.clock,
-            kills: RwLock::new(Vec::new()),
-            any_kill: AtomicBool::new(false),
+            kills: options.state.as_ref().map_or_else(Default::default, |s| s.kills()),
+            state: options.state,
             chain: Mutex::new(Chain { seq, prev, sinks: options.sinks, durables }),
             limits: Mutex::new(limits::LimitTable::new(options.max_limit_counters)),
             grants: Mutex::new(grant::UsedGrants::default()),
@@ -346,7 +371,7 @@ impl Engine {
     /// callbacks, like every other call into it (§9a: the outer `evaluate` then fails
     /// with `audit_failed`).
     pub fn policy_hash(&self) -> Result<String, ControlError> {
-        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
+        reentry::refuse(self.id).map_err(ControlError::new)?;
         Ok(self.policy.load().bundle.hash.clone())
     }
 
@@ -359,7 +384,7 @@ impl Engine {
     /// audit callback (the chain lock is held there; the record it was handed says
     /// where the chain stands).
     pub fn chain_head(&self) -> Result<(u64, String), ControlError> {
-        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
+        reentry::refuse(self.id).map_err(ControlError::new)?;
         let c = lock(&self.chain);
         Ok((c.seq, c.prev.clone()))
     }
@@ -382,6 +407,9 @@ impl Engine {
     /// is returned only once its record is written.
     pub fn evaluate_with(&self, req: &Request, opts: EvalOptions) -> Result<Decision, EvalError> {
         reentry::refuse(self.id).map_err(|m| EvalError::Audit(AuditError::Callback(m.into())))?;
+        if let Some(st) = &self.state {
+            return self.evaluate_shared(st.as_ref(), req, opts);
+        }
         let time_ms = req.time_or(|| self.now());
         let time_str = time::format_utc(time_ms);
         let compiled = self.policy.load();
@@ -391,7 +419,7 @@ impl Engine {
         let params_sha256 = sha256_hex(params_json.as_bytes());
 
         let mut d = Decision::undecided();
-        let facts = match self.killed(req) {
+        let facts = match self.kills.find(req) {
             Some(k) => {
                 d.rules.push(format!("kill:{}:{}", k.scope.as_str(), k.id));
                 d.reason =
@@ -510,71 +538,79 @@ impl Engine {
         grant::approval_id(policy_hash, req, &params, rules)
     }
 
-    fn killed(&self, req: &Request) -> Option<Kill> {
-        if !self.any_kill.load(Ordering::Acquire) {
-            return None;
-        }
-        let kills = self.kills.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let find = |scope: KillScope, id: &str| kills.iter().find(|k| k.scope == scope && k.id == id).cloned();
-        let named = |scope: KillScope| scope.field().and_then(|f| f.name_in(req)).and_then(|id| find(scope, id));
-        find(KillScope::All, "*")
-            .or_else(|| named(KillScope::Agent))
-            .or_else(|| req.chain.iter().find_map(|a| find(KillScope::Agent, a)))
-            .or_else(|| named(KillScope::Tool))
-            .or_else(|| named(KillScope::Session))
-    }
-
     /// Kills `scope`/`id` (`all` takes id `*`): the next evaluation in every thread is
-    /// denied with rule `kill:SCOPE:ID`. Killing again replaces the reason.
+    /// denied with rule `kill:SCOPE:ID`. Killing again replaces the reason. With fleet
+    /// state the kill is for the whole fleet: in force here at once, and written to the
+    /// store — when it cannot be, it stays in force here, is written once the store is
+    /// back, and this fails with `state_unavailable`.
     pub fn kill(&self, scope: KillScope, id: &str, reason: &str) -> Result<(), ControlError> {
-        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
+        reentry::refuse(self.id).map_err(ControlError::new)?;
         Self::check_kill_id(scope, id)?;
-        let mut kills = self.kills.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        kills.retain(|k| !(k.scope == scope && k.id == id));
-        kills.push(Kill { scope, id: id.to_owned(), reason: reason.to_owned() });
-        self.any_kill.store(true, Ordering::Release);
-        Ok(())
+        let kill = state::Kill { scope, id: id.to_owned(), reason: reason.to_owned() };
+        match &self.state {
+            Some(st) => st.kill(kill).map_err(|f| ControlError::unavailable(f.message)),
+            None => {
+                self.kills.insert(kill);
+                Ok(())
+            }
+        }
     }
 
-    /// Lifts a kill; returns whether one was in force.
+    /// Lifts a kill; returns whether one was in force. With fleet state it is lifted
+    /// for the whole fleet once written to the store (until then it stays in force and
+    /// this fails with `state_unavailable`).
     pub fn revive(&self, scope: KillScope, id: &str) -> Result<bool, ControlError> {
-        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
+        reentry::refuse(self.id).map_err(ControlError::new)?;
         Self::check_kill_id(scope, id)?;
-        let mut kills = self.kills.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = kills.len();
-        kills.retain(|k| !(k.scope == scope && k.id == id));
-        self.any_kill.store(!kills.is_empty(), Ordering::Release);
-        Ok(kills.len() != before)
+        match &self.state {
+            Some(st) => st.revive(scope, id).map_err(|f| ControlError::unavailable(f.message)),
+            None => Ok(self.kills.remove(scope, id)),
+        }
+    }
+
+    /// The kills in force (with fleet state: this member's mirror of the fleet's).
+    pub fn kills(&self) -> Vec<state::Kill> {
+        self.kills.list()
     }
 
     fn check_kill_id(scope: KillScope, id: &str) -> Result<(), ControlError> {
         if scope == KillScope::All && id != "*" {
-            return Err(ControlError(format!("scope `all` takes the id `*`, not `{id}`")));
+            return Err(ControlError::new(format!("scope `all` takes the id `*`, not `{id}`")));
         }
-        check_name("id", id).map_err(|e| ControlError(e.message))
+        check_name("id", id).map_err(|e| ControlError::new(e.message))
     }
 
-    /// The session's live marks at the engine's clock, sorted (§10).
+    /// The session's live marks at the engine's clock, sorted (§10; with fleet state,
+    /// the fleet's marks of the session).
     pub fn marks(&self, session: &str) -> Result<Vec<String>, ControlError> {
-        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
-        check_name("session", session).map_err(|e| ControlError(e.message))?;
+        reentry::refuse(self.id).map_err(ControlError::new)?;
+        check_name("session", session).map_err(|e| ControlError::new(e.message))?;
         let now = self.now();
-        Ok(lock(&self.marks).live(session, now))
+        match &self.state {
+            Some(st) => {
+                let marks = st.read_marks(session).map_err(|f| ControlError::unavailable(f.message))?;
+                Ok(shared::live_labels(&marks, now))
+            }
+            None => Ok(lock(&self.marks).live(session, now)),
+        }
     }
 
-    /// Forgets the session's marks (an operator's act, §10); returns whether it had
-    /// live ones at the engine's clock.
+    /// Forgets the session's marks (an operator's act, §10; with fleet state, for the
+    /// whole fleet); returns whether it had live ones at the engine's clock.
     pub fn clear_marks(&self, session: &str) -> Result<bool, ControlError> {
-        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
-        check_name("session", session).map_err(|e| ControlError(e.message))?;
+        reentry::refuse(self.id).map_err(ControlError::new)?;
+        check_name("session", session).map_err(|e| ControlError::new(e.message))?;
         let now = self.now();
-        Ok(lock(&self.marks).clear(session, now))
+        match &self.state {
+            Some(st) => st.clear_marks(session, now).map_err(|f| ControlError::unavailable(f.message)),
+            None => Ok(lock(&self.marks).clear(session, now)),
+        }
     }
 
     /// Issues a grant token for `approval_id`, valid for `ttl_seconds` from now.
     pub fn grant(&self, approval_id: &str, approver: &str, ttl_seconds: u64) -> Result<String, ControlError> {
-        reentry::refuse(self.id).map_err(|m| ControlError(m.into()))?;
-        let key = self.approval_key.as_deref().ok_or_else(|| ControlError("this engine has no approval key".into()))?;
+        reentry::refuse(self.id).map_err(ControlError::new)?;
+        let key = self.approval_key.as_deref().ok_or_else(|| ControlError::new("this engine has no approval key"))?;
         issue_grant(key, approval_id, approver, ttl_seconds, self.now())
     }
 
@@ -615,6 +651,9 @@ impl Engine {
 
     fn swap(&self, bundle: Bundle) {
         let ids: Vec<String> = bundle.limits.iter().map(|l| l.id.clone()).collect();
+        if let Some(st) = &self.state {
+            st.policy_loaded(&bundle.hash);
+        }
         let compiled = Arc::new(Compiled::new(bundle));
         self.policy.store(compiled);
         let keep: Vec<&str> = ids.iter().map(String::as_str).collect();

@@ -272,6 +272,45 @@ pub(crate) fn check_limits<'b, 't>(
     table: &'t Mutex<LimitTable>,
     errors: &mut Vec<DecisionError>,
 ) -> Result<LimitsChecked<'b, 't>, EvalError> {
+    let matched = matching_limits(limits, ctx, errors);
+    let mut out = LimitsChecked { table: None, checks: Vec::with_capacity(matched.len()), exceeded: Vec::new() };
+    if matched.is_empty() {
+        return Ok(out);
+    }
+    let table = out.table.insert(lock(table));
+    let time_ms = ctx.time_ms;
+    for l in matched {
+        let window = time_ms.div_euclid(l.window.millis);
+        let window_end = window.saturating_add(1).saturating_mul(l.window.millis);
+        let key = (l.id.clone(), per_values(l, ctx)?, window);
+        let (before, unavailable) = match table.get(&key, window_end, time_ms) {
+            Ok(c) => (c, None),
+            Err(CounterUnavailable::WindowClosed) => (Counter::default(), Some("its window has closed")),
+            Err(CounterUnavailable::Full) => (Counter::default(), Some("the limit table is full")),
+        };
+        if let Some(why) = unavailable {
+            errors.push(DecisionError {
+                rule: format!("limit:{}", l.id),
+                path: l.id.clone(),
+                message: format!("limit state unavailable: {why}"),
+            });
+        }
+        let sum = sum_value(l, ctx, errors);
+        if let Some(reason) = over_reason(l, before, &sum, unavailable) {
+            out.exceeded.push((l, reason));
+        }
+        out.checks.push(LimitCheck { limit: l, key, before, add: sum.add, window_end });
+    }
+    Ok(out)
+}
+
+/// The limits whose selectors match the request (a missing field matches: fail
+/// closed, and its error is listed under `limit:ID`), in bundle order.
+pub(crate) fn matching_limits<'b>(
+    limits: &'b [Limit],
+    ctx: &Ctx<'_>,
+    errors: &mut Vec<DecisionError>,
+) -> Vec<&'b Limit> {
     let mut matched = Vec::new();
     for l in limits {
         let mut s = Sink { errors: Vec::new(), trace: None };
@@ -283,71 +322,64 @@ pub(crate) fn check_limits<'b, 't>(
             matched.push(l);
         }
     }
-    let mut out = LimitsChecked { table: None, checks: Vec::with_capacity(matched.len()), exceeded: Vec::new() };
-    if matched.is_empty() {
-        return Ok(out);
+    matched
+}
+
+/// A matched limit's key values: its `per` fields' values in the request, in order
+/// (`None`: the request lacks the field). A `per` field that is not a limit key fails
+/// with [`EvalError::Invariant`].
+pub(crate) fn per_values(l: &Limit, ctx: &Ctx<'_>) -> Result<Vec<Option<String>>, EvalError> {
+    l.per
+        .iter()
+        .map(|f| match f.is_limit_key() {
+            true => Ok(f.name_in(ctx.req).map(str::to_owned)),
+            false => Err(EvalError::invariant(format!("limit \"{}\" is kept per `{f}`, not a limit key", l.id))),
+        })
+        .collect()
+}
+
+/// What a call adds to a limit's sum.
+pub(crate) struct SumValue {
+    /// The value (0 when the limit has no sum or the value is invalid).
+    pub add: f64,
+    /// The `sum` path did not resolve to a number ≥ 0 (the limit is then exceeded).
+    pub bad: bool,
+}
+
+/// The call's value for a limit with `sum` and `max_sum`; an invalid one lists its
+/// error under `limit:ID`.
+pub(crate) fn sum_value(l: &Limit, ctx: &Ctx<'_>, errors: &mut Vec<DecisionError>) -> SumValue {
+    let (Some((path, text)), Some(_)) = (&l.sum, l.max_sum) else { return SumValue { add: 0.0, bad: false } };
+    let bad = match eval::resolve(path, ctx) {
+        None => Some(format!("no value at \"{text}\"")),
+        Some(eval::Seen::Val(Value::Number(n))) if *n >= 0.0 => return SumValue { add: *n, bad: false },
+        Some(eval::Seen::Val(Value::Number(n))) => Some(format!("sum expects a number >= 0, found {}", eval::num(*n))),
+        Some(s) => Some(format!("sum expects a number, found {}", s.to_value().type_name())),
+    };
+    if let Some(m) = bad {
+        errors.push(DecisionError { rule: format!("limit:{}", l.id), path: text.clone(), message: m });
     }
-    let table = out.table.insert(lock(table));
-    let time_ms = ctx.time_ms;
-    for l in matched {
-        let window = time_ms.div_euclid(l.window.millis);
-        let window_end = window.saturating_add(1).saturating_mul(l.window.millis);
-        let per = l
-            .per
-            .iter()
-            .map(|f| match f.is_limit_key() {
-                true => Ok(f.name_in(ctx.req).map(str::to_owned)),
-                false => Err(EvalError::invariant(format!("limit \"{}\" is kept per `{f}`, not a limit key", l.id))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let key = (l.id.clone(), per, window);
-        let lid = format!("limit:{}", l.id);
-        let (before, unavailable) = match table.get(&key, window_end, time_ms) {
-            Ok(c) => (c, None),
-            Err(CounterUnavailable::WindowClosed) => (Counter::default(), Some("its window has closed")),
-            Err(CounterUnavailable::Full) => (Counter::default(), Some("the limit table is full")),
-        };
-        let mut add = 0.0;
-        let mut over: Option<String> = None;
-        if let Some(why) = unavailable {
-            errors.push(DecisionError {
-                rule: lid.clone(),
-                path: l.id.clone(),
-                message: format!("limit state unavailable: {why}"),
-            });
-            over = Some(format!("limit \"{}\" exceeded: {why}", l.id));
-        }
-        if let Some(max) = l.max_calls {
-            if before.calls.saturating_add(1) > max && over.is_none() {
-                over = Some(format!("limit \"{}\" exceeded: max_calls {} per {}", l.id, max, l.window.text));
-            }
-        }
-        if let (Some((path, text)), Some(max)) = (&l.sum, l.max_sum) {
-            let bad = match eval::resolve(path, ctx) {
-                None => Some(format!("no value at \"{text}\"")),
-                Some(eval::Seen::Val(Value::Number(n))) if *n >= 0.0 => {
-                    add = *n;
-                    None
-                }
-                Some(eval::Seen::Val(Value::Number(n))) => {
-                    Some(format!("sum expects a number >= 0, found {}", eval::num(*n)))
-                }
-                Some(s) => Some(format!("sum expects a number, found {}", s.to_value().type_name())),
-            };
-            let sum_over = bad.is_some() || before.sum + add > max;
-            if let Some(m) = bad {
-                errors.push(DecisionError { rule: lid.clone(), path: text.clone(), message: m });
-            }
-            if sum_over && over.is_none() {
-                over = Some(format!("limit \"{}\" exceeded: max_sum {} per {}", l.id, eval::num(max), l.window.text));
-            }
-        }
-        if let Some(reason) = over {
-            out.exceeded.push((l, reason));
-        }
-        out.checks.push(LimitCheck { limit: l, key, before, add, window_end });
+    SumValue { add: 0.0, bad: true }
+}
+
+/// Why this call exceeds the limit with the counter `before` (`None`: it does not):
+/// its counter is unavailable, counting it would pass `max_calls`, or its value is
+/// invalid or would take the sum past `max_sum` (binary64 addition).
+pub(crate) fn over_reason(l: &Limit, before: Counter, sum: &SumValue, unavailable: Option<&str>) -> Option<String> {
+    if let Some(why) = unavailable {
+        return Some(format!("limit \"{}\" exceeded: {why}", l.id));
     }
-    Ok(out)
+    if let Some(max) = l.max_calls {
+        if before.calls.saturating_add(1) > max {
+            return Some(format!("limit \"{}\" exceeded: max_calls {} per {}", l.id, max, l.window.text));
+        }
+    }
+    if let Some(max) = l.max_sum {
+        if l.sum.is_some() && (sum.bad || before.sum + sum.add > max) {
+            return Some(format!("limit \"{}\" exceeded: max_sum {} per {}", l.id, eval::num(max), l.window.text));
+        }
+    }
+    None
 }
 
 /// Phase 3 — combine: decides the outcome from the applying rules and the exceeded

@@ -854,7 +854,9 @@ static void test_config(void) {
   refused("{\"signing_key_id\":\"ops\"}", "signing_key_id", "`signing_key_id` names the signing key; give `signing_key` too", 1);
   refused("{\"approval_key\":{\"base64\":\"\"}}", "approval_key", "`approval_key` is empty;", 0);
   refused("{\"approval_key\":{\"base64\":\"***\"}}", "approval_key", "`approval_key`: not valid base64", 0);
-  refused("{\"state\":\"redis://127.0.0.1\"}", "state", "`state` is not supported yet (fleet state, §11); leave it out", 1);
+  refused("{\"inbox\":\"sqlite:///x\"}", "inbox", "`inbox` is not supported yet (the approvals inbox, §12); leave it out", 1);
+  refused("{\"state_timeout_ms\":5}", "state_timeout_ms", "`state_timeout_ms` sets how the fleet's store is used; give `state` too (a Redis URL)", 1);
+  refused("{\"state\":\"http://127.0.0.1\"}", "state", "`state` must be \"memory\" or a Redis URL", 0);
   refused("{\"audit\":\"\"}", "audit", "`audit` must be a file path", 0);
   refused("{\"audit\":\"a\\u0000b\"}", "audit", "`audit` must be a file path", 0);
   /* not a JSON object: the core's messages, no field */

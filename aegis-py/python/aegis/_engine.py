@@ -32,9 +32,8 @@ class EngineOptions(TypedDict, total=False):
     """The keyword arguments of :meth:`Engine.from_path` / :meth:`Engine.from_yaml`:
     the engine configuration document of SPEC §17, validated by the core (so every
     language accepts and refuses the same settings with the same message). ``None``
-    is "not given". Options of later releases (``state``, ``inbox``,
-    ``metrics_agent_label``…) are refused as "not supported yet"; they are left out of
-    this type until they work."""
+    is "not given". Options of later releases (``inbox``, ``metrics_agent_label``…) are
+    refused as "not supported yet"; they are left out of this type until they work."""
 
     audit: Optional[AuditSink]
     fsync: Optional[Literal["always", "batch", "never"]]
@@ -53,6 +52,23 @@ class EngineOptions(TypedDict, total=False):
     #: The ttl of a mark given without one: ``N`` + ``s|m|h|d`` (default ``"24h"``).
     marks_ttl: Optional[str]
     collector: Optional[CollectorConfig]
+    #: Fleet state (SPEC §11): ``"memory"`` (the default) or a Redis URL
+    #: (``redis://[user:password@]host:port[/db]``, ``rediss://`` for TLS). Engines on
+    #: the same Redis and prefix share kill switches, limit counters, used grants and
+    #: session marks. A refused password or a malformed URL is ``config_invalid`` at
+    #: construction; an unreachable server is not (calls that need it are denied with
+    #: rule ``state:unavailable``, and ``kill``/``revive``/``marks``/``clear_marks``
+    #: raise ``code == "state_unavailable"``).
+    state: Optional[str]
+    #: The prefix of the fleet's keys (default ``"aegis:"``); needs a Redis ``state``.
+    state_prefix: Optional[str]
+    #: The longest any store operation may take, in ms (default 200).
+    state_timeout_ms: Optional[int]
+    #: How old the kill-switch mirror may be before every call is denied, in ms
+    #: (default 2000).
+    state_stale_ms: Optional[int]
+    #: How far a request's time may be from the store's clock, in ms (default 300000).
+    state_max_skew_ms: Optional[int]
 
 
 class Collector:
@@ -257,11 +273,17 @@ class Engine:
     def kill(self, scope: str, id: str, reason: str = "") -> None:
         """Kill switch (SPEC §6.1): scope is ``agent``, ``tool``, ``session`` or
         ``all`` (id ``*``). A bad scope, or an id with a NUL or other control
-        character, raises :class:`ArgumentError` (never cut off)."""
+        character, raises :class:`ArgumentError` (never cut off). With a Redis
+        ``state`` the kill applies to this engine at once and to the fleet once written;
+        when it cannot be written it raises :class:`AegisError` with
+        ``code == "state_unavailable"`` (it stays in force here and is written when
+        Redis is back)."""
         self._native.kill(scope, id, reason)
 
     def revive(self, scope: str, id: str) -> bool:
-        """Lifts a kill switch; returns whether one was set."""
+        """Lifts a kill switch; returns whether one was set. With a Redis ``state`` it
+        applies once written: Redis unreachable raises :class:`AegisError` with
+        ``code == "state_unavailable"``."""
         result: bool = self._native.revive(scope, id)
         return result
 
