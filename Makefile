@@ -11,7 +11,7 @@ AEGIS := target/release/aegis
 DEMO_OUT := out/demo
 BUNDLES := finance support analytics marketing hr-files chains ssrf trifecta
 
-.PHONY: all build demo test check test-rust redis lint vectors-check policy-test audit-doc-test cross-test bench clean venv fuzz fuzz-smoke
+.PHONY: all build demo test check test-rust redis fleet-test lint vectors-check policy-test audit-doc-test cross-test bench clean venv fuzz fuzz-smoke
 
 include aegis-py/py.mk
 include aegis-ffi/ffi.mk
@@ -43,7 +43,7 @@ demo: build py-build ffi-build node-build
 	@echo "== Node agent (examples/node/agent.mjs) with secureTool"
 	node examples/node/agent.mjs
 
-test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test ship-test cross-test fuzz-smoke
+test: test-rust lint vectors-check policy-test audit-doc-test py-test py-typecheck ffi-test node-dts-check node-test ship-test cross-test fleet-test fuzz-smoke
 	@echo "make test: all suites passed"
 
 # The fast inner loop: the core's and the CLI's tests (the shared vectors included, run
@@ -62,6 +62,13 @@ cross-test: build py-build node-build ffi-build
 	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -I aegis-ffi/include tests/cross/c_runner.c \
 	  target/release/libaegis.a -lpthread -ldl -lm -o target/ffi-test/cross_c
 	$(PY_PYTHON) tests/cross/run.py $(AEGIS)
+
+# A fleet of 4 processes in 3 languages (Python ×2, Node, Go) on one real redis-server
+# (tests/fleet/race.py): a 10 s race on one budget checked against every member's audit
+# file, `aegis state kill`/`revive` latency, and faults (frozen, gone, back empty).
+fleet-test: build py-build node-build ffi-build redis
+	cd tests/fleet/go && $(GO) vet . && $(GO) build $(GO_RELINK) -o $(CURDIR)/target/fleet-worker-go .
+	$(PY_PYTHON) tests/fleet/race.py $(AEGIS) target/fleet-worker-go
 
 # Debian's redis-server, for the fleet-state tests (each test starts its own on a free
 # loopback port with a password, and stops it). Installed when missing.

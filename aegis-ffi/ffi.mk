@@ -14,6 +14,10 @@ FFI_LIB_DIR  := target/release
 FFI_BUILD    := target/ffi-test
 C_TEST_FLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -D_POSIX_C_SOURCE=200809L
 VALGRIND     := valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
+# Go's build cache does not hash the libaegis.a that cgo's LDFLAGS name, so a rebuilt
+# library would not be linked again: a linker flag carrying its digest makes Go relink
+# whenever it changes (the -X names a symbol nothing reads).
+GO_RELINK     = -ldflags=-X=main.libaegisDigest=$$(sha256sum $(CURDIR)/$(FFI_LIB_DIR)/libaegis.a | cut -c1-16)
 
 .PHONY: ffi-build ffi-header ffi-header-check c-test go-test ffi-test
 
@@ -45,7 +49,7 @@ c-test: ffi-build ship-rotel
 	$(FFI_BUILD)/guard-dynamic policies/finance
 
 go-test: ffi-build ship-rotel
-	cd aegis-ffi/go && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	cd aegis-ffi/go && $(GO) vet ./... && $(GO) test -race -count=1 $(GO_RELINK) ./...
 	cd examples/go && $(GO) vet ./... && $(GO) build -o /dev/null .
 
 ffi-test: ffi-header-check c-test go-test

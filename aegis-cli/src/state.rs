@@ -67,13 +67,10 @@ pub fn run(rest: &[String]) -> Result<u8, Fail> {
     }
 }
 
+/// SCOPE and ID, checked as the engines' `kill` checks them (the same messages).
 fn parse_scope(scope: &str, id: &str) -> Result<KillScope, Fail> {
-    let s = KillScope::parse(scope)
-        .ok_or_else(|| Fail::input(format!("usage: SCOPE is agent, tool, session or all, not `{scope}`")))?;
-    if s == KillScope::All && id != "*" {
-        return Err(Fail::input(format!("scope `all` takes the id `*`, not `{id}`")));
-    }
-    aegis_core::request::check_name("id", id).map_err(|e| Fail::input(e.message))?;
+    let s = KillScope::from_arg(scope).map_err(|e| Fail::input(e.0))?;
+    s.check_id(id).map_err(|e| Fail::input(e.0))?;
     Ok(s)
 }
 

@@ -1,17 +1,20 @@
 //! "Did you mean …?" suggestions for unknown keys, operators and fields.
 
 /// The candidate closest to `word`, if one is close enough to be a likely typo:
-/// the same after trimming and lower-casing, or within an edit distance of 2 (1 for
-/// words of up to 4 characters).
+/// the same after trimming and lower-casing both, or within an edit distance of 2 (1
+/// for words of up to 4 characters) of each other lower-cased — so a camelCase
+/// candidate (`stateTimeoutMs`) is found for `stateTimoutMs` as its snake_case
+/// spelling is for `state_timout_ms`.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let norm = word.trim().to_lowercase();
     let max = if norm.chars().count() <= 4 { 1 } else { 2 };
     let mut best: Option<(usize, &'a str)> = None;
     for c in candidates {
-        if c == norm {
+        let folded = c.to_lowercase();
+        if folded == norm {
             return Some(c);
         }
-        let d = distance(&norm, c);
+        let d = distance(&norm, &folded);
         if d <= max && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
@@ -66,5 +69,8 @@ mod tests {
         assert_eq!(closest("mathces", ops), Some("matches"));
         assert_eq!(closest("wihtin", ops), Some("within"));
         assert_eq!(closest("banana", ops), None);
+        let camel = ["stateTimeoutMs", "stateStaleMs", "fsync"];
+        assert_eq!(closest("stateTimoutMs", camel), Some("stateTimeoutMs"));
+        assert_eq!(closest("STATESTALEMS", camel), Some("stateStaleMs"));
     }
 }

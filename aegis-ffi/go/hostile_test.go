@@ -423,7 +423,9 @@ func TestErrorShape(t *testing.T) {
 	if !errors.Is(err, &Error{Code: CodeRequestInvalid}) || errors.Is(err, &Error{Code: CodeAuditFailed}) {
 		t.Fatal("errors.Is by code")
 	}
-	wantCode(t, e.Kill("planet", "x", ""), CodeInvalidArgument, "")
+	if ae := wantCode(t, e.Kill("planet", "x", ""), CodeInvalidArgument, ""); ae.Message != "unknown kill scope `planet` (agent, tool, session, all)" {
+		t.Fatalf("bad scope: %q", ae.Message)
+	}
 	e.Close()
 	_, err = e.Evaluate(Request{Agent: "a", Tool: "notes"})
 	wantCode(t, err, CodeInvalidArgument, "")

@@ -451,10 +451,7 @@ unsafe fn collector<'a>(e: *const aegis_engine) -> R<&'a Collector> {
 }
 
 fn parse_scope(s: &str) -> R<KillScope> {
-    KillScope::parse(s).map_or_else(
-        || fail(aegis_status::AEGIS_INVALID_ARGUMENT, format!("unknown kill scope `{s}` (agent, tool, session, all)")),
-        Ok,
-    )
+    KillScope::from_arg(s).or_else(|e| fail(aegis_status::AEGIS_INVALID_ARGUMENT, e.0))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 //! What `aegis state` does to a fleet's store (§11): kill, revive, list, marks and
 //! reset. Each is one short exchange bounded by the store's timeout.
 
-use crate::keys::{kill_field, parse_kill_field, Keys};
+use crate::commands;
+use crate::keys::Keys;
 use crate::mirror::{new_epoch, ACCEPTED};
 use crate::pool::{describe, is_auth_error, Pool};
+use crate::scripts;
 use crate::ConnectError;
 use aegis_core::state::Kill;
 use aegis_core::time::Millis;
@@ -29,6 +31,9 @@ pub enum AdminError {
     /// The store could not be reached in time.
     #[error("{0}")]
     Unavailable(String),
+    /// The store holds a value Aegis did not write (a counter that is not a number).
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl From<ConnectError> for AdminError {
@@ -41,13 +46,15 @@ impl From<ConnectError> for AdminError {
 pub struct Admin {
     keys: Keys,
     pool: Pool,
+    counters_script: commands::Script,
 }
 
 impl Admin {
     /// Parses the URL and checks that the store answers.
     pub fn connect(cfg: &StateConfig) -> Result<Admin, AdminError> {
         let pool = Pool::open(cfg)?;
-        let admin = Admin { keys: Keys::new(&cfg.prefix), pool };
+        let admin =
+            Admin { keys: Keys::new(&cfg.prefix), pool, counters_script: commands::Script::new(scripts::COUNTERS) };
         admin.pool.probe().map_err(|e| admin.err(&e))?;
         Ok(admin)
     }
@@ -62,88 +69,73 @@ impl Admin {
 
     /// Kills for the whole fleet.
     pub fn kill(&self, scope: KillScope, id: &str, reason: &str) -> Result<(), AdminError> {
-        self.pool
-            .with(|c| {
-                redis::pipe()
-                    .atomic()
-                    .cmd("HSET")
-                    .arg(self.keys.kills())
-                    .arg(kill_field(scope, id))
-                    .arg(reason)
-                    .ignore()
-                    .cmd("PUBLISH")
-                    .arg(self.keys.events())
-                    .arg("kill")
-                    .ignore()
-                    .query::<()>(c)
-            })
-            .map_err(|e| self.err(&e))
+        let kill = Kill { scope, id: id.to_owned(), reason: reason.to_owned() };
+        self.pool.with(|c| commands::write_kills(c, &self.keys, std::slice::from_ref(&kill))).map_err(|e| self.err(&e))
     }
 
     /// Lifts a kill for the whole fleet; returns whether the store had it.
     pub fn revive(&self, scope: KillScope, id: &str) -> Result<bool, AdminError> {
-        self.pool
-            .with(|c| {
-                redis::pipe()
-                    .atomic()
-                    .cmd("HDEL")
-                    .arg(self.keys.kills())
-                    .arg(kill_field(scope, id))
-                    .cmd("PUBLISH")
-                    .arg(self.keys.events())
-                    .arg("revive")
-                    .ignore()
-                    .query::<(i64,)>(c)
-                    .map(|(n,)| n > 0)
-            })
-            .map_err(|e| self.err(&e))
+        self.pool.with(|c| commands::delete_kill(c, &self.keys, scope, id)).map_err(|e| self.err(&e))
     }
 
     /// The kills in force (sorted by scope and id).
     pub fn kills(&self) -> Result<Vec<Kill>, AdminError> {
-        let all: Vec<(String, String)> =
-            self.pool.with(|c| redis::cmd("HGETALL").arg(self.keys.kills()).query(c)).map_err(|e| self.err(&e))?;
-        let mut kills: Vec<Kill> = all
-            .into_iter()
-            .filter_map(|(f, reason)| parse_kill_field(&f).map(|(scope, id)| Kill { scope, id: id.to_owned(), reason }))
-            .collect();
+        let all: Vec<(String, String)> = self
+            .pool
+            .with(|c| redis::cmd("HGETALL").arg(self.keys.kills()).query(c.exchange(1)?))
+            .map_err(|e| self.err(&e))?;
+        let mut kills = commands::parse_kills(all);
         kills.sort_by(|a, b| (a.scope.as_str(), &a.id).cmp(&(b.scope.as_str(), &b.id)));
         Ok(kills)
     }
 
-    /// The live limit counters (sorted by key).
+    /// The live limit counters (sorted by key): every one, read in batches. A counter
+    /// whose fields do not read as numbers is an error naming it, never a zero.
     pub fn counters(&self) -> Result<Vec<LiveCounter>, AdminError> {
         let pattern = self.keys.limit_pattern();
-        let keys: Vec<String> = self
-            .pool
-            .with(|c| {
-                let mut out = Vec::new();
-                let mut cursor: u64 = 0;
-                loop {
-                    let (next, batch): (u64, Vec<String>) =
-                        redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).query(c)?;
-                    out.extend(batch);
-                    if next == 0 || out.len() > 100_000 {
-                        return Ok(out);
-                    }
-                    cursor = next;
-                }
-            })
-            .map_err(|e| self.err(&e))?;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            let (c, s): (Option<u64>, Option<String>) = self
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = self
                 .pool
-                .with(|con| redis::cmd("HMGET").arg(&k).arg("c").arg("s").query(con))
+                .with(|c| {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query(c.exchange(1)?)
+                })
                 .map_err(|e| self.err(&e))?;
-            let Some(suffix) = self.keys.limit_suffix(&k) else { continue };
-            out.push(LiveCounter {
-                key: suffix.to_owned(),
-                calls: c.unwrap_or(0),
-                sum: s.and_then(|s| s.parse().ok()).unwrap_or(0.0),
-            });
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        keys.sort_unstable();
+        keys.dedup(); // SCAN may return a key twice
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let reply = self.pool.with(|c| self.counters_script.run(c, chunk, &[])).map_err(|e| self.err(&e))?;
+            let fields: Vec<(Option<String>, Option<String>)> = redis::FromRedisValue::from_redis_value(reply)
+                .map_err(|e| AdminError::Corrupt(format!("the store's counters: {e}")))?;
+            if fields.len() != chunk.len() {
+                return Err(AdminError::Corrupt(format!("{} counters read for {} keys", fields.len(), chunk.len())));
+            }
+            for (k, (calls, sum)) in chunk.iter().zip(fields) {
+                let Some(suffix) = self.keys.limit_suffix(k) else { continue };
+                // A key that expired between SCAN and HMGET has neither field.
+                if calls.is_none() && sum.is_none() {
+                    continue;
+                }
+                let bad = || AdminError::Corrupt(format!("the counter `{k}` holds calls {calls:?} and sum {sum:?}"));
+                let calls = calls.as_deref().map_or(Ok(0), str::parse).map_err(|_| bad())?;
+                let sum = sum.as_deref().map_or(Ok(0.0), str::parse::<f64>).map_err(|_| bad())?;
+                out.push(LiveCounter { key: suffix.to_owned(), calls, sum });
+            }
+        }
         Ok(out)
     }
 
@@ -151,9 +143,9 @@ impl Admin {
     pub fn marks(&self, session: &str) -> Result<Vec<(String, Millis)>, AdminError> {
         let ((secs, micros), all): ((i64, i64), Vec<(String, i64)>) = self
             .pool
-            .with(|c| redis::pipe().cmd("TIME").cmd("HGETALL").arg(self.keys.marks(session)).query(c))
+            .with(|c| redis::pipe().cmd("TIME").cmd("HGETALL").arg(self.keys.marks(session)).query(c.exchange(2)?))
             .map_err(|e| self.err(&e))?;
-        let now = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        let now = commands::store_ms((secs, micros));
         let mut live: Vec<(String, Millis)> = all.into_iter().filter(|(_, exp)| now < *exp).collect();
         live.sort();
         Ok(live)
@@ -163,19 +155,16 @@ impl Admin {
     /// adopt it and go on with the store as it is now. Returns the epoch.
     pub fn reset_accept(&self) -> Result<String, AdminError> {
         let epoch = format!("{}{ACCEPTED}", new_epoch());
+        let (key, events) = (self.keys.epoch(), self.keys.events());
         self.pool
             .with(|c| {
                 redis::pipe()
                     .atomic()
-                    .cmd("SET")
-                    .arg(self.keys.epoch())
-                    .arg(&epoch)
+                    .set(&key, &epoch)
                     .ignore()
-                    .cmd("PUBLISH")
-                    .arg(self.keys.events())
-                    .arg("reset")
+                    .publish(&events, "reset")
                     .ignore()
-                    .query::<()>(c)
+                    .query::<()>(c.exchange(4)?)
             })
             .map_err(|e| self.err(&e))?;
         Ok(epoch)

@@ -83,11 +83,10 @@ impl Keys {
 
     /// A used grant.
     pub fn grant(&self, mac: &[u8; 32]) -> String {
-        let mut hex = String::with_capacity(64);
-        for b in mac {
-            hex.push_str(&format!("{b:02x}"));
-        }
-        self.key(&format!("grant:{hex}"))
+        let mut rest = String::with_capacity(6 + 64);
+        rest.push_str("grant:");
+        aegis_core::audit::hex_into(&mut rest, mac);
+        self.key(&rest)
     }
 
     /// A session's marks.
@@ -130,6 +129,10 @@ mod tests {
         };
         assert_eq!(k.limit(&l), r#"{aegis:}limit:budget:86400000:20458:["a:1",null]"#);
         assert_eq!(k.epoch(), "{aegis:}epoch");
+        let mut mac = [0u8; 32];
+        mac[0] = 0xab;
+        mac[31] = 0x0f;
+        assert_eq!(k.grant(&mac), format!("{{aegis:}}grant:ab{}0f", "00".repeat(30)));
         assert_eq!(k.limit_suffix(&k.limit(&l)), Some(r#"budget:86400000:20458:["a:1",null]"#));
         assert_eq!(Keys::new("a*b").limit_pattern(), r"{a\*b}limit:*");
         assert_eq!(parse_kill_field("agent:x:y"), Some((aegis_core::KillScope::Agent, "x:y")));

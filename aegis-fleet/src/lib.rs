@@ -14,18 +14,20 @@
 //!   by `state_timeout_ms` and fails closed.
 //! * The client is redis-rs's synchronous one: no async runtime is forced on the host.
 
+mod commands;
 mod keys;
 mod mirror;
 mod pool;
 mod scripts;
 
 pub mod admin;
+pub mod test_server;
 
 pub use admin::Admin;
 pub use keys::Keys;
 
 use aegis_core::config::redact_url;
-use aegis_core::state::{Counter, Kill, KillSet, SharedState, StateFailure, StateFault, Step, StepOutcome};
+use aegis_core::state::{Counter, Kill, KillSet, SharedState, StateFailure, Step, StepOutcome};
 use aegis_core::time::Millis;
 use aegis_core::{KillScope, StateConfig};
 use mirror::Mirror;
@@ -49,9 +51,9 @@ pub struct FleetState {
     keys: Keys,
     pool: Arc<Pool>,
     mirror: Arc<Mirror>,
-    step_script: redis::Script,
-    read_marks_script: redis::Script,
-    clear_marks_script: redis::Script,
+    step_script: commands::Script,
+    read_marks_script: commands::Script,
+    clear_marks_script: commands::Script,
 }
 
 impl std::fmt::Debug for FleetState {
@@ -83,9 +85,9 @@ pub fn connect(cfg: &StateConfig) -> Result<Arc<FleetState>, ConnectError> {
         keys,
         pool,
         mirror,
-        step_script: redis::Script::new(scripts::STEP),
-        read_marks_script: redis::Script::new(scripts::READ_MARKS),
-        clear_marks_script: redis::Script::new(scripts::CLEAR_MARKS),
+        step_script: commands::Script::new(scripts::STEP),
+        read_marks_script: commands::Script::new(scripts::READ_MARKS),
+        clear_marks_script: commands::Script::new(scripts::CLEAR_MARKS),
     }))
 }
 
@@ -161,10 +163,7 @@ impl FleetState {
 
     fn reset(&self) -> StateFailure {
         self.mirror.poke();
-        StateFailure {
-            fault: StateFault::Reset,
-            message: "the fleet's store lost its data (its epoch is gone or changed); until an operator runs `aegis state reset --accept`, calls that need shared state are denied".into(),
-        }
+        StateFailure::reset()
     }
 
     fn slack(&self) -> i64 {
@@ -187,9 +186,11 @@ impl SharedState for FleetState {
 
     fn read_marks(&self, session: &str) -> Result<Vec<(String, Millis)>, StateFailure> {
         let epoch = self.epoch()?;
-        let mut inv = self.read_marks_script.prepare_invoke();
-        inv.key(self.keys.epoch()).key(self.keys.marks(session)).arg(epoch);
-        let reply: redis::Value = self.pool.with(|c| inv.invoke(c)).map_err(|e| self.failed(&e))?;
+        let keys = [self.keys.epoch(), self.keys.marks(session)];
+        let reply = self
+            .pool
+            .with(|c| self.read_marks_script.run(c, &keys, &[epoch.into_bytes()]))
+            .map_err(|e| self.failed(&e))?;
         let a = array(&reply).ok_or_else(|| bad_reply("marks"))?;
         match a {
             [tag] if text(tag).as_deref() == Some("reset") => Err(self.reset()),
@@ -201,39 +202,43 @@ impl SharedState for FleetState {
     fn step(&self, step: &Step<'_>) -> Result<StepOutcome, StateFailure> {
         let epoch = self.epoch()?;
         let slack = self.slack();
-        let mut inv = self.step_script.prepare_invoke();
-        inv.key(self.keys.epoch());
+        let mut keys = Vec::with_capacity(step.limits.len() + 3);
+        keys.push(self.keys.epoch());
         if let Some((mac, _)) = &step.grant {
-            inv.key(self.keys.grant(mac));
+            keys.push(self.keys.grant(mac));
         }
-        for l in &step.limits {
-            inv.key(self.keys.limit(l));
-        }
+        keys.extend(step.limits.iter().map(|l| self.keys.limit(l)));
         if let Some(s) = step.session {
-            inv.key(self.keys.marks(s));
+            keys.push(self.keys.marks(s));
         }
-        inv.arg(epoch)
-            .arg(if step.grant.is_some() { "1" } else { "0" })
-            .arg(step.grant.map_or(0, |(_, exp)| exp.saturating_add(slack)))
-            .arg(if step.count { "1" } else { "0" })
-            .arg(step.limits.len())
-            .arg(if step.session.is_some() { "1" } else { "0" })
-            .arg(slack)
-            .arg(if step.session.is_some() { step.marks.len() } else { 0 });
+        // ARGV as scripts::STEP lists it.
+        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+        let mut args: Vec<String> = vec![
+            epoch,
+            flag(step.grant.is_some()),
+            step.grant.map_or(0, |(_, exp)| exp.saturating_add(slack)).to_string(),
+            flag(step.count),
+            step.limits.len().to_string(),
+            flag(step.session.is_some()),
+            slack.to_string(),
+            (if step.session.is_some() { step.marks.len() } else { 0 }).to_string(),
+        ];
         for l in &step.limits {
-            inv.arg(l.max_calls.map_or(-1, |m| m.min(i64::MAX as u64) as i64))
-                .arg(l.max_sum.map_or(String::new(), num))
-                .arg(num(l.add))
-                .arg(if l.forced { "1" } else { "0" })
-                .arg(if l.assumed_exceeded { "1" } else { "0" })
-                .arg(l.window_end_ms.saturating_add(slack));
+            args.push(l.max_calls.map_or(-1, |m| m.min(i64::MAX as u64) as i64).to_string());
+            args.push(l.max_sum.map_or(String::new(), num));
+            args.push(num(l.add));
+            args.push(flag(l.forced));
+            args.push(flag(l.assumed_exceeded));
+            args.push(l.window_end_ms.saturating_add(slack).to_string());
         }
         if step.session.is_some() {
             for (label, exp) in &step.marks {
-                inv.arg(*label).arg(*exp);
+                args.push((*label).to_owned());
+                args.push(exp.to_string());
             }
         }
-        let reply: redis::Value = self.pool.with(|c| inv.invoke(c)).map_err(|e| self.failed(&e))?;
+        let args: Vec<Vec<u8>> = args.into_iter().map(String::into_bytes).collect();
+        let reply = self.pool.with(|c| self.step_script.run(c, &keys, &args)).map_err(|e| self.failed(&e))?;
         let a = array(&reply).ok_or_else(|| bad_reply("step"))?;
         let n = step.limits.len();
         match a {
@@ -259,9 +264,8 @@ impl SharedState for FleetState {
     }
 
     fn clear_marks(&self, session: &str, now_ms: Millis) -> Result<bool, StateFailure> {
-        let mut inv = self.clear_marks_script.prepare_invoke();
-        inv.key(self.keys.marks(session));
-        let reply: redis::Value = self.pool.with(|c| inv.invoke(c)).map_err(|e| self.failed(&e))?;
+        let keys = [self.keys.marks(session)];
+        let reply = self.pool.with(|c| self.clear_marks_script.run(c, &keys, &[])).map_err(|e| self.failed(&e))?;
         let marks = marks_of(&reply).ok_or_else(|| bad_reply("marks"))?;
         Ok(marks.iter().any(|(_, exp)| now_ms < *exp))
     }

@@ -9,7 +9,8 @@
 //! mirror holds, so a kill never silently lapses; the member then denies calls that
 //! need shared state (`state:reset`) until it finds an epoch an operator accepted.
 
-use crate::keys::{kill_field, parse_kill_field, Keys};
+use crate::commands;
+use crate::keys::Keys;
 use crate::pool::{describe, Pool};
 use aegis_core::state::{Kill, KillSet, StateFailure, StateFault};
 use aegis_core::time::Millis;
@@ -59,6 +60,13 @@ pub struct Mirror {
     /// Ask the thread for a full read now.
     due: AtomicBool,
     stop: AtomicBool,
+}
+
+/// Puts a kill in a list, replacing one with the same scope and id (as
+/// [`KillSet::insert`] does).
+fn put(list: &mut Vec<Kill>, kill: Kill) {
+    list.retain(|k| !(k.scope == kill.scope && k.id == kill.id));
+    list.push(kill);
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -189,28 +197,22 @@ impl Mirror {
     fn full_read(&self) -> RedisResult<()> {
         let started = Instant::now();
         let (time, epoch, kills): FullRead = self.pool.with(|c| {
-            redis::pipe().cmd("TIME").cmd("GET").arg(self.keys.epoch()).cmd("HGETALL").arg(self.keys.kills()).query(c)
+            redis::pipe()
+                .cmd("TIME")
+                .cmd("GET")
+                .arg(self.keys.epoch())
+                .cmd("HGETALL")
+                .arg(self.keys.kills())
+                .query(c.exchange(3)?)
         })?;
-        let store_ms = time.0.saturating_mul(1000).saturating_add(time.1 / 1000);
+        let store_ms = commands::store_ms(time);
         // The sample is taken halfway through the round trip.
         let at = started + started.elapsed() / 2;
         // The epoch.
         let adopted = lock(&self.epoch).adopted.clone();
         match (&adopted, &epoch) {
             (None, None) => {
-                let mine = new_epoch();
-                let now: Option<String> = self.pool.with(|c| {
-                    redis::pipe()
-                        .cmd("SET")
-                        .arg(self.keys.epoch())
-                        .arg(&mine)
-                        .arg("NX")
-                        .ignore()
-                        .cmd("GET")
-                        .arg(self.keys.epoch())
-                        .query::<(Option<String>,)>(c)
-                        .map(|(v,)| v)
-                })?;
+                let now = self.pool.with(|c| commands::set_nx_get(c, &self.keys.epoch(), &new_epoch()))?;
                 let mut e = lock(&self.epoch);
                 e.adopted = now;
                 e.reset = false;
@@ -236,13 +238,9 @@ impl Mirror {
         }
         self.flush_unwritten()?;
         // The kills: the store's, and those not written yet.
-        let mut all: Vec<Kill> = kills
-            .into_iter()
-            .filter_map(|(f, reason)| parse_kill_field(&f).map(|(scope, id)| Kill { scope, id: id.to_owned(), reason }))
-            .collect();
+        let mut all = commands::parse_kills(kills);
         for k in lock(&self.unwritten).iter() {
-            all.retain(|x| !(x.scope == k.scope && x.id == k.id));
-            all.push(k.clone());
+            put(&mut all, k.clone());
         }
         self.kills.replace(all);
         lock(&self.clock).sample = Some((store_ms, at));
@@ -258,14 +256,7 @@ impl Mirror {
         if held.is_empty() {
             return Ok(());
         }
-        self.pool.with(|c| {
-            let mut p = redis::pipe();
-            for k in &held {
-                p.cmd("HSET").arg(self.keys.kills()).arg(kill_field(k.scope, &k.id)).arg(&k.reason).ignore();
-            }
-            p.cmd("PUBLISH").arg(self.keys.events()).arg("kill").ignore();
-            p.query::<()>(c)
-        })
+        self.pool.with(|c| commands::write_kills(c, &self.keys, &held))
     }
 
     fn flush_unwritten(&self) -> RedisResult<()> {
@@ -273,32 +264,16 @@ impl Mirror {
         if pending.is_empty() {
             return Ok(());
         }
-        self.write_kill(&pending)?;
+        self.pool.with(|c| commands::write_kills(c, &self.keys, &pending))?;
         lock(&self.unwritten).retain(|k| !pending.contains(k));
         Ok(())
-    }
-
-    fn write_kill(&self, kills: &[Kill]) -> RedisResult<()> {
-        self.pool.with(|c| {
-            let mut p = redis::pipe();
-            p.atomic();
-            for k in kills {
-                p.cmd("HSET").arg(self.keys.kills()).arg(kill_field(k.scope, &k.id)).arg(&k.reason).ignore();
-            }
-            p.cmd("PUBLISH").arg(self.keys.events()).arg("kill").ignore();
-            p.query::<()>(c)
-        })
     }
 
     /// A kill: in force here at once, then written (or kept to be written).
     pub fn kill(&self, kill: Kill) -> RedisResult<()> {
         self.kills.insert(kill.clone());
-        {
-            let mut u = lock(&self.unwritten);
-            u.retain(|k| !(k.scope == kill.scope && k.id == kill.id));
-            u.push(kill.clone());
-        }
-        match self.write_kill(std::slice::from_ref(&kill)) {
+        put(&mut lock(&self.unwritten), kill.clone());
+        match self.pool.with(|c| commands::write_kills(c, &self.keys, std::slice::from_ref(&kill))) {
             Ok(()) => {
                 lock(&self.unwritten).retain(|k| k != &kill);
                 Ok(())
@@ -312,22 +287,10 @@ impl Mirror {
 
     /// A revive: written, then lifted here.
     pub fn revive(&self, scope: KillScope, id: &str) -> RedisResult<bool> {
-        let removed: i64 = self.pool.with(|c| {
-            redis::pipe()
-                .atomic()
-                .cmd("HDEL")
-                .arg(self.keys.kills())
-                .arg(kill_field(scope, id))
-                .cmd("PUBLISH")
-                .arg(self.keys.events())
-                .arg("revive")
-                .ignore()
-                .query::<(i64,)>(c)
-                .map(|(n,)| n)
-        })?;
+        let removed = self.pool.with(|c| commands::delete_kill(c, &self.keys, scope, id))?;
         lock(&self.unwritten).retain(|k| !(k.scope == scope && k.id == id));
         let here = self.kills.remove(scope, id);
-        Ok(removed > 0 || here)
+        Ok(removed || here)
     }
 
     /// Why the mirror may not be trusted (`None`: it is fresh).
@@ -353,10 +316,7 @@ impl Mirror {
     pub fn epoch(&self) -> Result<String, StateFailure> {
         let e = lock(&self.epoch);
         if e.reset {
-            return Err(StateFailure {
-                fault: StateFault::Reset,
-                message: "the fleet's store lost its data (its epoch is gone or changed); until an operator runs `aegis state reset --accept`, calls that need shared state are denied".into(),
-            });
+            return Err(StateFailure::reset());
         }
         e.adopted.clone().ok_or_else(|| StateFailure::unavailable("no full read of the fleet's state yet"))
     }
@@ -395,18 +355,7 @@ impl Mirror {
         if !pending || hash.is_empty() {
             return;
         }
-        let fleet: RedisResult<Option<String>> = self.pool.with(|c| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(self.keys.policy())
-                .arg(&hash)
-                .arg("NX")
-                .ignore()
-                .cmd("GET")
-                .arg(self.keys.policy())
-                .query::<(Option<String>,)>(c)
-                .map(|(v,)| v)
-        });
+        let fleet = self.pool.with(|c| commands::set_nx_get(c, &self.keys.policy(), &hash));
         if let Ok(fleet) = fleet {
             lock(&self.policy).1 = false;
             if let Some(f) = fleet.filter(|f| *f != hash) {

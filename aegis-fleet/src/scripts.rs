@@ -103,3 +103,11 @@ local m = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
 return m
 ";
+
+/// Every counter's fields at once (for `aegis state list`: one reply, so one bounded
+/// read). KEYS: limit counters. Replies `{{calls, sum}, …}` (`false`: a field absent).
+pub const COUNTERS: &str = r"
+local out = {}
+for i, k in ipairs(KEYS) do out[i] = redis.call('HMGET', k, 'c', 's') end
+return out
+";

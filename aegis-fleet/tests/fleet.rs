@@ -5,69 +5,10 @@
 
 use aegis_core::state::SharedState;
 use aegis_core::{Engine, EngineOptions, KillScope, Outcome, Request, RequestLimits, StateConfig};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "fleet-test-pw";
-
-/// A redis-server of the test's own, killed on drop.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Redis::on(port)
-    }
-
-    fn on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--requirepass", PASSWORD])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (make redis)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child: Some(child), port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://:{PASSWORD}@127.0.0.1:{}/0", self.port)
-    }
-
-    fn config(&self, prefix: &str) -> StateConfig {
-        StateConfig { prefix: prefix.into(), ..StateConfig::new(self.url()) }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
-        }
-        self.stop();
-    }
-}
+use aegis_fleet::test_server::TestRedis as Redis;
 
 const POLICY: &str = "aegis: 1
 default: deny
@@ -125,7 +66,7 @@ fn pay(e: &Engine, amount: &str) -> (Outcome, Vec<String>) {
 
 #[test]
 fn two_members_share_one_budget_with_binary64_sums() {
-    let r = Redis::start();
+    let r = Redis::start().unwrap();
     let cfg = r.config("t1:");
     let (a, b) = (engine(&cfg), engine(&cfg));
     // 0.1 ten times is 0.9999999999999999 in binary64: ten calls fit in max_sum 1.0,
@@ -144,7 +85,7 @@ fn two_members_share_one_budget_with_binary64_sums() {
 
 #[test]
 fn racing_threads_never_pass_the_budget() {
-    let r = Redis::start();
+    let r = Redis::start().unwrap();
     let cfg = r.config("t2:");
     let engines: Vec<Arc<Engine>> = (0..2).map(|_| Arc::new(engine(&cfg))).collect();
     let handles: Vec<_> = (0..4)
@@ -166,7 +107,7 @@ fn racing_threads_never_pass_the_budget() {
 
 #[test]
 fn kills_reach_every_member_within_a_second_and_grants_are_single_use() {
-    let r = Redis::start();
+    let r = Redis::start().unwrap();
     let cfg = r.config("t3:");
     let (a, b) = (engine(&cfg), engine(&cfg));
     assert_eq!(b.evaluate(&req("free", "")).unwrap().outcome, Outcome::Allow);
@@ -211,7 +152,7 @@ fn kills_reach_every_member_within_a_second_and_grants_are_single_use() {
 
 #[test]
 fn marks_are_the_fleets() {
-    let r = Redis::start();
+    let r = Redis::start().unwrap();
     let cfg = r.config("t4:");
     let (a, b) = (engine(&cfg), engine(&cfg));
     assert_eq!(b.evaluate(&req("mail", r#","session":"s1""#)).unwrap().outcome, Outcome::Allow);
@@ -229,11 +170,11 @@ fn marks_are_the_fleets() {
 
 #[test]
 fn wrong_password_fails_construction_and_an_unreachable_store_does_not() {
-    let r = Redis::start();
-    let bad = StateConfig::new(format!("redis://:nope@127.0.0.1:{}/0", r.port));
+    let r = Redis::start().unwrap();
+    let bad = StateConfig::new(format!("redis://:nope@127.0.0.1:{}/0", r.port()));
     let e = aegis_fleet::connect(&bad).unwrap_err();
     assert!(e.0.contains("refused the credentials") && !e.0.contains("nope"), "{e}");
-    let user = StateConfig::new(format!("redis://ghost:pw@127.0.0.1:{}/0", r.port));
+    let user = StateConfig::new(format!("redis://ghost:pw@127.0.0.1:{}/0", r.port()));
     assert!(aegis_fleet::connect(&user).unwrap_err().0.contains("refused the credentials"));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let away = StateConfig { timeout_ms: 50, ..StateConfig::new(format!("redis://:pw@127.0.0.1:{port}/0")) };
@@ -247,15 +188,25 @@ fn wrong_password_fails_construction_and_an_unreachable_store_does_not() {
 
 #[test]
 fn faults_stopped_frozen_and_restarted_empty() {
-    let mut r = Redis::start();
+    let mut r = Redis::start().unwrap();
     let cfg = StateConfig { timeout_ms: 100, stale_ms: 800, ..r.config("t5:") };
     let a = engine(&cfg);
     assert_eq!(pay(&a, "0.5").0, Outcome::Allow);
     // Frozen: no call waits past the timeout.
-    r.signal("-STOP");
+    r.signal("-STOP").unwrap();
     let t0 = Instant::now();
     assert_eq!(pay(&a, "0.1"), (Outcome::Deny, vec!["state:unavailable".to_string()]));
     assert!(t0.elapsed() < Duration::from_millis(400), "waited {:?}", t0.elapsed());
+    // Also once no idle connection is left (a new one's handshake is bounded too, not
+    // one timeout per reply), and for the control calls.
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        assert_eq!(pay(&a, "0.1").1, vec!["state:unavailable".to_string()]);
+        assert!(t0.elapsed() < Duration::from_millis(180), "a call waited {:?} (timeout 100 ms)", t0.elapsed());
+    }
+    let t0 = Instant::now();
+    assert!(a.marks("s").is_err());
+    assert!(t0.elapsed() < Duration::from_millis(180), "marks waited {:?} (timeout 100 ms)", t0.elapsed());
     // A call that needs no shared state goes on while the mirror is fresh, then not.
     let t0 = Instant::now();
     while a.evaluate(&req("free", "")).unwrap().outcome == Outcome::Allow {
@@ -265,15 +216,15 @@ fn faults_stopped_frozen_and_restarted_empty() {
     let d = a.evaluate(&req("free", "")).unwrap();
     assert_eq!(d.rules, vec!["state:unavailable"]);
     assert!(d.errors[0].message.contains("last confirmed"), "{}", d.errors[0].message);
-    r.signal("-CONT");
+    r.signal("-CONT").unwrap();
     // Kill while the store is away: in force here, written when it is back.
-    let port = r.port;
+    let port = r.port();
     r.stop();
     assert!(a.kill(KillScope::Agent, "rogue", "loose").is_err());
     assert_eq!(a.kills().len(), 1);
     // Restarted empty: the member reconnects by itself, writes back its kill and
     // denies limited calls with state:reset until an operator accepts.
-    let _r2 = Redis::on(port);
+    let _r2 = Redis::on(port).unwrap();
     let t0 = Instant::now();
     loop {
         let d = a.evaluate(&req("free", "")).unwrap();
@@ -296,7 +247,7 @@ fn faults_stopped_frozen_and_restarted_empty() {
 
 #[test]
 fn skewed_requests_are_denied() {
-    let r = Redis::start();
+    let r = Redis::start().unwrap();
     let cfg = StateConfig { max_skew_ms: 1000, ..r.config("t6:") };
     let a = engine(&cfg);
     let d = a

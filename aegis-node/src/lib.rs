@@ -1039,8 +1039,7 @@ fn decision_to_native(d: aegis_core::Decision) -> NativeDecision {
 }
 
 fn scope(s: &str) -> Outcome<KillScope> {
-    KillScope::parse(s)
-        .ok_or_else(|| invalid_argument(format!("scope must be 'agent', 'tool', 'session' or 'all', found {s:?}")))
+    KillScope::from_arg(s).map_err(|e| invalid_argument(e.0))
 }
 
 /// The engine handle. One per JS environment (main thread or worker).

@@ -184,6 +184,9 @@ test('kill / revive / grant / reload / policyHash', () => {
   assert.equal(e.revive('agent', 'finance-bot'), true)
   assert.equal(e.evaluate(req).outcome, 'allow')
   assert.throws(() => e.kill('planet', 'x'), AegisError)
+  // the one message of every binding and the CLI (the core's)
+  assert.throws(() => e.kill('planet', 'x'), { message: 'unknown kill scope `planet` (agent, tool, session, all)' })
+  assert.throws(() => e.kill('all', 'x'), { message: 'scope `all` takes the id `*`, not `x`' })
   const big = { ...req, params: { amount: 9000 }, time: undefined }
   const a = e.evaluate(big)
   const token = e.grant(a.approval.id, 'alice', 600)

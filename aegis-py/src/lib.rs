@@ -519,8 +519,7 @@ fn open_engine(py: Python<'_>, bundle: Bundle<'_>, options: &Bound<'_, PyAny>) -
 
 fn scope(py: Python<'_>, s: &Bound<'_, PyAny>) -> PyResult<KillScope> {
     let text = text_arg(py, s, "scope")?;
-    KillScope::parse(&text)
-        .ok_or_else(|| arg_error(py, format!("scope must be agent, tool, session or all, not {text:?}")))
+    KillScope::from_arg(&text).map_err(|e| arg_error(py, e.0))
 }
 
 /// Outcome, rules, reason, approval (id, approvers), errors, audit record (a dict).

@@ -106,8 +106,13 @@ def test_kill_revive() -> None:
     assert e.revive("agent", "fin") is True
     assert e.revive("agent", "fin") is False
     assert e.evaluate(pay(1)).allowed
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as bad:
         e.kill("planet", "x")
+    # the one message of every binding and the CLI (the core's)
+    assert str(bad.value) == "unknown kill scope `planet` (agent, tool, session, all)"
+    with pytest.raises(ValueError) as bad:
+        e.kill("all", "x")
+    assert str(bad.value) == "scope `all` takes the id `*`, not `x`"
 
 
 def test_reload_yaml_and_hash() -> None:

@@ -62,13 +62,9 @@ pub fn open(
     let mut options = config.options().map_err(|e| ErrorInfo::from(&e))?;
     options.sinks.extend(callbacks);
     if let Some(st) = &config.state {
-        let fleet = aegis_fleet::connect(st).map_err(|e| ErrorInfo {
-            field: config.spelling.spell("state"),
-            ..ErrorInfo::new(
-                ErrorCode::ConfigInvalid,
-                e.0.replace("`state`", &format!("`{}`", config.spelling.spell("state"))),
-            )
-        })?;
+        // `state` is spelt the same in every language.
+        let fleet = aegis_fleet::connect(st)
+            .map_err(|e| ErrorInfo { field: "state".into(), ..ErrorInfo::new(ErrorCode::ConfigInvalid, e.0) })?;
         options.state = Some(fleet);
     }
     let engine = match bundle {

@@ -548,7 +548,7 @@ fn all_hex(bytes: &[u8]) -> bool {
 
 /// Appends `bytes` as lower-case hex: the one hex encoder (digests, the policy hash,
 /// approval ids). No allocation when `out` has the capacity.
-pub(crate) fn hex_into(out: &mut String, bytes: &[u8]) {
+pub fn hex_into(out: &mut String, bytes: &[u8]) {
     /// `0`–`9`, `a`–`f` without a branch: 39 more from 10 on (`'a' - '0' - 10`).
     fn digit(nibble: u8) -> u8 {
         let letter = ((9i8 - nibble as i8) >> 7) as u8 & 39;

@@ -18,6 +18,7 @@ use crate::request::{check_name, Field, Request, RequestError, RequestLimits};
 use crate::time::{self, Millis};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
+use state::StateFailure;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,6 +135,22 @@ impl KillScope {
             "all" => Some(KillScope::All),
             _ => None,
         }
+    }
+
+    /// Parses a scope given as an argument (`kill`, `revive`, `aegis state`): an
+    /// unknown one is refused with the one message every binding and the CLI give.
+    pub fn from_arg(s: &str) -> Result<KillScope, ControlError> {
+        KillScope::parse(s)
+            .ok_or_else(|| ControlError::new(format!("unknown kill scope `{s}` (agent, tool, session, all)")))
+    }
+
+    /// Checks the id a kill of this scope names: `all` takes `*`; any other id is a
+    /// name (no control characters, not empty).
+    pub fn check_id(self, id: &str) -> Result<(), ControlError> {
+        if self == KillScope::All && id != "*" {
+            return Err(ControlError::new(format!("scope `all` takes the id `*`, not `{id}`")));
+        }
+        check_name("id", id).map_err(|e| ControlError::new(e.message))
     }
 
     /// The request field a kill of this scope names (`None` for `all`).
@@ -402,14 +419,12 @@ impl Engine {
     }
 
     /// Decides a request with options (explain), in phases (`engine/phases.rs`): a kill
-    /// switch in force decides at once; otherwise match rules, check limits,
-    /// combine, grant, commit. The decision is then sealed into the audit chain; it
+    /// switch in force decides at once (with fleet state, a stale kill mirror before
+    /// it); otherwise match rules, check limits, combine, grant, commit (with fleet
+    /// state: `engine/shared.rs`, one step in the store). The decision is then sealed into the audit chain; it
     /// is returned only once its record is written.
     pub fn evaluate_with(&self, req: &Request, opts: EvalOptions) -> Result<Decision, EvalError> {
         reentry::refuse(self.id).map_err(|m| EvalError::Audit(AuditError::Callback(m.into())))?;
-        if let Some(st) = &self.state {
-            return self.evaluate_shared(st.as_ref(), req, opts);
-        }
         let time_ms = req.time_or(|| self.now());
         let time_str = time::format_utc(time_ms);
         let compiled = self.policy.load();
@@ -419,14 +434,28 @@ impl Engine {
         let params_sha256 = sha256_hex(params_json.as_bytes());
 
         let mut d = Decision::undecided();
-        let facts = match self.kills.find(req) {
-            Some(k) => {
-                d.rules.push(format!("kill:{}:{}", k.scope.as_str(), k.id));
-                d.reason =
-                    if k.reason.is_empty() { format!("killed: {} \"{}\"", k.scope.as_str(), k.id) } else { k.reason };
+        // §11's order: a stale mirror, the kill switches, then rules and limits (with
+        // fleet state: then the store's step and its failures).
+        let stale = self.state.as_deref().and_then(|st| st.stale().map(StateFailure::unavailable));
+        let facts = match (stale, self.kills.find(req), self.state.as_deref()) {
+            (Some(failure), _, _) => {
+                phases::deny_alone(&mut d, failure);
                 phases::RecordFacts::default()
             }
-            None => {
+            (None, Some(k), _) => {
+                phases::killed(&mut d, k);
+                phases::RecordFacts::default()
+            }
+            (None, None, Some(st)) => {
+                match self.decide_shared(st, &compiled, req, &params_json, time_ms, &time_str, opts, &mut d)? {
+                    Ok(facts) => facts,
+                    Err(failure) => {
+                        phases::deny_alone(&mut d, failure);
+                        phases::RecordFacts::default()
+                    }
+                }
+            }
+            (None, None, None) => {
                 let (candidates, proven) = compiled.checked_lookup(req)?;
                 let phases::MarksRead { table: marks, live, unknown } =
                     phases::read_marks(&bundle.rules, candidates, compiled.touches_marks, &self.marks, req, time_ms)?;
@@ -545,7 +574,7 @@ impl Engine {
     /// back, and this fails with `state_unavailable`.
     pub fn kill(&self, scope: KillScope, id: &str, reason: &str) -> Result<(), ControlError> {
         reentry::refuse(self.id).map_err(ControlError::new)?;
-        Self::check_kill_id(scope, id)?;
+        scope.check_id(id)?;
         let kill = state::Kill { scope, id: id.to_owned(), reason: reason.to_owned() };
         match &self.state {
             Some(st) => st.kill(kill).map_err(|f| ControlError::unavailable(f.message)),
@@ -561,7 +590,7 @@ impl Engine {
     /// this fails with `state_unavailable`).
     pub fn revive(&self, scope: KillScope, id: &str) -> Result<bool, ControlError> {
         reentry::refuse(self.id).map_err(ControlError::new)?;
-        Self::check_kill_id(scope, id)?;
+        scope.check_id(id)?;
         match &self.state {
             Some(st) => st.revive(scope, id).map_err(|f| ControlError::unavailable(f.message)),
             None => Ok(self.kills.remove(scope, id)),
@@ -571,13 +600,6 @@ impl Engine {
     /// The kills in force (with fleet state: this member's mirror of the fleet's).
     pub fn kills(&self) -> Vec<state::Kill> {
         self.kills.list()
-    }
-
-    fn check_kill_id(scope: KillScope, id: &str) -> Result<(), ControlError> {
-        if scope == KillScope::All && id != "*" {
-            return Err(ControlError::new(format!("scope `all` takes the id `*`, not `{id}`")));
-        }
-        check_name("id", id).map_err(|e| ControlError::new(e.message))
     }
 
     /// The session's live marks at the engine's clock, sorted (§10; with fleet state,

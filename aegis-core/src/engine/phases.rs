@@ -8,6 +8,7 @@ use super::decision::{Approval, Decision, DecisionError, ExplainEntry};
 use super::grant::{self, Checked, GrantRejection, UsedGrants};
 use super::limits::{Counter, CounterKey, CounterUnavailable, LimitTable};
 use super::marks::{Known, MarkTable};
+use super::state::{Kill, StateFailure, StateFault};
 use super::{lock, EvalError};
 use crate::audit::{AuditRecord, LimitState};
 use crate::compile::Proven;
@@ -65,17 +66,7 @@ pub(crate) fn read_marks<'t>(
     time_ms: Millis,
 ) -> Result<MarksRead<'t>, EvalError> {
     let mut out = MarksRead { table: None, live: Vec::new(), unknown: None };
-    if !touches {
-        return Ok(out);
-    }
-    let mut any = false;
-    for &i in candidates {
-        let r = rules.get(i as usize).ok_or_else(|| {
-            EvalError::invariant(format!("the index names rule {i}, but the bundle has {} rules", rules.len()))
-        })?;
-        any |= r.reads_marks || !r.marks.is_empty();
-    }
-    if !any {
+    if !candidates_touch_marks(rules, candidates, touches)? {
         return Ok(out);
     }
     let t = out.table.insert(lock(table));
@@ -86,6 +77,24 @@ pub(crate) fn read_marks<'t>(
         }
     }
     Ok(out)
+}
+
+/// Whether a candidate rule tests `session.marks` or has marks (`touches`: the bundle
+/// has such a rule at all; without one nothing is looked at). A candidate index
+/// outside the bundle fails with [`EvalError::Invariant`].
+#[inline(always)]
+pub(crate) fn candidates_touch_marks(rules: &[Rule], candidates: &[u32], touches: bool) -> Result<bool, EvalError> {
+    if !touches {
+        return Ok(false);
+    }
+    let mut any = false;
+    for &i in candidates {
+        let r = rules.get(i as usize).ok_or_else(|| {
+            EvalError::invariant(format!("the index names rule {i}, but the bundle has {} rules", rules.len()))
+        })?;
+        any |= r.reads_marks || !r.marks.is_empty();
+    }
+    Ok(any)
 }
 
 /// The determining rules while combining: the first kept inline, so the usual single
@@ -280,8 +289,7 @@ pub(crate) fn check_limits<'b, 't>(
     let table = out.table.insert(lock(table));
     let time_ms = ctx.time_ms;
     for l in matched {
-        let window = time_ms.div_euclid(l.window.millis);
-        let window_end = window.saturating_add(1).saturating_mul(l.window.millis);
+        let (window, window_end) = window_of(l, time_ms);
         let key = (l.id.clone(), per_values(l, ctx)?, window);
         let (before, unavailable) = match table.get(&key, window_end, time_ms) {
             Ok(c) => (c, None),
@@ -302,6 +310,13 @@ pub(crate) fn check_limits<'b, 't>(
         out.checks.push(LimitCheck { limit: l, key, before, add: sum.add, window_end });
     }
     Ok(out)
+}
+
+/// The window of `l` that `time_ms` falls in: its index ⌊t / window_ms⌋ and when it
+/// ends.
+pub(crate) fn window_of(l: &Limit, time_ms: Millis) -> (i64, Millis) {
+    let window = time_ms.div_euclid(l.window.millis);
+    (window, window.saturating_add(1).saturating_mul(l.window.millis))
 }
 
 /// The limits whose selectors match the request (a missing field matches: fail
@@ -525,8 +540,72 @@ pub(crate) fn marking_rules<'b>(matched: &RuleMatch<'b>, d: &Decision) -> Vec<&'
     matched.winners.iter().filter(|r| !r.marks.is_empty()).collect()
 }
 
-/// The reason of a call denied by `state:full`.
-pub(crate) const FULL_REASON: &str = "session table full: the call's marks cannot be stored";
+/// Decides a call stopped by a kill switch (§6.1): rule `kill:SCOPE:ID`, the kill's
+/// reason (or one made up when it has none).
+pub(crate) fn killed(d: &mut Decision, k: Kill) {
+    d.rules.push(format!("kill:{}:{}", k.scope.as_str(), k.id));
+    d.reason = if k.reason.is_empty() { format!("killed: {} \"{}\"", k.scope.as_str(), k.id) } else { k.reason };
+}
+
+/// Makes `d` a denial by a pseudo-rule alone (§10, §11): `rules` is `[it]`, the fixed
+/// reason, one error `{rule: it, path: "state", message}`, no approval.
+pub(crate) fn deny_alone(d: &mut Decision, failure: StateFailure) {
+    let rule = failure.fault.rule();
+    d.outcome = Outcome::Deny;
+    d.rules.clear();
+    d.rules.push(rule.into());
+    d.reason = failure.fault.reason().into();
+    d.approval = None;
+    d.errors.clear();
+    d.errors.push(DecisionError { rule: rule.into(), path: "state".into(), message: failure.message });
+}
+
+/// Applies a checked grant (already checked unused by the caller's store): a valid
+/// one allows the call (`approved by WHO: …`) and is returned to be used; a rejected
+/// one lists its error under the first determining rule. A decision with no
+/// determining rule to name fails with [`EvalError::Invariant`].
+pub(crate) fn approve(d: &mut Decision, result: Result<Checked, GrantRejection>) -> Result<Option<Checked>, EvalError> {
+    let first = d.rules.first().cloned().ok_or_else(|| {
+        EvalError::invariant("a grant was checked for a decision without a determining rule".to_string())
+    })?;
+    match result {
+        Ok(c) => {
+            d.outcome = Outcome::Allow;
+            d.approval = None;
+            d.reason = format!("approved by {}: {}", c.grant.by, d.reason);
+            Ok(Some(c))
+        }
+        Err(why) => {
+            d.errors.push(DecisionError { rule: first, path: "approval".into(), message: why.message().into() });
+            Ok(None)
+        }
+    }
+}
+
+/// Lists `no session: marks not recorded` under each marking rule of a call without
+/// a session.
+pub(crate) fn no_session(d: &mut Decision, marking: &[&Rule]) {
+    for r in marking {
+        d.errors.push(DecisionError {
+            rule: r.id.clone(),
+            path: "session".into(),
+            message: "no session: marks not recorded".into(),
+        });
+    }
+}
+
+/// The marks the marking rules add at `time_ms`: label and expiry (a mark without a
+/// ttl gets `default_ttl_ms`).
+pub(crate) fn new_marks<'b, 'm>(
+    marking: &'m [&'b Rule],
+    time_ms: Millis,
+    default_ttl_ms: i64,
+) -> impl Iterator<Item = (&'b Arc<str>, Millis)> + use<'b, 'm> {
+    marking
+        .iter()
+        .flat_map(|r| &r.marks)
+        .map(move |m| (&m.label, time_ms.saturating_add(m.ttl_ms.unwrap_or(default_ttl_ms))))
+}
 
 /// Phase 5 — commit: the only phase that changes the engine's state. Decides
 /// whether the checked grant may be used (the call is then allowed, `approved by
@@ -557,20 +636,9 @@ pub(crate) fn commit(
     let mut facts = RecordFacts { approval_id: checked.approval_id, ..RecordFacts::default() };
     let mut grant_use = None;
     if let Some(result) = checked.grant {
-        let first = d.rules.first().cloned().ok_or_else(|| {
-            EvalError::invariant("a grant was checked for a decision without a determining rule".to_string())
-        })?;
         let guard = lock(used);
-        match result.and_then(|c| guard.check_unused(&c).map(|()| c)) {
-            Ok(c) => {
-                d.outcome = Outcome::Allow;
-                d.approval = None;
-                d.reason = format!("approved by {}: {}", c.grant.by, d.reason);
-                grant_use = Some((guard, c));
-            }
-            Err(why) => {
-                d.errors.push(DecisionError { rule: first, path: "approval".into(), message: why.message().into() })
-            }
+        if let Some(c) = approve(d, result.and_then(|c| guard.check_unused(&c).map(|()| c)))? {
+            grant_use = Some((guard, c));
         }
     }
     let MarksCommit { mut table, session, marking, reads, default_ttl_ms } = marks;
@@ -580,13 +648,7 @@ pub(crate) fn commit(
     let adds = d.outcome != Outcome::RequireApproval && !marking.is_empty();
     let full = match (session, table.as_deref_mut()) {
         (None, _) => {
-            for r in &marking {
-                d.errors.push(DecisionError {
-                    rule: r.id.clone(),
-                    path: "session".into(),
-                    message: "no session: marks not recorded".into(),
-                });
-            }
+            no_session(d, &marking);
             None
         }
         (Some(s), Some(t)) if adds => t.reserve(s, time_ms).err().map(|_| t.capacity()),
@@ -594,17 +656,10 @@ pub(crate) fn commit(
     };
     if let Some(cap) = full {
         // §10/§11: the pseudo-rule denies alone; nothing is used, counted or added.
-        d.outcome = Outcome::Deny;
-        d.rules.clear();
-        d.rules.push("state:full".into());
-        d.reason = FULL_REASON.into();
-        d.approval = None;
-        d.errors.clear();
-        d.errors.push(DecisionError {
-            rule: "state:full".into(),
-            path: "state".into(),
-            message: format!("max_sessions ({cap}) sessions hold live marks"),
-        });
+        deny_alone(
+            d,
+            StateFailure { fault: StateFault::Full, message: format!("max_sessions ({cap}) sessions hold live marks") },
+        );
         facts.approval_id = None;
         facts.limits = limits.checks.iter().map(|c| c.state(c.before)).collect();
         return Ok(facts);
@@ -631,10 +686,7 @@ pub(crate) fn commit(
     if let (Some(s), Some(t)) = (session, table.as_deref_mut()) {
         if adds {
             t.sweep(time_ms);
-            let new = marking
-                .iter()
-                .flat_map(|r| &r.marks)
-                .map(|m| (m.label.clone(), time_ms.saturating_add(m.ttl_ms.unwrap_or(default_ttl_ms))));
+            let new = new_marks(&marking, time_ms, default_ttl_ms).map(|(l, exp)| (l.clone(), exp));
             t.add(s, new).map_err(|_| EvalError::invariant("a reserved session had no place".to_string()))?;
         }
         if reads || !marking.is_empty() {

@@ -1,5 +1,7 @@
-//! Evaluation with fleet state (§11): the phases of `phases.rs` over a snapshot, then
-//! one atomic [`Step`] in the store.
+//! Deciding with fleet state (§11): the phases of `phases.rs` over a snapshot, then
+//! one atomic [`Step`] in the store. [`Engine::evaluate_with`] checks the stale
+//! mirror and the kill switches first and seals the record after, as for the memory
+//! state.
 //!
 //! Order of the pseudo-rules: a stale kill mirror (`state:unavailable`), then the kill
 //! switches, then rules and limits, then the shared-state failures (`state:unavailable`,
@@ -7,17 +9,17 @@
 //! needs no shared state (no limit matches, no grant to use, no candidate touching
 //! marks) makes no round trip.
 
-use super::decision::{Decision, DecisionError};
+use super::decision::Decision;
 use super::grant::GrantRejection;
 use super::limits::Counter;
 use super::phases::{self, RecordFacts, SumValue};
-use super::state::{LimitStep, SharedState, StateFailure, StateFault, Step, StepOutcome};
-use super::{scratch, Engine, EvalError, EvalOptions};
-use crate::audit::{sha256_hex, LimitState};
-use crate::eval::{Ctx, MarksSeen};
+use super::state::{LimitStep, SharedState, StateFailure, Step, StepOutcome};
+use super::{Engine, EvalError, EvalOptions};
+use crate::audit::LimitState;
+use crate::eval::Ctx;
 use crate::policy::{Limit, Outcome};
 use crate::request::Request;
-use crate::time::{self, Millis};
+use crate::time::Millis;
 use std::sync::Arc;
 
 /// How many times a call decides again when the store's counters or grants are not
@@ -34,18 +36,6 @@ pub(crate) fn live_labels(marks: &[(String, Millis)], time_ms: Millis) -> Vec<St
     v
 }
 
-/// Makes `d` a denial by a pseudo-rule alone (§11): rules `[rule]`, the fixed reason,
-/// one error at `state`, no approval.
-pub(crate) fn deny_by(d: &mut Decision, fault: StateFault, message: String) {
-    d.outcome = Outcome::Deny;
-    d.rules.clear();
-    d.rules.push(fault.rule().into());
-    d.reason = fault.reason().into();
-    d.approval = None;
-    d.errors.clear();
-    d.errors.push(DecisionError { rule: fault.rule().into(), path: "state".into(), message });
-}
-
 /// A matched limit with what the call adds to it.
 struct Probe<'b> {
     limit: &'b Limit,
@@ -56,50 +46,11 @@ struct Probe<'b> {
 }
 
 impl Engine {
-    /// [`Engine::evaluate_with`] for an engine with fleet state.
-    pub(super) fn evaluate_shared(
-        &self,
-        st: &dyn SharedState,
-        req: &Request,
-        opts: EvalOptions,
-    ) -> Result<Decision, EvalError> {
-        let time_ms = req.time_or(|| self.now());
-        let time_str = time::format_utc(time_ms);
-        let compiled = self.policy.load();
-        let bundle = &compiled.bundle;
-        let mut params_json = scratch::take(&scratch::PARAMS);
-        crate::json::write_object(&mut params_json, &req.params);
-        let params_sha256 = sha256_hex(params_json.as_bytes());
-
-        let mut d = Decision::undecided();
-        let facts = if let Some(why) = st.stale() {
-            deny_by(&mut d, StateFault::Unavailable, why);
-            RecordFacts::default()
-        } else if let Some(k) = self.kills.find(req) {
-            d.rules.push(format!("kill:{}:{}", k.scope.as_str(), k.id));
-            d.reason =
-                if k.reason.is_empty() { format!("killed: {} \"{}\"", k.scope.as_str(), k.id) } else { k.reason };
-            RecordFacts::default()
-        } else {
-            match self.decide_shared(st, &compiled, req, &params_json, time_ms, &time_str, opts, &mut d)? {
-                Ok(facts) => facts,
-                Err(f) => {
-                    deny_by(&mut d, f.fault, f.message);
-                    d.explain = None;
-                    RecordFacts::default()
-                }
-            }
-        };
-        scratch::put(&scratch::PARAMS, params_json);
-        d.audit = phases::build_record(req, time_str, params_sha256, &d, facts, self.kid.clone(), bundle.hash.clone());
-        self.seal(&mut d.audit)?;
-        Ok(d)
-    }
-
-    /// Rules and limits over the snapshot, then the step; `Ok(Err(_))` is a
-    /// shared-state failure (the caller makes it the decision).
+    /// [`Engine::evaluate_with`]'s rules and limits for an engine with fleet state:
+    /// over the snapshot, then the step. `Ok(Err(_))` is a shared-state failure (the
+    /// caller makes it the decision).
     #[allow(clippy::too_many_arguments)]
-    fn decide_shared(
+    pub(super) fn decide_shared(
         &self,
         st: &dyn SharedState,
         compiled: &super::Compiled,
@@ -113,18 +64,7 @@ impl Engine {
         let bundle = &compiled.bundle;
         let (candidates, proven) = compiled.checked_lookup(req)?;
         let session = req.session.as_deref();
-        let mut touches = false;
-        if compiled.touches_marks {
-            for &i in candidates {
-                let r = bundle.rules.get(i as usize).ok_or_else(|| {
-                    EvalError::invariant(format!(
-                        "the index names rule {i}, but the bundle has {} rules",
-                        bundle.rules.len()
-                    ))
-                })?;
-                touches |= r.reads_marks || !r.marks.is_empty();
-            }
-        }
+        let touches = phases::candidates_touch_marks(&bundle.rules, candidates, compiled.touches_marks)?;
         // The snapshot: the session's marks, when a candidate touches them.
         let mut live: Vec<Arc<str>> = Vec::new();
         if let (true, Some(s)) = (touches, session) {
@@ -134,18 +74,12 @@ impl Engine {
                 Err(f) => return Ok(Err(f)),
             }
         }
-        let seen = match (touches, session) {
-            (false, _) => MarksSeen::NotRead,
-            (true, None) => MarksSeen::NoSession,
-            (true, Some(_)) => MarksSeen::Live(&live),
-        };
-        let ctx = Ctx { req, time_ms, time_str, marks: seen };
+        let ctx = Ctx { req, time_ms, time_str, marks: phases::MarksRead::seen(touches, session, &live, None) };
         let mut matched = phases::match_rules(&bundle.rules, candidates, proven, &ctx, opts.explain)?;
         let mut base_errors = std::mem::take(&mut matched.errors);
         let mut probes = Vec::new();
         for l in phases::matching_limits(&bundle.limits, &ctx, &mut base_errors) {
-            let window = time_ms.div_euclid(l.window.millis);
-            let window_end = window.saturating_add(1).saturating_mul(l.window.millis);
+            let (window, window_end) = phases::window_of(l, time_ms);
             let per = phases::per_values(l, &ctx)?;
             let sum = phases::sum_value(l, &ctx, &mut base_errors);
             probes.push(Probe { limit: l, per, window, window_end, sum });
@@ -166,35 +100,22 @@ impl Engine {
             d.explain.clone_from(&explain);
             let checked = phases::grant(self.approval_key.as_deref(), &bundle.hash, req, params_json, time_ms, d);
             let mut facts = RecordFacts { approval_id: checked.approval_id, ..RecordFacts::default() };
-            let mut grant_use = None;
-            if let Some(result) = checked.grant {
-                let first = d.rules.first().cloned().ok_or_else(|| {
-                    EvalError::invariant("a grant was checked for a decision without a determining rule".to_string())
-                })?;
-                match result.and_then(|c| if grant_used { Err(GrantRejection::Used) } else { Ok(c) }) {
-                    Ok(c) => {
-                        d.outcome = Outcome::Allow;
-                        d.approval = None;
-                        d.reason = format!("approved by {}: {}", c.grant.by, d.reason);
-                        grant_use = Some(c);
-                    }
-                    Err(why) => d.errors.push(DecisionError {
-                        rule: first,
-                        path: "approval".into(),
-                        message: why.message().into(),
+            let grant_use = match checked.grant {
+                // The store said this grant was used (by another member): refused as
+                // the memory state refuses a second use.
+                Some(result) => phases::approve(
+                    d,
+                    result.and_then(|c| match grant_used {
+                        true => Err(GrantRejection::Used),
+                        false => Ok(c),
                     }),
-                }
-            }
+                )?,
+                None => None,
+            };
             let marking = phases::marking_rules(&matched, d);
             let adds = d.outcome != Outcome::RequireApproval && !marking.is_empty();
             if session.is_none() {
-                for r in &marking {
-                    d.errors.push(DecisionError {
-                        rule: r.id.clone(),
-                        path: "session".into(),
-                        message: "no session: marks not recorded".into(),
-                    });
-                }
+                phases::no_session(d, &marking);
             }
             let shows_marks = session.is_some() && (matched.reads_marks || !marking.is_empty());
             let writes_marks = adds && session.is_some();
@@ -208,14 +129,9 @@ impl Engine {
             if let Err(f) = st.check(time_ms) {
                 return Ok(Err(f));
             }
-            let new_marks: Vec<(&str, Millis)> = if writes_marks {
-                marking
-                    .iter()
-                    .flat_map(|r| &r.marks)
-                    .map(|m| (&*m.label, time_ms.saturating_add(m.ttl_ms.unwrap_or(self.marks_ttl_ms))))
-                    .collect()
-            } else {
-                Vec::new()
+            let new_marks: Vec<(&str, Millis)> = match writes_marks {
+                true => phases::new_marks(&marking, time_ms, self.marks_ttl_ms).map(|(l, exp)| (&**l, exp)).collect(),
+                false => Vec::new(),
             };
             let allowed = d.outcome == Outcome::Allow;
             let step = Step {
@@ -241,27 +157,24 @@ impl Engine {
                 session: if shows_marks || writes_marks { session } else { None },
                 marks: new_marks,
             };
-            match st.step(&step) {
+            let outcome = match st.step(&step) {
                 Err(f) => return Ok(Err(f)),
-                Ok(StepOutcome::Changed { before, grant_used: used }) => {
-                    if before.len() != probes.len() {
-                        return Err(EvalError::invariant(format!(
-                            "the store returned {} counters for {} limits",
-                            before.len(),
-                            probes.len()
-                        )));
-                    }
+                Ok(o) => o,
+            };
+            let (StepOutcome::Changed { before, .. } | StepOutcome::Done { before, .. }) = &outcome;
+            if before.len() != probes.len() {
+                return Err(EvalError::invariant(format!(
+                    "the store returned {} counters for {} limits",
+                    before.len(),
+                    probes.len()
+                )));
+            }
+            match outcome {
+                StepOutcome::Changed { before, grant_used: used } => {
                     counters = before;
                     grant_used |= used;
                 }
-                Ok(StepOutcome::Done { before, marks }) => {
-                    if before.len() != probes.len() {
-                        return Err(EvalError::invariant(format!(
-                            "the store returned {} counters for {} limits",
-                            before.len(),
-                            probes.len()
-                        )));
-                    }
+                StepOutcome::Done { before, marks } => {
                     facts.limits = probes
                         .iter()
                         .zip(before)

@@ -83,7 +83,8 @@ impl KillSet {
     }
 }
 
-/// Why shared state could not be used: each is a pseudo-rule that denies alone (§11).
+/// Why the state a call needs could not be used: each is a pseudo-rule that denies
+/// alone (§10, §11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateFault {
     /// The store could not be reached in time, or the kill mirror is stale.
@@ -93,6 +94,9 @@ pub enum StateFault {
     Reset,
     /// The request time is too far from the store's clock.
     Skew,
+    /// The memory state's session table is full (`max_sessions`, §10): the call's
+    /// marks cannot be stored.
+    Full,
 }
 
 impl StateFault {
@@ -102,6 +106,7 @@ impl StateFault {
             StateFault::Unavailable => "state:unavailable",
             StateFault::Reset => "state:reset",
             StateFault::Skew => "state:skew",
+            StateFault::Full => "state:full",
         }
     }
 
@@ -113,6 +118,7 @@ impl StateFault {
                 "shared state reset: the fleet's store lost its data; an operator must accept it (aegis state reset --accept)"
             }
             StateFault::Skew => "shared state clock skew: the request time is too far from the fleet store's clock",
+            StateFault::Full => "session table full: the call's marks cannot be stored",
         }
     }
 }
@@ -131,6 +137,14 @@ impl StateFailure {
     /// The store could not be reached.
     pub fn unavailable(message: impl Into<String>) -> StateFailure {
         StateFailure { fault: StateFault::Unavailable, message: message.into() }
+    }
+
+    /// The store lost its data (its epoch is gone or changed).
+    pub fn reset() -> StateFailure {
+        StateFailure {
+            fault: StateFault::Reset,
+            message: "the fleet's store lost its data (its epoch is gone or changed); until an operator runs `aegis state reset --accept`, calls that need shared state are denied".into(),
+        }
     }
 }
 
